@@ -1,0 +1,38 @@
+"""lstmshape: raw ``.npy``/``.npz``/``.h5`` arrays in, LSTM-ready ``(samples, timesteps, features)``
+tensors out, with a JSON shape manifest.
+
+The library API (each name is imported on first use, so ``import lstmshape`` stays fast)::
+
+    import lstmshape
+    seqs = lstmshape.read("sensors.npz")                  # a SequenceSet
+    padded = lstmshape.pad(seqs, maxlen="p95")            # PadResult(tensor, lengths)
+    lstmshape.write("train.npz", padded.tensor, lengths=padded.lengths)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "SequenceSet": ("lstmshape.sequences", "SequenceSet"),
+    "LstmshapeError": ("lstmshape.errors", "LstmshapeError"),
+    "read": ("lstmshape.api", "read"),
+    "write": ("lstmshape.api", "write"),
+    "inspect": ("lstmshape.api", "inspect"),
+    "pad": ("lstmshape.ops.pad", "pad"),
+    "truncate": ("lstmshape.ops.truncate", "truncate"),
+    "split": ("lstmshape.ops.truncate", "split"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'lstmshape' has no attribute {name!r}")

@@ -1,0 +1,386 @@
+"""The ``lstmshape`` command line: parse options, call the library, report.
+
+Each command is a few lines around a function of :mod:`lstmshape.commands`. Errors are turned
+into messages and exit codes in one place, :func:`main`:
+
+====  ==========================================================================
+code  meaning
+====  ==========================================================================
+0     success
+1     bad input data, unreadable or damaged file, failed check, unwritable output
+2     usage error (unknown option, malformed value) -- click's own
+130   interrupted (SIGINT / Ctrl-C); 143 terminated (SIGTERM); 141 stdout closed
+====  ==========================================================================
+
+Imports of numpy, h5py and rich happen inside the commands, so ``lstmshape --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import __version__
+from .errors import LstmshapeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
+DEBUG_ENV = "LSTMSHAPE_DEBUG"
+SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+              "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+              "tib": 2**40}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so that cleanup (temp files) runs as for Ctrl-C."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter types
+
+
+class ByteSize(click.ParamType):  # type: ignore[type-arg]
+    """``256MB``, ``1GiB``, ``500k`` or a plain number of bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in SIZE_UNITS:
+            self.fail(f"{value!r} is not a size like 256MB, 1GiB or 1000000", param, ctx)
+        size = int(float(match.group(1)) * SIZE_UNITS[unit])
+        if size < 1 << 20:
+            self.fail(f"{value!r} is below the smallest budget, 1MiB", param, ctx)
+        return size
+
+
+class MaxLen(click.ParamType):  # type: ignore[type-arg]
+    """``N``, ``max`` or ``pNN``."""
+
+    name = "N|max|pNN"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        from .ops.pad import parse_maxlen
+
+        try:
+            return parse_maxlen(value)
+        except LstmshapeError as err:
+            self.fail(str(err), param, ctx)
+
+
+class DType(click.ParamType):  # type: ignore[type-arg]
+    """A numpy dtype name lstmshape can write (bool, ints, float16/32/64)."""
+
+    name = "DTYPE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import numpy as np
+
+        from .io.arrays import check_dtype
+
+        try:
+            dtype = np.dtype(value)
+            check_dtype(dtype, "--dtype")
+        except (TypeError, LstmshapeError):
+            self.fail(f"{value!r} is not a supported dtype (bool, int8..int64, uint8..uint64, "
+                      f"float16, float32, float64)", param, ctx)
+        return str(dtype)
+
+
+class PadValue(click.ParamType):  # type: ignore[type-arg]
+    name = "V"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number (or 'nan')", param, ctx)
+
+
+SIDE = click.Choice(["pre", "post"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared options
+
+
+def input_options(command: F) -> F:
+    """Options about reading inputs, shared by every command."""
+    decorators = [
+        click.option("--lengths", "lengths", metavar="FILE",
+                     help="True lengths (int, one per sample) of a dense, padded input."),
+        click.option("--allow-pickle", is_flag=True,
+                     help="Allow object arrays (unpickles them: only for files you trust)."),
+        click.option("--memory-limit", type=ByteSize(), default="256MB", show_default=True,
+                     help="Memory budget; inputs are processed in blocks that fit it."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def output_options(command: F) -> F:
+    """Options every transforming command takes."""
+    decorators = [
+        click.option("-o", "--output", required=True, metavar="PATH",
+                     help="Output file; .npy, .npz or .h5 by suffix; '-' writes .npy to stdout."),
+        click.option("--manifest", metavar="PATH",
+                     help="Write the JSON manifest here instead of OUTPUT.json."),
+        click.option("--no-manifest", is_flag=True, help="Do not write a manifest."),
+        click.option("-q", "--quiet", is_flag=True, help="No warnings, no progress, no summary."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar on stderr (default: when stderr is a terminal)."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return input_options(command)
+
+
+def run_transform(label: str, kwargs: dict[str, Any],
+                  call: Callable[[Any], dict[str, Any]]) -> None:
+    """Build IOOptions from the shared options, run the command, print warnings and summary."""
+    from . import render
+    from .job import IOOptions
+
+    quiet = kwargs.pop("quiet")
+    progress = kwargs.pop("progress")
+    show_progress = not quiet and (progress if progress is not None else sys.stderr.isatty())
+    notes: list[str] = []
+    with render.progress_bar(label, show_progress) as callback:
+        options = IOOptions(
+            output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
+            no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
+            allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
+            progress=callback, notes=notes)
+        manifest = call(options)
+    if not quiet:
+        for note in notes:
+            render.warn(note)
+        x = manifest["outputs"].get("x") or manifest["outputs"].get("values") or {}
+        render.summary(f"{label}: wrote {options.output} {render.format_shape(x.get('shape'))} "
+                       f"{x.get('dtype', '')}, input_shape={manifest['input_shape']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lstmshape")
+def cli() -> None:
+    """Turn raw .npy/.npz/.h5 arrays into LSTM-ready (samples, timesteps, features) tensors.
+
+    \b
+    Example pipeline:
+      lstmshape inspect raw.h5
+      lstmshape pad raw.h5:/sensors --maxlen p95 -o train.npy
+      lstmshape truncate train.npy --maxlen 50 -o short.npy
+
+    Each transforming command writes OUTPUT and a JSON manifest OUTPUT.json beside it.
+    Errors: one line on stderr, exit 1 (bad data) or 2 (bad usage).
+    """
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SRC...")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a list for several).")
+@click.option("--expect-shape", metavar="N,T,F",
+              help="Exit 1 unless the shape matches, e.g. '*,100,8' (* matches anything).")
+@click.option("--pad-value", type=PadValue(), default=None,
+              help="Value counted as padding (default: the manifest's, else 0).")
+@input_options
+def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
+            pad_value: float | None, lengths: str | None, allow_pickle: bool,
+            memory_limit: int) -> None:
+    """Show what SRC holds and whether an LSTM can take it.
+
+    SRC is PATH or PATH:KEY (an array or group inside .npz/.h5), or '-' for .npy on stdin.
+
+    \b
+    Examples:
+      lstmshape inspect raw.h5
+      lstmshape inspect train.npy --json | jq .input_shape
+      lstmshape inspect train.npy --expect-shape '*,100,8'   # CI gate
+    """
+    import json
+
+    from . import render
+    from .commands.inspect import inspect_file, parse_expected_shape
+
+    if expect_shape is not None:
+        try:
+            parse_expected_shape(expect_shape)
+        except LstmshapeError as err:
+            raise click.BadParameter(str(err), param_hint="--expect-shape") from None
+    reports = [inspect_file(src, memory_limit=memory_limit, allow_pickle=allow_pickle,
+                            lengths=lengths, pad_value=pad_value, expect_shape=expect_shape)
+               for src in sources]
+    if as_json:
+        payload: Any = reports[0] if len(reports) == 1 else reports
+        click.echo(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False,
+                              default=str))
+        return
+    for report in reports:
+        render.render_inspect(report)
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.option("--maxlen", type=MaxLen(), default="max", show_default=True,
+              help="Timesteps: a number, 'max', or a percentile of the lengths like 'p95'.")
+@click.option("--padding", type=SIDE, default="post", show_default=True,
+              help="Pad at the start (pre) or the end (post).")
+@click.option("--truncating", type=SIDE, default="post", show_default=True,
+              help="Cut longer sequences at the start (pre) or the end (post).")
+@click.option("--value", type=PadValue(), default=0.0, show_default=True,
+              help="Pad value ('nan' allowed for floats).")
+@click.option("--dtype", type=DType(), default=None, help="Output dtype (default: the input's).")
+@click.option("--allow-lossy", is_flag=True, help="Allow a --dtype cast that changes values.")
+@output_options
+def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: float,
+        dtype: str | None, allow_lossy: bool, **common: Any) -> None:
+    """Pad (and truncate) sequences into one dense (samples, maxlen, features) tensor.
+
+    Same result as keras.utils.pad_sequences with the same maxlen, padding, truncating, value and
+    dtype; but the dtype defaults to the input's and padding/truncating default to 'post'.
+
+    \b
+    Examples:
+      lstmshape pad sensors.npz --maxlen p95 -o train.npy
+      lstmshape pad tokens.npy --maxlen 20 --padding pre -o - | python train.py
+    """
+    from .commands.pad import pad_file
+
+    run_transform("pad", common, lambda options: pad_file(
+        source, options, maxlen=maxlen, padding=padding,  # type: ignore[arg-type]
+        truncating=truncating, value=value, dtype=dtype,  # type: ignore[arg-type]
+        allow_lossy=allow_lossy))
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.option("--maxlen", type=click.IntRange(min=1), required=True,
+              help="Keep at most this many timesteps per sequence.")
+@click.option("--truncating", type=SIDE, default="post", show_default=True,
+              help="Cut at the start (pre) or the end (post).")
+@click.option("--overflow", type=click.Choice(["drop", "split"]), default="drop",
+              show_default=True, help="Drop the cut timesteps, or split them into new samples.")
+@output_options
+def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common: Any) -> None:
+    """Cut sequences to at most MAXLEN timesteps; a ragged input stays ragged.
+
+    With --overflow split a long sequence becomes several consecutive samples instead of losing
+    its end; the output's source_index says which input sample each came from.
+
+    \b
+    Examples:
+      lstmshape truncate train.npy --maxlen 50 -o short.npy
+      lstmshape truncate sensors.npz --maxlen 100 --overflow split -o pieces.npz
+    """
+    from .commands.truncate import truncate_file
+
+    run_transform("truncate", common, lambda options: truncate_file(
+        source, options, maxlen=maxlen, truncating=truncating,  # type: ignore[arg-type]
+        overflow=overflow))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the manifest lstmshape writes.
+
+    \b
+    Example:
+      lstmshape schema > manifest.schema.json
+    """
+    import json
+
+    from .manifest import JSON_SCHEMA
+
+    click.echo(json.dumps(JSON_SCHEMA, indent=2, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# The one place errors become messages and exit codes
+
+
+def error_line(message: str) -> None:
+    first = " ".join(message.split("\n")).strip()
+    click.echo(f"Error: {first}", err=True)
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """stdout's reader went away (``| head``): exit without a traceback or flush error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    os._exit(EXIT_BROKEN_PIPE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lstmshape`` console script and ``python -m lstmshape``."""
+    debug = bool(os.environ.get(DEBUG_ENV))
+    signal.signal(signal.SIGTERM, on_sigterm)
+    code = 0
+    try:
+        result = cli.main(args=argv, prog_name="lstmshape", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exit_:
+        code = exit_.exit_code
+    except click.ClickException as err:
+        err.show()
+        code = err.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        error_line("interrupted")
+        code = EXIT_INTERRUPTED
+    except Terminated:
+        error_line("terminated")
+        code = EXIT_TERMINATED
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    except LstmshapeError as err:
+        if debug:
+            raise
+        error_line(str(err))
+        code = err.exit_code
+    except MemoryError:
+        if debug:
+            raise
+        error_line("out of memory; lower --memory-limit, or process a smaller input")
+        code = 1
+    except OSError as err:
+        if debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        error_line(f"{where}{err.strerror or err}")
+        code = 1
+    except Exception as err:
+        if debug:
+            raise
+        error_line(f"internal error ({type(err).__name__}: {err}); this is a bug in lstmshape "
+                   f"-- set {DEBUG_ENV}=1 for a traceback")
+        code = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    sys.exit(code)

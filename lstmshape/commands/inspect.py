@@ -1,0 +1,167 @@
+"""``lstmshape inspect``: what an input holds and whether an LSTM can take it as it is.
+
+:func:`inspect_file` returns one JSON-ready dict (the ``--json`` output, documented in the
+README); the CLI renders the same dict as a rich table for people.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckFailed, InputError
+from ..io.location import Location, parse_location
+from ..io.source import Source, open_source
+from ..ops.stats import ValueStats, length_histogram, length_statistics
+
+DEFAULT_BLOCK_BYTES = 32 * 10**6
+
+
+def list_arrays(location: Location, memory_limit: int) -> list[dict[str, Any]]:
+    """Every array in a container (like ``h5ls -r``): key, shape and dtype."""
+    if location.is_stdio or location.suffix == ".npy" or not os.path.isfile(location.path):
+        return []
+    if location.suffix == ".npz":
+        from ..io.npz import NpzArchive, NpzMemberArray
+
+        archive = NpzArchive(location.path, memory_limit, allow_pickle=True)
+        try:
+            listing: list[dict[str, Any]] = []
+            for key in archive.keys():  # noqa: SIM118 - not a dict
+                try:
+                    member = NpzMemberArray(archive, key)
+                    listing.append({"key": key, "shape": list(member.shape),
+                                    "dtype": str(member.dtype)})
+                except InputError as err:
+                    listing.append({"key": key, "shape": None, "dtype": f"unreadable: {err}"})
+            return listing
+        finally:
+            archive.close()
+    if location.suffix == ".h5":
+        from ..io.h5 import H5File
+
+        h5 = H5File(location.path, memory_limit)
+        try:
+            return [{"key": name, "shape": list(shape), "dtype": dtype}
+                    for name, shape, dtype in h5.listing()]
+        finally:
+            h5.close()
+    return []
+
+
+def parse_expected_shape(text: str) -> list[int | None]:
+    """``'*,100,8'`` to ``[None, 100, 8]`` (``*`` matches anything).
+
+    Example:
+        >>> parse_expected_shape("*, 100, 8")
+        [None, 100, 8]
+    """
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return [None if p in ("*", "") else int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"--expect-shape {text!r}: expected comma-separated integers or '*', "
+                         f"e.g. '*,100,8'") from None
+
+
+def inspect_file(src: str, *, memory_limit: int = 256 * 10**6, allow_pickle: bool = False,
+                 lengths: str | None = None, pad_value: float | None = None,
+                 expect_shape: str | None = None) -> dict[str, Any]:
+    """Describe ``src``: layout, shape, length statistics, value checks and an LSTM verdict.
+
+    Raises :class:`~lstmshape.errors.CheckFailed` when ``expect_shape`` does not match.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+        >>> np.save(path, np.zeros((4, 10, 3), np.float32))
+        >>> report = inspect_file(path)
+        >>> report["kind"], report["input_shape"], report["lstm_ready"]
+        ('dense', [10, 3], True)
+    """
+    location = parse_location(src)
+    report: dict[str, Any] = {"path": location.path, "key": location.key,
+                              "arrays": list_arrays(location, memory_limit)}
+    try:
+        source = open_source(location, memory_limit=memory_limit, allow_pickle=allow_pickle,
+                             lengths_file=lengths)
+    except InputError as err:
+        if len(report["arrays"]) > 1 and location.key is None and "pick one" in str(err):
+            report.update(kind=None, lstm_ready=False, input_shape=None,
+                          suggestion=f"pick an array: lstmshape inspect {location.path}:KEY")
+            return report
+        raise
+    with source:
+        report.update(describe(source, pad_value))
+    if expect_shape is not None:
+        check_expected_shape(report, expect_shape)
+    return report
+
+
+def describe(source: Source, pad_value: float | None) -> dict[str, Any]:
+    if pad_value is None:
+        pad_value = source.pad_value if source.pad_value is not None else 0.0
+    stats = ValueStats(pad_value=pad_value)
+    for start, stop in source.block_bounds(DEFAULT_BLOCK_BYTES):
+        stats.add(source.read_block(start, stop))
+    dense = source.kind == "dense"
+    timesteps = source.timesteps if dense else None
+    stored_3d = dense and len(source.records[0].shape) == 3
+    padded = dense and bool(np.any(source.lengths != timesteps))
+    ready = dense and stored_3d and stats.nan == 0 and stats.inf == 0
+    size = source.n_samples * (timesteps or 0) * source.n_features * source.dtype.itemsize
+    if not dense:
+        size = int(source.lengths.sum()) * source.n_features * source.dtype.itemsize
+    report: dict[str, Any] = {
+        "key": source.location.key,
+        "kind": "dense" if dense else "ragged",
+        "layout": source.layout,
+        "samples": source.n_samples,
+        "timesteps": timesteps,
+        "features": source.n_features,
+        "dtype": str(source.dtype),
+        "nbytes": size,
+        "lengths": {**length_statistics(source.lengths),
+                    "histogram": [list(b) for b in length_histogram(source.lengths)]},
+        "padded": padded,
+        "nan": stats.nan,
+        "inf": stats.inf,
+        "value_range": None if stats.minimum is None else [stats.minimum, stats.maximum],
+        "pad_value": "nan" if math.isnan(pad_value) else pad_value,
+        "pad_collisions": stats.collisions,
+        "feature_names": source.feature_names,
+        "manifest": (source.manifest or {}).get("_path"),
+        "lstm_ready": ready,
+        "input_shape": [timesteps, source.n_features] if dense else [None, source.n_features],
+        "suggestion": suggestion(source, stored_3d, stats),
+    }
+    return report
+
+
+def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None:
+    """The command that makes this input LSTM-ready, or None when it already is."""
+    where = str(source.location)
+    stem = os.path.splitext(os.path.basename(source.location.path))[0] or "out"
+    if stats.nan or stats.inf:
+        return (f"{stats.nan:,} NaN and {stats.inf:,} inf values: clean or impute them before "
+                f"training (an LSTM propagates NaN through every later timestep)")
+    if source.kind == "dense":
+        if stored_3d:
+            return None
+        return f"lstmshape pad {where} -o {stem}_3d.npy  (adds the feature axis)"
+    stats_ = length_statistics(source.lengths)
+    maxlen = "p95" if stats_["max"] > 2 * stats_["p95"] else "max"
+    return f"lstmshape pad {where} --maxlen {maxlen} -o {stem}_padded.npy"
+
+
+def check_expected_shape(report: dict[str, Any], text: str) -> None:
+    expected = parse_expected_shape(text)
+    actual = [report.get("samples"), report.get("timesteps"), report.get("features")]
+    mismatch = any(e is not None and e != a for e, a in zip(expected, actual, strict=False))
+    if len(expected) != 3 or mismatch:
+        shown = ",".join("*" if a is None else str(a) for a in actual)
+        raise CheckFailed(f"{report['path']}: shape ({shown}) does not match expected "
+                          f"({text})")

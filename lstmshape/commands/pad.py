@@ -1,0 +1,70 @@
+"""``lstmshape pad``: any input to a dense ``(N, maxlen, F)`` tensor, block by block."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..io.output import Stream
+from ..job import IOOptions, Job, Result
+from ..manifest import ManifestData, json_number
+from ..ops.pad import check_value_fits, pad, resolve_maxlen
+from ..ops.stats import pad_collisions
+from ..sequences import Side
+
+
+def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
+             padding: Side = "post", truncating: Side = "post", value: float = 0.0,
+             dtype: str | None = None, allow_lossy: bool = False) -> dict[str, Any]:
+    """Pad the sequences of ``src`` into ``options.output``; returns the manifest written.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> folder = tempfile.mkdtemp(); src = os.path.join(folder, "seqs.npz")
+        >>> np.savez(src, values=np.arange(4.0), lengths=np.array([3, 1]))
+        >>> pad_file(src, IOOptions(os.path.join(folder, "x.npy")), maxlen=2)["input_shape"]
+        [2, 1]
+    """
+    params = {"maxlen": maxlen, "padding": padding, "truncating": truncating,
+              "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy}
+
+    def produce(job: Job) -> Result:
+        source = job.open(job.locations[0])
+        length = resolve_maxlen(maxlen, source.lengths)
+        target = np.dtype(dtype) if dtype is not None else source.dtype
+        check_value_fits(value, target)
+        kept = np.minimum(source.lengths, length)
+        notes: list[str] = []
+        collisions = [0]
+
+        def blocks() -> Iterator[np.ndarray]:
+            row_bytes = length * source.n_features * target.itemsize
+            for start, stop in job.blocks(source, extra_per_sample=row_bytes):
+                block = source.read_block(start, stop)
+                result = pad(block, length, padding, truncating, value, target, allow_lossy)
+                collisions[0] += pad_collisions(block.values, value)
+                yield result.tensor
+            if collisions[0]:
+                notes.append(f"{collisions[0]:,} real timesteps of {source.location} equal the "
+                             f"pad value {value:g} in every feature; a Masking layer would hide "
+                             f"them -- consider --value with a value the data never takes")
+
+        tensor = Stream((source.n_samples, length, source.n_features), target, blocks())
+        arrays: list[tuple[str, Any]] = [("x", tensor), ("lengths", kept)]
+        targets = source.read_targets(0, source.n_samples)
+        if targets is not None:
+            arrays.append(("y", targets))
+        manifest = ManifestData(
+            command="pad", params={**params, "resolved_maxlen": length},
+            inputs=[], outputs={}, samples=source.n_samples, timesteps=length,
+            features=source.n_features, feature_names=source.feature_names, lengths=kept,
+            padding={"side": padding, "value": json_number(value)},
+            truncating={"side": truncating, "maxlen": length},
+            truncated_samples=int(np.count_nonzero(source.lengths > length)),
+            dropped_timesteps=int((source.lengths - kept).sum()),
+            history=job.history())
+        return Result(arrays, manifest, notes)
+
+    return Job("pad", [src], options).run(produce)

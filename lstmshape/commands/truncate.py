@@ -1,0 +1,105 @@
+"""``lstmshape truncate``: cut sequences to ``maxlen`` steps, or split them; ragged stays ragged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..io.output import Stream
+from ..job import IOOptions, Job, Result
+from ..manifest import ManifestData, json_number
+from ..ops.pad import pad
+from ..ops.truncate import split, truncate
+from ..sequences import LENGTH_DTYPE, Side
+
+OVERFLOW_CHOICES = ("drop", "split")
+
+
+def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side = "post",
+                  overflow: str = "drop") -> dict[str, Any]:
+    """Truncate (or, with ``overflow="split"``, split) the sequences of ``src``.
+
+    A dense input gives a dense ``(N, min(maxlen, T), F)`` tensor that keeps its padding side and
+    value; a ragged input gives ragged ``values`` + ``lengths``.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> folder = tempfile.mkdtemp(); src = os.path.join(folder, "seqs.npz")
+        >>> np.savez(src, values=np.arange(5.0), lengths=np.array([4, 1]))
+        >>> m = truncate_file(src, IOOptions(os.path.join(folder, "cut.npz")), maxlen=2)
+        >>> m["lengths"]["max"], m["lengths"]["dropped_timesteps"]
+        (2, 2)
+    """
+    params = {"maxlen": maxlen, "truncating": truncating, "overflow": overflow}
+
+    def produce(job: Job) -> Result:
+        source = job.open(job.locations[0])
+        lengths = source.lengths
+        if overflow == "split":
+            counts = np.maximum(1, -(-lengths // maxlen))
+            source_index = np.repeat(np.arange(source.n_samples, dtype=np.int64), counts)
+            new_lengths = split_lengths(lengths, maxlen, truncating)
+        else:
+            source_index = None
+            new_lengths = np.minimum(lengths, maxlen).astype(LENGTH_DTYPE)
+        dense = source.timesteps is not None
+        width = min(maxlen, source.timesteps) if source.timesteps is not None else None
+        pad_value = source.pad_value if source.pad_value is not None else 0.0
+
+        def cut_blocks() -> Iterator[Any]:
+            for start, stop in job.blocks(source):
+                block = source.read_block(start, stop)
+                if overflow == "split":
+                    pieces, _ = split(block, maxlen, truncating)
+                else:
+                    pieces = truncate(block, maxlen, truncating)
+                if dense:
+                    assert width is not None
+                    yield pad(pieces, width, source.side, truncating, pad_value).tensor
+                else:
+                    yield pieces.values
+
+        features = source.n_features
+        if dense:
+            assert width is not None
+            main: tuple[str, Stream] = ("x", Stream((len(new_lengths), width, features),
+                                                    source.dtype, cut_blocks()))
+            padding = ({"side": source.side, "value": json_number(pad_value)}
+                       if bool(np.any(new_lengths < width)) or source.pad_value is not None
+                       else None)
+        else:
+            main = ("values", Stream((int(new_lengths.sum()), features), source.dtype,
+                                     cut_blocks()))
+            padding = None
+        arrays: list[tuple[str, Any]] = [main, ("lengths", new_lengths)]
+        if source_index is not None:
+            arrays.append(("source_index", source_index))
+        targets = source.read_targets(0, source.n_samples)
+        if targets is not None:
+            arrays.append(("y", targets if source_index is None else targets[source_index]))
+        kept = np.minimum(lengths, maxlen)
+        manifest = ManifestData(
+            command="truncate", params=params, inputs=[], outputs={},
+            samples=len(new_lengths), timesteps=width, features=features,
+            feature_names=source.feature_names, lengths=new_lengths, padding=padding,
+            truncating={"side": truncating, "maxlen": maxlen},
+            truncated_samples=int(np.count_nonzero(lengths > maxlen)),
+            dropped_timesteps=0 if overflow == "split" else int((lengths - kept).sum()),
+            history=job.history())
+        if source_index is not None:
+            manifest.extra["split"] = {"source_samples": source.n_samples,
+                                       "pieces": len(new_lengths),
+                                       "source_index": "outputs.source_index"}
+        return Result(arrays, manifest)
+
+    return Job("truncate", [src], options).run(produce)
+
+
+def split_lengths(lengths: np.ndarray, maxlen: int, side: Side) -> np.ndarray:
+    """The piece lengths :func:`~lstmshape.ops.truncate.split` gives, from the lengths alone."""
+    from ..sequences import SequenceSet
+
+    empty = SequenceSet(np.zeros((int(lengths.sum()), 0)), lengths)
+    return split(empty, maxlen, side)[0].lengths

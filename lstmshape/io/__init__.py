@@ -1,0 +1,1 @@
+"""Reading and writing ``.npy``, ``.npz`` and ``.h5``: the only code that touches files."""

@@ -1,0 +1,252 @@
+"""HDF5 files through h5py, refusing anything that would read another file.
+
+HDF5 can point outside the file it lives in: external links (``h5py.ExternalLink``), virtual
+datasets (VDS, mapping other files' datasets) and external raw storage (a dataset whose bytes live
+in separate flat files). A tool run on untrusted inputs in CI must not follow them, so every
+object is checked before its data is touched, and each is refused with the link or file named.
+
+Datasets are read a block of rows at a time (``ds[start:stop]``); a dataset whose HDF5 chunk is
+larger than the memory budget is refused, since HDF5 decompresses whole chunks.
+
+Writing: :class:`H5Writer` creates datasets without time stamps (``track_times=False``) so the same
+arrays give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .arrays import check_dtype, nbytes_of
+from .location import natural_key
+
+#: Groups with more datasets than this are listed as one row (they are usually sequences).
+LISTING_GROUP_LIMIT = 16
+
+
+def h5py_module() -> Any:
+    """Import h5py on first use: ``lstmshape --help`` must not pay for it."""
+    import h5py
+
+    return h5py
+
+
+@contextmanager
+def h5_errors(where: str) -> Iterator[None]:
+    """Turn HDF5 library errors into one-line InputErrors."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{where}: cannot read HDF5 data: {message}") from None
+
+
+class H5File:
+    """An HDF5 file opened read-only, with safe lookups of groups and datasets."""
+
+    def __init__(self, path: str, memory_limit: int) -> None:
+        h5py = h5py_module()
+        self.path = path
+        self.memory_limit = memory_limit
+        try:
+            self.file = h5py.File(path, "r")
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, not an HDF5 file") from None
+        except OSError as err:
+            text = str(err)
+            if "signature" in text:
+                raise InputError(f"{path}: not an HDF5 file (no HDF5 signature found; "
+                                 f"truncated or another format?)") from None
+            if "lock" in text:
+                raise InputError(f"{path}: locked by another process that is writing it; "
+                                 f"retry when it is done") from None
+            if "No such file" in text:
+                raise InputError(f"{path}: no such file") from None
+            raise InputError(f"{path}: cannot open HDF5 file: "
+                             f"{text.splitlines()[0]}") from None
+
+    def close(self) -> None:
+        self.file.close()
+
+    def where(self, name: str) -> str:
+        return f"{self.path}:{name}"
+
+    def get(self, name: str) -> Any:
+        """The group or dataset at ``name``, after checking every link on the way to it."""
+        h5py = h5py_module()
+        node = self.file
+        parts = [p for p in name.split("/") if p]
+        walked = ""
+        for part in parts:
+            walked += "/" + part
+            with h5_errors(self.where(walked)):
+                if not isinstance(node, h5py.Group) or part not in node:
+                    raise InputError(f"{self.path}: no key {walked!r}; keys found: "
+                                     f"{', '.join(self.dataset_names()) or 'none'}")
+                link = node.get(part, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    raise InputError(
+                        f"{self.where(walked)}: external link to {link.filename}:{link.path}; "
+                        f"refusing to read other files")
+                node = node[part]
+        if isinstance(node, h5py.Dataset):
+            self.check_dataset(node)
+        return node
+
+    def check_dataset(self, dataset: Any) -> None:
+        """Refuse datasets that read other files or whose chunks cannot fit the budget."""
+        where = self.where(dataset.name)
+        with h5_errors(where):
+            if dataset.is_virtual:
+                raise InputError(f"{where}: virtual dataset (maps data from other files); "
+                                 f"refusing to read other files")
+            if dataset.external:
+                files = ", ".join(str(entry[0]) for entry in dataset.external)
+                raise InputError(f"{where}: external raw storage in {files}; "
+                                 f"refusing to read other files")
+            if dataset.chunks is not None:
+                chunk_bytes = nbytes_of(tuple(dataset.chunks), dataset.dtype)
+                if chunk_bytes > self.memory_limit:
+                    raise InputError(
+                        f"{where}: HDF5 chunk of {chunk_bytes:,} bytes {dataset.chunks} is over "
+                        f"--memory-limit {self.memory_limit:,}; raise --memory-limit to read it")
+
+    def children(self, group: Any) -> list[tuple[str, Any]]:
+        """(name, object) of a group's members in natural order; external links refused."""
+        return [(name, self.get(f"{group.name.rstrip('/')}/{name}"))
+                for name in sorted(group.keys(), key=natural_key)]
+
+    def dataset_names(self) -> list[str]:
+        """Every dataset path in the file (like ``h5ls -r``), links not followed."""
+        return [name for name, _, _ in self.listing()]
+
+    def listing(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """(path, shape, dtype) of every dataset, recursively, without following links.
+
+        A group of more than :data:`LISTING_GROUP_LIMIT` datasets (a group of sequences) is one
+        row: ``/group/{first..last}`` with the shape of its first member and a count.
+        """
+        h5py = h5py_module()
+        found: list[tuple[str, tuple[int, ...], str]] = []
+
+        def walk(group: Any) -> None:
+            names = sorted(group.keys(), key=natural_key)
+            rows: list[tuple[str, tuple[int, ...], str]] = []
+            for name in names:
+                link = group.get(name, getlink=True)
+                path = f"{group.name.rstrip('/')}/{name}"
+                if isinstance(link, h5py.ExternalLink):
+                    rows.append((path, (), f"external link -> {link.filename}:{link.path}"))
+                elif isinstance(link, h5py.SoftLink):
+                    rows.append((path, (), f"soft link -> {link.path}"))
+                elif isinstance(group[name], h5py.Group):
+                    found.extend(rows)
+                    rows = []
+                    walk(group[name])
+                else:
+                    node = group[name]
+                    vlen = h5py.check_vlen_dtype(node.dtype)
+                    dtype = f"vlen {vlen}" if vlen is not None else str(node.dtype)
+                    rows.append((path, tuple(node.shape), dtype))
+            if len(rows) > LISTING_GROUP_LIMIT:
+                first, last = rows[0][0].rsplit("/", 1)[1], rows[-1][0].rsplit("/", 1)[1]
+                rows = [(f"{group.name.rstrip('/')}/{{{first}..{last}}}", rows[0][1],
+                         f"{rows[0][2]} ({len(rows)} datasets; shape of the first)")]
+            found.extend(rows)
+
+        with h5_errors(self.path):
+            walk(self.file)
+        return found
+
+    def is_group(self, node: Any) -> bool:
+        return bool(isinstance(node, h5py_module().Group))
+
+
+class H5DatasetArray:
+    """A dataset read a block of rows at a time."""
+
+    def __init__(self, h5: H5File, dataset: Any) -> None:
+        self.h5 = h5
+        self.dataset = dataset
+        self.where = h5.where(dataset.name)
+        with h5_errors(self.where):
+            self._shape = tuple(int(d) for d in dataset.shape)
+            self._dtype = np.dtype(dataset.dtype)
+        check_dtype(self._dtype, self.where)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        dtype: np.dtype = self._dtype
+        return dtype
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        with h5_errors(self.where):
+            if not self._shape:
+                return np.asarray(self.dataset[()])
+            block = np.asarray(self.dataset[start:stop])
+        return np.ascontiguousarray(block.astype(block.dtype.newbyteorder("="), copy=False))
+
+
+def read_vlen(h5: H5File, dataset: Any) -> list[np.ndarray] | None:
+    """The sequences of a variable-length dataset of 1-D arrays, or None if it is not vlen."""
+    base = h5py_module().check_vlen_dtype(dataset.dtype)
+    if base is None:
+        return None
+    where = h5.where(dataset.name)
+    check_dtype(np.dtype(base), where)
+    if dataset.ndim != 1:
+        raise InputError(f"{where}: vlen dataset of shape {dataset.shape}; expected 1-D "
+                         f"(one variable-length sequence per sample)")
+    with h5_errors(where):
+        storage = int(dataset.id.get_storage_size())
+        if storage > h5.memory_limit:
+            raise InputError(f"{where}: vlen dataset of {storage:,} bytes is over --memory-limit "
+                             f"{h5.memory_limit:,} and cannot be streamed; raise --memory-limit")
+        return [np.asarray(seq) for seq in dataset[()]]
+
+
+class H5Writer:
+    """Create datasets in a new HDF5 file, reproducibly (no time stamps).
+
+    Example:
+        >>> import numpy as np, tempfile, os, h5py
+        >>> path = os.path.join(tempfile.mkdtemp(), "t.h5")
+        >>> with H5Writer(path) as h5:
+        ...     h5.write_array("lengths", np.array([3, 1]))
+        >>> h5py.File(path)["lengths"][()].tolist()
+        [3, 1]
+    """
+
+    def __init__(self, path: str) -> None:
+        self.file = h5py_module().File(path, "w", track_order=False)
+
+    def __enter__(self) -> H5Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def create(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        """An empty dataset, chunked by rows of about 1 MB when it is large."""
+        row_bytes = max(nbytes_of(shape[1:], dtype), 1)
+        chunks = None
+        if shape and nbytes_of(shape, dtype) > (1 << 20) and shape[0] > 0:
+            rows = max(1, min(shape[0], (1 << 20) // row_bytes))
+            chunks = (rows, *shape[1:])
+        return self.file.create_dataset(name, shape=shape, dtype=dtype.newbyteorder("<"),
+                                        chunks=chunks, track_times=False)
+
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        dataset = self.create(name, array.shape, array.dtype)
+        if array.size:
+            dataset[...] = array

@@ -1,0 +1,62 @@
+"""``SRC`` arguments: a path, optionally ``:KEY`` naming one array inside a container.
+
+Example:
+    >>> parse_location("data.h5:/group/ds")
+    Location(path='data.h5', key='/group/ds')
+    >>> parse_location("train.npy")
+    Location(path='train.npy', key=None)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+#: Suffixes lstmshape reads and writes, lower case; ``.hdf5`` is an alias of ``.h5``.
+SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+STDIO = "-"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file path plus, for ``.npz``/``.h5`` containers, the key of one array or group."""
+
+    path: str
+    key: str | None = None
+
+    def __str__(self) -> str:
+        return self.path if self.key is None else f"{self.path}:{self.key}"
+
+    @property
+    def is_stdio(self) -> bool:
+        return self.path == STDIO
+
+    @property
+    def suffix(self) -> str:
+        """``.npy``, ``.npz`` or ``.h5`` (``.hdf5`` maps to ``.h5``); ``.npy`` for stdin/stdout."""
+        if self.is_stdio:
+            return ".npy"
+        suffix = os.path.splitext(self.path)[1].lower()
+        return ".h5" if suffix == ".hdf5" else suffix
+
+
+def parse_location(text: str) -> Location:
+    """Split ``PATH[:KEY]``; a colon counts as the separator only right after a known suffix."""
+    if text == STDIO or os.path.exists(text):
+        return Location(text)
+    for match in re.finditer(r"\.(?:npy|npz|h5|hdf5):", text, flags=re.IGNORECASE):
+        path, key = text[:match.end() - 1], text[match.end():]
+        return Location(path, key or None)
+    return Location(text)
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key putting ``arr_2`` before ``arr_10``.
+
+    Example:
+        >>> sorted(["arr_10", "arr_2", "arr_1"], key=natural_key)
+        ['arr_1', 'arr_2', 'arr_10']
+    """
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p)

@@ -1,0 +1,276 @@
+"""Reading and writing ``.npy`` files, block by block, without trusting the header.
+
+The NPY format (see ``numpy/lib/format.py``) is a magic string ``\\x93NUMPY``, a version byte
+pair, a little-endian header length (2 bytes in version 1.0, 4 bytes in 2.0 and 3.0), a Python
+literal dict ``{'descr': ..., 'fortran_order': ..., 'shape': ...}`` padded with spaces to a
+multiple of 64 bytes, and then the raw array data.
+
+Checks made here, each raising :class:`~lstmshape.errors.InputError` naming the file and value:
+
+* the magic string (so a text file named ``.npy`` is called what it is, not "pickled data");
+* the header parses, within numpy's size limit, with a shape of non-negative integers (not bools);
+* the dtype is one lstmshape supports (object arrays only with ``allow_pickle``);
+* the data size declared by the header equals the bytes the file holds after the header: a
+  shorter file is truncated, a longer one has trailing bytes -- both refused *before* anything is
+  allocated, so a header declaring petabytes costs nothing.
+
+Writing: :class:`NpyWriter` writes a version 1.0 header (2.0 when the header needs it) for a
+shape known up front, then the data in as many blocks as the caller likes.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+from typing import IO, Any, BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from ..errors import InputError
+from .arrays import check_dtype, little_endian, nbytes_of
+
+MAGIC = b"\x93NUMPY"
+MAGIC_LENGTH = len(MAGIC) + 2
+#: numpy refuses headers above this size unless told otherwise; so do we.
+MAX_HEADER_SIZE = 10_000
+#: read at most this many bytes per ``readinto`` call when filling a block.
+READ_BLOCK = 1 << 24
+HEADER_KEYS = frozenset({"descr", "fortran_order", "shape"})
+
+
+class NpyHeader:
+    """What an ``.npy`` header declares, checked."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, fortran_order: bool,
+                 data_offset: int) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self.fortran_order = fortran_order
+        self.data_offset = data_offset
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes_of(self.shape, self.dtype)
+
+
+def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> NpyHeader:
+    """Parse and check the header of an ``.npy`` stream positioned at its first byte.
+
+    Example:
+        >>> import io, numpy as np
+        >>> buf = io.BytesIO(); np.save(buf, np.zeros((2, 3), np.float32)); _ = buf.seek(0)
+        >>> h = read_header(buf, "mem.npy"); (h.shape, str(h.dtype))
+        ((2, 3), 'float32')
+    """
+    stream.tell()
+    magic = stream.read(MAGIC_LENGTH)
+    if len(magic) < MAGIC_LENGTH or not magic.startswith(MAGIC):
+        if not magic:
+            raise InputError(f"{where}: empty file, not an NPY file")
+        raise InputError(f"{where}: not an NPY file (it starts with {magic[:8]!r}, "
+                         f"an NPY file starts with {MAGIC!r})")
+    version = (magic[-2], magic[-1])
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise InputError(f"{where}: unsupported NPY format version {version[0]}.{version[1]}")
+    length_size = 2 if version == (1, 0) else 4
+    length_bytes = stream.read(length_size)
+    if len(length_bytes) < length_size:
+        raise InputError(f"{where}: truncated NPY header")
+    header_length = int.from_bytes(length_bytes, "little")
+    if header_length > MAX_HEADER_SIZE:
+        raise InputError(f"{where}: NPY header of {header_length:,} bytes is over the limit of "
+                         f"{MAX_HEADER_SIZE:,} bytes (numpy's own limit)")
+    raw = stream.read(header_length)
+    if len(raw) < header_length:
+        raise InputError(f"{where}: truncated NPY header ({len(raw)} of {header_length} bytes)")
+    shape, fortran_order, dtype = parse_header_dict(raw, version, where)
+    if not isinstance(shape, tuple) or any(
+            isinstance(dim, bool) or not isinstance(dim, int) or dim < 0 for dim in shape):
+        raise InputError(f"{where}: damaged NPY header: shape {shape!r} is not a tuple of "
+                         f"non-negative integers")
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        if not allow_pickle:
+            raise InputError(f"{where}: holds an object array (pickled Python objects); refusing "
+                             f"to unpickle it -- pass --allow-pickle if you trust the file")
+    else:
+        check_dtype(dtype, where)
+    return NpyHeader(tuple(shape), dtype, bool(fortran_order), stream.tell())
+
+
+def parse_header_dict(raw: bytes, version: tuple[int, int],
+                      where: str) -> tuple[Any, bool, np.dtype]:
+    """The (shape, fortran_order, dtype) of a header's Python-literal dict, or InputError."""
+    try:
+        text = raw.decode("utf-8" if version == (3, 0) else "latin-1")
+        fields = ast.literal_eval(text)
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise InputError(f"{where}: damaged NPY header: cannot parse {raw[:60]!r}") from None
+    if not isinstance(fields, dict) or set(fields) != HEADER_KEYS:
+        keys = sorted(map(str, fields)) if isinstance(fields, dict) else type(fields).__name__
+        raise InputError(f"{where}: damaged NPY header: expected keys {sorted(HEADER_KEYS)}, "
+                         f"found {keys}")
+    if not isinstance(fields["fortran_order"], bool):
+        raise InputError(f"{where}: damaged NPY header: fortran_order is "
+                         f"{fields['fortran_order']!r}, not True or False")
+    try:
+        dtype = npy_format.descr_to_dtype(fields["descr"])
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{where}: damaged NPY header: bad descr {fields['descr']!r} "
+                         f"({err})") from None
+    return fields["shape"], fields["fortran_order"], dtype
+
+
+def check_data_size(header: NpyHeader, available: int, where: str) -> None:
+    """Refuse a file whose data is shorter or longer than its header declares."""
+    if header.dtype.hasobject:
+        return  # pickled payloads have no fixed size; numpy's unpickler checks them
+    if available < header.nbytes:
+        raise InputError(
+            f"{where}: truncated: header declares shape {header.shape} of {header.dtype} "
+            f"({header.nbytes:,} bytes) but only {available:,} bytes of data follow")
+    if available > header.nbytes:
+        raise InputError(
+            f"{where}: damaged: {available - header.nbytes:,} unexpected bytes after the data "
+            f"of shape {header.shape} {header.dtype}")
+
+
+class NpyFileArray:
+    """An ``.npy`` file's array, read block by block with ``seek`` + ``readinto``.
+
+    Only the header is read on construction. Fortran-ordered arrays are read whole on first use
+    (numpy writes them only for transposed views; they are rare and small in practice).
+    """
+
+    def __init__(self, path: str, allow_pickle: bool = False) -> None:
+        self.path = path
+        try:
+            self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, not an .npy file") from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+        try:
+            self.header = read_header(self._file, path, allow_pickle)
+            size = os.fstat(self._file.fileno()).st_size
+            check_data_size(self.header, size - self.header.data_offset, path)
+        except BaseException:
+            self._file.close()
+            raise
+        self._whole: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.header.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.header.dtype
+
+    def close(self) -> None:
+        self._file.close()
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        if self.header.fortran_order or self.header.dtype.hasobject:
+            return np.ascontiguousarray(self._load_whole()[start:stop])
+        return read_rows_at(self._file, self.header, start, stop, self.path)
+
+    def _load_whole(self) -> np.ndarray:
+        if self._whole is None:
+            self._file.seek(0)
+            try:
+                self._whole = np.load(self._file, allow_pickle=True)
+            except Exception as err:  # numpy raises many types for damaged pickles
+                raise InputError(f"{self.path}: cannot read the array: {err}") from None
+        return self._whole
+
+
+def read_rows_at(stream: IO[bytes], header: NpyHeader, start: int, stop: int,
+                 where: str) -> np.ndarray:
+    """Read rows ``start:stop`` of a C-ordered array whose data starts at ``data_offset``."""
+    row_shape = header.shape[1:]
+    stop = min(stop, header.shape[0]) if header.shape else 0
+    start = min(start, stop)
+    block = np.empty((stop - start, *row_shape), dtype=header.dtype)
+    row_bytes = nbytes_of(row_shape, header.dtype)
+    stream.seek(header.data_offset + start * row_bytes)
+    target = block.reshape(-1).view(np.uint8)
+    filled = 0
+    while filled < target.size:
+        count = stream.readinto(target[filled:filled + READ_BLOCK])  # type: ignore[attr-defined]
+        if not count:
+            raise InputError(f"{where}: truncated while reading rows {start}..{stop} "
+                             f"(the file changed or is damaged)")
+        filled += count
+    return block if header.dtype.isnative else block.astype(header.dtype.newbyteorder("="))
+
+
+def load_npy_bytes(data: bytes, where: str, allow_pickle: bool = False) -> np.ndarray:
+    """Parse a whole ``.npy`` held in memory (stdin), with the same checks as a file."""
+    stream = io.BytesIO(data)
+    header = read_header(stream, where, allow_pickle)
+    check_data_size(header, len(data) - header.data_offset, where)
+    if header.dtype.hasobject or header.fortran_order:
+        stream.seek(0)
+        try:
+            loaded: np.ndarray = np.load(stream, allow_pickle=allow_pickle)
+            return loaded
+        except Exception as err:
+            raise InputError(f"{where}: cannot read the array: {err}") from None
+    if not header.shape:
+        return np.frombuffer(data, header.dtype, 1, header.data_offset).reshape(())
+    return read_rows_at(stream, header, 0, header.shape[0], where)
+
+
+def header_bytes(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The ``.npy`` header for a C-ordered little-endian array (version 1.0 unless too long).
+
+    Example:
+        >>> import numpy as np
+        >>> len(header_bytes((2, 3), np.dtype("<f4"))) % 64
+        0
+    """
+    dtype = little_endian(np.zeros(0, dtype)).dtype
+    buffer = io.BytesIO()
+    fields: dict[str, Any] = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False,
+                              "shape": tuple(int(d) for d in shape)}
+    try:
+        npy_format.write_array_header_1_0(buffer, fields)
+    except ValueError:  # header longer than 65535 bytes: needs version 2.0
+        buffer = io.BytesIO()
+        npy_format.write_array_header_2_0(buffer, fields)
+    return buffer.getvalue()
+
+
+class NpyWriter:
+    """Write one array of a known shape to a binary stream, header first, then row blocks.
+
+    Example:
+        >>> import io, numpy as np
+        >>> out = io.BytesIO()
+        >>> w = NpyWriter(out, (3, 2), np.dtype("int32"))
+        >>> w.write(np.zeros((1, 2), np.int32)); w.write(np.ones((2, 2), np.int32)); w.finish()
+        >>> _ = out.seek(0); np.load(out).tolist()
+        [[0, 0], [1, 1], [1, 1]]
+    """
+
+    def __init__(self, stream: IO[bytes], shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.stream = stream
+        self.shape = shape
+        self.dtype = little_endian(np.zeros(0, dtype)).dtype
+        self.expected = nbytes_of(shape, dtype)
+        self.written = 0
+        stream.write(header_bytes(shape, dtype))
+
+    def write(self, block: np.ndarray) -> None:
+        data = little_endian(np.asarray(block, dtype=self.dtype))
+        payload = data.reshape(-1).view(np.uint8)
+        self.stream.write(payload.data)
+        self.written += payload.size
+
+    def finish(self) -> None:
+        if self.written != self.expected:
+            raise RuntimeError(f"NPY writer got {self.written} bytes for a declared "
+                               f"{self.expected}")  # a bug in lstmshape, not bad input

@@ -1,0 +1,174 @@
+"""``.npz`` archives: a zip file of ``.npy`` members, read member by member and block by block.
+
+An ``.npz`` is a plain zip archive whose members are named ``KEY.npy`` (``np.savez``) and may be
+deflate-compressed (``np.savez_compressed``). Members are read as streams, so an uncompressed or
+compressed member is decompressed forward, a block of rows at a time, never held whole.
+
+Checks, each an :class:`~lstmshape.errors.InputError` naming the archive and member:
+
+* the file is a zip archive at all, and every member is an ``.npy`` array;
+* a member's header passes the ``.npy`` checks of :mod:`lstmshape.io.npy`, and its declared data
+  size equals the member's uncompressed size;
+* a compressed member that would decompress to more than the memory budget *and* more than
+  :data:`ZIP_BOMB_RATIO` times its compressed size is refused before it is inflated;
+* CRC and decompression errors while reading become one-line errors.
+
+Writing (:class:`NpzWriter`) uses stored (uncompressed) members with a fixed timestamp so the same
+arrays give byte-identical archives, and zip64 so members may exceed 4 GB.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from ..errors import InputError
+from .arrays import little_endian, nbytes_of
+from .npy import NpyHeader, NpyWriter, check_data_size, read_header, read_rows_at
+
+MEMBER_SUFFIX = ".npy"
+#: decompressed/compressed size above which (and above the memory budget) a member is a zip bomb.
+ZIP_BOMB_RATIO = 100
+#: DOS timestamps cannot go before 1980; every member gets this one, for reproducible bytes.
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+
+@contextmanager
+def member_errors(where: str) -> Iterator[None]:
+    """Turn zip, CRC and inflate errors into one-line InputErrors."""
+    try:
+        yield
+    except READ_ERRORS as err:
+        raise InputError(f"{where}: damaged archive member: {err}") from None
+
+
+class NpzArchive:
+    """The ``.npy`` members of a zip archive, by key (member name without ``.npy``)."""
+
+    def __init__(self, path: str, memory_limit: int, allow_pickle: bool = False) -> None:
+        self.path = path
+        self.memory_limit = memory_limit
+        self.allow_pickle = allow_pickle
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            raise InputError(f"{path}: not an .npz file (not a valid zip archive; "
+                             f"truncated or damaged?)") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, not an .npz file") from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            if info.is_dir():
+                continue
+            if not info.filename.endswith(MEMBER_SUFFIX):
+                self._zip.close()
+                raise InputError(f"{path}: member {info.filename!r} is not an .npy array; "
+                                 f"not an .npz written by numpy")
+            self.members[info.filename[:-len(MEMBER_SUFFIX)]] = info
+
+    def keys(self) -> list[str]:
+        return list(self.members)
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def array(self, key: str) -> NpzMemberArray:
+        return NpzMemberArray(self, key)
+
+    def open_member(self, key: str) -> IO[bytes]:
+        with member_errors(f"{self.path}:{key}"):
+            return self._zip.open(self.members[key])
+
+
+class NpzMemberArray:
+    """One member of an archive; rows are read forward through a decompressing stream."""
+
+    def __init__(self, archive: NpzArchive, key: str) -> None:
+        self.archive = archive
+        self.key = key
+        self.where = f"{archive.path}:{key}"
+        info = archive.members[key]
+        compressed = info.compress_type != zipfile.ZIP_STORED
+        if (compressed and info.file_size > archive.memory_limit
+                and info.file_size > ZIP_BOMB_RATIO * max(info.compress_size, 1)):
+            raise InputError(
+                f"{self.where}: member decompresses to {info.file_size:,} bytes from "
+                f"{info.compress_size:,} (over {ZIP_BOMB_RATIO}x and over --memory-limit "
+                f"{archive.memory_limit:,}); refusing a likely zip bomb -- raise --memory-limit "
+                f"if you trust the file")
+        self._stream = archive.open_member(key)
+        with member_errors(self.where):
+            self.header: NpyHeader = read_header(self._stream, self.where, archive.allow_pickle)
+        check_data_size(self.header, info.file_size - self.header.data_offset, self.where)
+        self._whole: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.header.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.header.dtype
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        if self.header.dtype.hasobject or self.header.fortran_order or not self.header.shape:
+            return np.ascontiguousarray(self._load_whole()[start:stop])
+        with member_errors(self.where):
+            return read_rows_at(self._stream, self.header, start, stop, self.where)
+
+    def _load_whole(self) -> np.ndarray:
+        if self._whole is None:
+            with member_errors(self.where):
+                stream = self.archive.open_member(self.key)
+                try:
+                    self._whole = npy_format.read_array(stream, allow_pickle=True)
+                except (ValueError, TypeError) as err:
+                    raise InputError(f"{self.where}: cannot read the array: {err}") from None
+        return self._whole
+
+
+class NpzWriter:
+    """Write arrays as stored members of a new archive, in the order given.
+
+    Example:
+        >>> import io, numpy as np
+        >>> buf = io.BytesIO()
+        >>> with NpzWriter(buf) as npz:
+        ...     npz.write_array("lengths", np.array([3, 1]))
+        >>> _ = buf.seek(0); np.load(buf)["lengths"].tolist()
+        [3, 1]
+    """
+
+    def __init__(self, target: str | IO[bytes]) -> None:
+        self._zip = zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+
+    def __enter__(self) -> NpzWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._zip.close()
+
+    @contextmanager
+    def member(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> Iterator[NpyWriter]:
+        """A writer for one member whose blocks are streamed into the archive."""
+        info = zipfile.ZipInfo(key + MEMBER_SUFFIX, date_time=FIXED_ZIP_TIME)
+        info.compress_type = zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        with self._zip.open(info, "w", force_zip64=nbytes_of(shape, dtype) > 2**31) as stream:
+            writer = NpyWriter(stream, shape, dtype)
+            yield writer
+            writer.finish()
+
+    def write_array(self, key: str, array: np.ndarray) -> None:
+        array = little_endian(array)
+        with self.member(key, array.shape, array.dtype) as writer:
+            writer.write(array)

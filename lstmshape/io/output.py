@@ -1,0 +1,279 @@
+"""Writing outputs atomically: temp files in the output's folder, renamed only on success.
+
+An :class:`OutputSet` is a small transaction over every file one command writes (the tensor, its
+``.lengths.npy``, the manifest). Each file is written to a temp file beside its final path
+(``.NAME.XXXX.tmp``, same filesystem, so ``os.replace`` is atomic); :meth:`OutputSet.commit`
+renames them all at the end. If anything fails -- bad data found half-way, disk full, SIGINT or
+SIGTERM -- the temp files are removed and no output is touched, so an output that existed before
+stays as it was, and Make never sees a half-written target.
+
+Before anything is read, :func:`check_not_inputs` refuses an output that is the same file as an
+input (same path, or the same inode through a symlink or a hard link).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import OutputError
+from .arrays import little_endian
+from .location import STDIO, Location
+from .npy import NpyWriter
+
+HASH_BLOCK = 1 << 22
+
+
+@dataclass
+class Stream:
+    """An array written block by block: the final shape and dtype, and the blocks in row order."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    blocks: Iterable[np.ndarray]
+
+
+ArrayData = np.ndarray | Stream
+
+
+def as_stream(data: ArrayData) -> Stream:
+    if isinstance(data, Stream):
+        return data
+    array = little_endian(np.asarray(data))
+    return Stream(array.shape, array.dtype, [array])
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity and hashing
+
+
+def check_not_inputs(inputs: Iterable[str], outputs: Iterable[str]) -> None:
+    """Refuse outputs that are the same file as an input, before any input is read."""
+    identities: dict[tuple[int, int], str] = {}
+    for path in inputs:
+        if path == STDIO:
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # reported when the input is opened
+        identities[(info.st_dev, info.st_ino)] = path
+    for path in outputs:
+        if path == STDIO:
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        same = identities.get((info.st_dev, info.st_ino))
+        if same is not None:
+            how = "" if os.path.abspath(same) == os.path.abspath(path) else " (a link to it)"
+            raise OutputError(f"{path}: output is the input {same}{how}; refusing to overwrite "
+                              f"an input -- choose another output path")
+
+
+def check_writable_folder(path: str) -> None:
+    """Fail early, before reading, when the output's folder is missing or read-only."""
+    if path == STDIO:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"{path}: cannot write: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: cannot write: it is a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot write: folder {folder} is not writable")
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_in_background(path: str) -> Future[str]:
+    """Hash a file on another thread (hashlib releases the GIL) while the command works.
+
+    A daemon thread, so an interrupted command exits at once instead of finishing the hash.
+    """
+    future: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(sha256_file(path))
+        except BaseException as err:  # handed to whoever waits on the future
+            future.set_exception(err)
+
+    threading.Thread(target=run, name="lstmshape-sha256", daemon=True).start()
+    return future
+
+
+class HashingWriter:
+    """A binary stream wrapper that hashes every byte written through it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return self.stream.write(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The transaction
+
+
+def describe_os_error(path: str, err: OSError) -> str:
+    if err.errno == errno.ENOSPC or (err.errno is None and "space" in str(err).lower()):
+        return f"{path}: cannot write: no space left on device"
+    reason = err.strerror or str(err) or type(err).__name__
+    return f"{path}: cannot write: {reason}"
+
+
+class OutputSet:
+    """Temp files for every output of one command, renamed into place together on commit.
+
+    Example:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp(); final = os.path.join(folder, "out.txt")
+        >>> with OutputSet() as outputs:
+        ...     with open(outputs.temp_path(final), "w") as handle:
+        ...         _ = handle.write("done")
+        >>> open(final).read()
+        'done'
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, str]] = []
+        self.sha256: dict[str, str] = {}
+
+    def temp_path(self, final: str) -> str:
+        """A new empty temp file beside ``final``; it replaces ``final`` on commit."""
+        folder = os.path.dirname(os.path.abspath(final))
+        try:
+            handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.",
+                                            suffix=".tmp", dir=folder)
+        except OSError as err:
+            raise OutputError(describe_os_error(final, err)) from None
+        os.close(handle)
+        self.pending.append((temp, final))
+        return temp
+
+    def commit(self) -> None:
+        for temp, final in self.pending:
+            try:
+                os.chmod(temp, 0o644 & ~current_umask())
+                os.replace(temp, final)
+            except OSError as err:
+                raise OutputError(describe_os_error(final, err)) from None
+        self.pending.clear()
+
+    def abort(self) -> None:
+        for temp, _ in self.pending:
+            with suppress(FileNotFoundError):
+                os.unlink(temp)
+        self.pending.clear()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    @contextmanager
+    def writing(self, final: str) -> Iterator[str]:
+        """A temp path to write ``final`` to; OS errors become one-line OutputErrors."""
+        temp = self.temp_path(final)
+        try:
+            yield temp
+        except OSError as err:
+            raise OutputError(describe_os_error(final, err)) from None
+
+    def write_file(self, location: Location, arrays: list[tuple[str, ArrayData]]) -> str | None:
+        """Write named arrays to ``location`` in the format its suffix picks; returns its sha256.
+
+        ``.npy`` (and ``-``, stdout) takes exactly one array. ``.npz`` and ``.h5`` take any
+        number, written in the order given.
+        """
+        suffix = location.suffix
+        if suffix == ".npy":
+            if len(arrays) != 1:
+                raise ValueError(f"an .npy file holds one array, got {[n for n, _ in arrays]}")
+            if location.is_stdio:
+                stream = HashingWriter(sys.stdout.buffer)
+                write_npy(stream, arrays[0][1])  # type: ignore[arg-type]
+                sys.stdout.buffer.flush()
+                return stream.digest.hexdigest()
+            with self.writing(location.path) as temp, open(temp, "wb") as handle:
+                hashing = HashingWriter(handle)
+                write_npy(hashing, arrays[0][1])  # type: ignore[arg-type]
+                return hashing.digest.hexdigest()
+        with self.writing(location.path) as temp:
+            if suffix == ".npz":
+                write_npz(temp, arrays)
+            elif suffix == ".h5":
+                write_h5(temp, arrays)
+            else:
+                raise OutputError(f"{location.path}: unknown output suffix {suffix or '(none)'!r};"
+                                  f" use .npy, .npz or .h5")
+            return sha256_file(temp)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+def write_npy(stream: IO[bytes], data: ArrayData) -> None:
+    stream_data = as_stream(data)
+    writer = NpyWriter(stream, stream_data.shape, stream_data.dtype)
+    for block in stream_data.blocks:
+        writer.write(block)
+    writer.finish()
+
+
+def write_npz(path: str, arrays: list[tuple[str, ArrayData]]) -> None:
+    from .npz import NpzWriter
+
+    with NpzWriter(path) as npz:
+        for name, data in arrays:
+            stream_data = as_stream(data)
+            with npz.member(name, stream_data.shape, stream_data.dtype) as writer:
+                for block in stream_data.blocks:
+                    writer.write(block)
+
+
+def write_h5(path: str, arrays: list[tuple[str, ArrayData]]) -> None:
+    from .h5 import H5Writer
+
+    with H5Writer(path) as h5:
+        for name, data in arrays:
+            stream_data = as_stream(data)
+            dataset = h5.create(name, stream_data.shape, stream_data.dtype)
+            row = 0
+            for block in stream_data.blocks:
+                if len(block):
+                    dataset[row:row + len(block)] = little_endian(block)
+                row += len(block)

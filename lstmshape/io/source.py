@@ -1,0 +1,537 @@
+"""Opening an input: from ``PATH[:KEY]`` to a :class:`Source` that reads blocks of sequences.
+
+A :class:`Source` knows, before any data is read, how many samples the input has, their true
+lengths, the feature count and the dtype; :meth:`Source.read_block` then reads samples
+``start:stop`` as a :class:`~lstmshape.sequences.SequenceSet`. Every command works through it, so
+every command reads every layout:
+
+=============================  =============================================================
+layout                         where it comes from
+=============================  =============================================================
+``dense``                      an ``(N, T, F)`` or ``(N, T)`` array (``.npy``, a member, a dataset)
+``x+lengths``                  lstmshape's padded output: ``x`` plus true ``lengths``
+``values+lengths``             lstmshape's ragged format; ``row_splits``/``offsets`` also accepted
+``sequences``                  ``np.savez(path, *seqs)`` (``arr_0``, ``arr_1``...) or an h5 group
+                               whose child datasets are the sequences, in natural name order
+``vlen``                       an h5 variable-length dataset of 1-D sequences
+``objects``                    an object array of sequences (only with ``allow_pickle``)
+=============================  =============================================================
+
+True lengths of a dense tensor come from, in order: a ``lengths`` array beside ``x`` in the same
+container; ``--lengths FILE``; the input's manifest ``IN.json`` (``outputs.lengths``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side
+from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
+from .location import Location, natural_key, parse_location
+from .npy import NpyFileArray, load_npy_bytes
+
+RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
+SEQUENCE_KEY_PREFIX = "arr_"
+MANIFEST_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class ArrayRecord:
+    """One array an input was read from, as the manifest's ``inputs`` lists it."""
+
+    path: str
+    key: str | None
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class Source:
+    """An opened input: its metadata, and a reader for blocks of consecutive samples."""
+
+    location: Location
+    kind: str
+    layout: str
+    n_samples: int
+    n_features: int
+    dtype: np.dtype
+    timesteps: int | None
+    lengths: np.ndarray
+    side: Side
+    records: list[ArrayRecord]
+    block_reader: Callable[[int, int], SequenceSet]
+    targets: StoredArray | None = None
+    manifest: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    row_bytes_hint: int = 0
+
+    # -- reading --------------------------------------------------------------------------------
+    def read_block(self, start: int, stop: int) -> SequenceSet:
+        """Samples ``start:stop`` as a sequence set."""
+        return self.block_reader(start, stop)
+
+    def read(self) -> SequenceSet:
+        """Every sample (use :meth:`block_bounds` to stay within a memory budget)."""
+        return self.read_block(0, self.n_samples)
+
+    def read_targets(self, start: int, stop: int) -> np.ndarray | None:
+        return None if self.targets is None else self.targets.read_rows(start, stop)
+
+    def block_bounds(self, max_bytes: int, extra_per_sample: int = 0) -> list[tuple[int, int]]:
+        """Consecutive ``(start, stop)`` sample ranges whose bytes stay under ``max_bytes``.
+
+        A dense input costs its full ``T`` timesteps per sample; a ragged one its true length;
+        ``extra_per_sample`` adds what the command's output costs per sample (a padded row).
+        Every block has at least one sample.
+        """
+        if self.n_samples == 0:
+            return [(0, 0)]
+        step_bytes = max(self.n_features * self.dtype.itemsize, 1)
+        if self.timesteps is not None:
+            per_sample = np.full(self.n_samples, self.timesteps * step_bytes, dtype=np.int64)
+        else:
+            per_sample = self.lengths * step_bytes
+        per_sample = per_sample + self.row_bytes_hint + extra_per_sample
+        ends = np.cumsum(per_sample)
+        bounds: list[tuple[int, int]] = []
+        start = 0
+        while start < self.n_samples:
+            base = ends[start - 1] if start else 0
+            stop = int(np.searchsorted(ends, base + max_bytes, side="right"))
+            stop = max(stop, start + 1)
+            bounds.append((start, stop))
+            start = stop
+        return bounds
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = (self.manifest or {}).get("feature_names")
+        if isinstance(names, list) and len(names) == self.n_features:
+            return [str(n) for n in names]
+        return [f"f{i}" for i in range(self.n_features)]
+
+    @property
+    def pad_value(self) -> float | None:
+        padding = (self.manifest or {}).get("padding")
+        if isinstance(padding, dict) and "value" in padding:
+            value = padding["value"]
+            return float("nan") if value == "nan" else float(value)
+        return None
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.closers.clear()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening
+
+
+def open_source(src: str | Location, *, memory_limit: int = 256 * 10**6,
+                allow_pickle: bool = False, lengths_file: str | None = None,
+                series: bool = False) -> Source:
+    """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
+
+    ``series=True`` reads a 1-D ``(T,)`` or 2-D ``(T, F)`` array as one long sequence (for
+    ``window``) instead of as samples.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy"); np.save(path, np.zeros((4, 5)))
+        >>> with open_source(path) as src:
+        ...     (src.kind, src.n_samples, src.timesteps, src.n_features)
+        ('dense', 4, 5, 1)
+    """
+    location = parse_location(src) if isinstance(src, str) else src
+    opener = Opener(location, memory_limit, allow_pickle, series)
+    try:
+        source = opener.open()
+        if lengths_file is not None:
+            apply_lengths_file(source, lengths_file, memory_limit)
+        return source
+    except BaseException:
+        for close in opener.closers:
+            close()
+        raise
+
+
+class Opener:
+    """Resolves a location to a layout; holds the open files until the Source owns them."""
+
+    def __init__(self, location: Location, memory_limit: int, allow_pickle: bool,
+                 series: bool) -> None:
+        self.location = location
+        self.memory_limit = memory_limit
+        self.allow_pickle = allow_pickle
+        self.series = series
+        self.closers: list[Callable[[], None]] = []
+
+    def open(self) -> Source:
+        location = self.location
+        if location.is_stdio:
+            data = sys.stdin.buffer.read()
+            return self.from_array(MemoryArray(load_npy_bytes(data, "<stdin>", self.allow_pickle)),
+                                   None, None)
+        check_readable_file(location.path)
+        suffix = location.suffix
+        if suffix == ".npy":
+            if location.key is not None:
+                raise InputError(f"{location.path}: an .npy file holds one array; "
+                                 f"remove ':{location.key}'")
+            array = NpyFileArray(location.path, self.allow_pickle)
+            self.closers.append(array.close)
+            return self.from_array(array, None, read_manifest_beside(location.path))
+        if suffix == ".npz":
+            return self.open_npz()
+        if suffix == ".h5":
+            return self.open_h5()
+        raise InputError(f"{location.path}: unknown suffix {suffix or '(none)'!r}; "
+                         f"lstmshape reads .npy, .npz and .h5")
+
+    # -- containers -----------------------------------------------------------------------------
+    def open_npz(self) -> Source:
+        from .npz import NpzArchive
+
+        archive = NpzArchive(self.location.path, self.memory_limit, self.allow_pickle)
+        self.closers.append(archive.close)
+        keys = archive.keys()
+        manifest = read_manifest_beside(self.location.path)
+        key = self.location.key
+        if key is not None:
+            if key not in keys:
+                raise InputError(f"{self.location.path}: no key {key!r}; keys found: "
+                                 f"{', '.join(keys) or 'none'}")
+            if key == "x" or key == "values":
+                return self.from_group({k: archive.array(k) for k in keys}, manifest)
+            return self.from_array(archive.array(key), key, manifest)
+        if not keys:
+            raise InputError(f"{self.location.path}: empty archive, no arrays in it")
+        named = set(keys)
+        if named & {"x", "values"} or len(keys) == 1:
+            return self.from_group({k: archive.array(k) for k in keys}, manifest)
+        if all(k.startswith(SEQUENCE_KEY_PREFIX) and k[len(SEQUENCE_KEY_PREFIX):].isdigit()
+               for k in keys):
+            ordered = sorted(keys, key=natural_key)
+            return self.from_sequences([archive.array(k) for k in ordered], None,
+                                       f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}")
+        raise InputError(f"{self.location.path}: holds {len(keys)} arrays; pick one with "
+                         f"{self.location.path}:KEY -- keys found: {', '.join(keys)}")
+
+    def open_h5(self) -> Source:
+        from .h5 import H5DatasetArray, H5File, read_vlen
+
+        h5 = H5File(self.location.path, self.memory_limit)
+        self.closers.append(h5.close)
+        manifest = read_manifest_beside(self.location.path)
+        node = h5.get(self.location.key or "/")
+        explicit = self.location.key is not None
+        if not h5.is_group(node):
+            sequences = read_vlen(h5, node)
+            if sequences is not None:
+                return self.from_sequences([MemoryArray(s) for s in sequences], node.name,
+                                           f"vlen dataset of {len(sequences)}")
+            return self.from_array(H5DatasetArray(h5, node), node.name, manifest)
+        children = h5.children(node)
+        datasets = {name: child for name, child in children if not h5.is_group(child)}
+        groups = [(name, child) for name, child in children if h5.is_group(child)]
+        if datasets.keys() & {"x", "values"}:
+            return self.from_group({n: H5DatasetArray(h5, d) for n, d in datasets.items()},
+                                   manifest, node.name)
+        if not explicit and len(children) == 1:
+            self.location = Location(self.location.path, children[0][1].name)
+            return self.open_h5()
+        if explicit and datasets and not groups:
+            vlen_free = [H5DatasetArray(h5, d) for d in datasets.values()]
+            return self.from_sequences(vlen_free, node.name,
+                                       f"group of {len(datasets)} datasets")
+        names = h5.dataset_names()
+        raise InputError(f"{self.location.path}: holds {len(names)} datasets; pick one with "
+                         f"{self.location.path}:KEY -- keys found: {', '.join(names) or 'none'}")
+
+    # -- layouts --------------------------------------------------------------------------------
+    def from_group(self, arrays: dict[str, Any], manifest: dict[str, Any] | None,
+                   group: str | None = None) -> Source:
+        """A container group: ``values`` + lengths, ``x`` (+ ``lengths``, ``y``), or one array."""
+        prefix = "" if group in (None, "/") else f"{group}/"
+        if "values" in arrays:
+            length_key = next((k for k in RAGGED_LENGTH_KEYS if k in arrays), None)
+            if length_key is None:
+                raise InputError(f"{self.location.path}: has 'values' but no "
+                                 f"{' / '.join(RAGGED_LENGTH_KEYS)} array to split it")
+            return self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
+                                    manifest)
+        if "x" in arrays:
+            lengths = arrays.get("lengths")
+            source = self.from_array(arrays["x"], prefix + "x", manifest,
+                                     lengths_array=lengths)
+            target = arrays.get("y")
+            if target is not None and target.shape[:1] == (source.n_samples,):
+                source.targets = target
+                source.records.append(record(self.location.path, prefix + "y", target))
+            return source
+        (key, only), = arrays.items()
+        return self.from_array(only, prefix + key, manifest)
+
+    def from_array(self, array: StoredArray, key: str | None, manifest: dict[str, Any] | None,
+                   lengths_array: StoredArray | None = None) -> Source:
+        """A single array: dense samples, a series (``series=True``) or pickled sequences."""
+        where = str(Location(self.location.path, key)) if key else self.location.path
+        if self.location.is_stdio:
+            where = "<stdin>"
+        if array.dtype.hasobject:
+            objects = array.read_rows(0, array.shape[0] if array.shape else 1)
+            return self.from_sequences([MemoryArray(np.asarray(o)) for o in objects.reshape(-1)],
+                                       key, f"object array of {objects.size}")
+        check_dtype(array.dtype, where)
+        shape = array.shape
+        if self.series:
+            return self.series_source(array, key, where)
+        if len(shape) not in (2, 3):
+            hint = " (a single series: use 'lstmshape window')" if len(shape) == 1 else ""
+            if not shape:
+                hint = " (a single value)"
+            raise InputError(f"{where}: expected a 2-D (samples, timesteps) or 3-D (samples, "
+                             f"timesteps, features) array, found shape {shape}{hint}")
+        n, t = shape[0], shape[1]
+        features = shape[2] if len(shape) == 3 else 1
+        lengths = np.full(n, t, dtype=LENGTH_DTYPE)
+        side: Side = "post"
+        notes: list[str] = []
+        layout = "dense"
+        if lengths_array is not None:
+            lengths = check_lengths(lengths_array.read_rows(0, n), n, t,
+                                    f"{self.location.path}:lengths")
+            layout = "x+lengths"
+        elif manifest is not None and self.location.suffix == ".npy":
+            lengths, notes = lengths_from_manifest(manifest, self.location.path, n, t, lengths)
+        if manifest is not None:
+            padding = manifest.get("padding")
+            if isinstance(padding, dict) and padding.get("side") in ("pre", "post"):
+                side = padding["side"]
+        return Source(
+            location=Location(self.location.path, key), kind="dense", layout=layout,
+            n_samples=n, n_features=features, dtype=array.dtype, timesteps=t, lengths=lengths,
+            side=side, manifest=manifest, notes=notes, closers=self.closers,
+            records=[record(self.location.path, key, array)],
+            block_reader=dense_reader(array, lengths, side, t),
+        )
+
+    def series_source(self, array: StoredArray, key: str | None, where: str) -> Source:
+        shape = array.shape
+        if len(shape) not in (1, 2):
+            raise InputError(f"{where}: expected a series of shape (timesteps,) or (timesteps, "
+                             f"features), found shape {shape}")
+        total = shape[0]
+        features = shape[1] if len(shape) == 2 else 1
+
+        def read_series(start: int, stop: int) -> SequenceSet:
+            rows = array.read_rows(0, total) if stop > start else array.read_rows(0, 0)
+            return SequenceSet(rows.reshape(-1, features), np.array([total] * (stop - start),
+                                                                    dtype=LENGTH_DTYPE))
+
+        return Source(location=Location(self.location.path, key), kind="ragged",
+                      layout="series", n_samples=1, n_features=features, dtype=array.dtype,
+                      timesteps=None, lengths=np.array([total], dtype=LENGTH_DTYPE), side="post",
+                      records=[record(self.location.path, key, array)], closers=self.closers,
+                      block_reader=read_series)
+
+    def from_ragged(self, values: StoredArray, splits: StoredArray, split_key: str, prefix: str,
+                    manifest: dict[str, Any] | None) -> Source:
+        path = self.location.path
+        where = f"{path}:{prefix}values"
+        check_dtype(values.dtype, where)
+        if len(values.shape) not in (1, 2):
+            raise InputError(f"{where}: ragged values must be 1-D (timesteps,) or 2-D "
+                             f"(timesteps, features), found shape {values.shape}")
+        total = values.shape[0]
+        features = values.shape[1] if len(values.shape) == 2 else 1
+        raw = splits.read_rows(0, splits.shape[0] if splits.shape else 0)
+        split_where = f"{path}:{prefix}{split_key}"
+        if split_key == "lengths":
+            lengths = check_lengths(raw, None, None, split_where)
+        else:
+            lengths = lengths_from_splits(raw, split_where)
+        if int(lengths.sum()) != total:
+            raise InputError(f"{split_where}: lengths add up to {int(lengths.sum())} timesteps but "
+                             f"{where} has {total} (shape {values.shape})")
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+        def read_ragged(start: int, stop: int) -> SequenceSet:
+            rows = values.read_rows(int(offsets[start]), int(offsets[stop]))
+            return SequenceSet(rows.reshape(-1, features), lengths[start:stop])
+
+        return Source(location=Location(path, prefix.rstrip("/") or None), kind="ragged",
+                      layout="values+" + split_key, n_samples=len(lengths), n_features=features,
+                      dtype=values.dtype, timesteps=None, lengths=lengths, side="post",
+                      manifest=manifest, closers=self.closers, block_reader=read_ragged,
+                      records=[record(path, prefix + "values", values),
+                               record(path, prefix + split_key, splits)],
+                      row_bytes_hint=8)
+
+    def from_sequences(self, arrays: list[Any], key: str | None, description: str) -> Source:
+        """Sequences stored one array each: read them all (they cannot be streamed)."""
+        path = self.location.path
+        declared = sum(nbytes_of(a.shape, a.dtype) for a in arrays)
+        if declared > self.memory_limit:
+            raise InputError(f"{path}: {description} sequences of {declared:,} bytes in all is "
+                             f"over --memory-limit {self.memory_limit:,} and this layout cannot be "
+                             f"streamed; raise --memory-limit or store values + lengths")
+        dtypes = {np.dtype(a.dtype) for a in arrays}
+        if len(dtypes) > 1:
+            raise InputError(f"{path}: sequences have different dtypes "
+                             f"{sorted(map(str, dtypes))}; expected one dtype for all")
+        sequences = []
+        for index, array in enumerate(arrays):
+            where = f"{path}:{key or ''}[{index}]"
+            data = array.read_rows(0, array.shape[0] if array.shape else 1)
+            check_dtype(data.dtype, where)
+            if data.ndim not in (1, 2):
+                raise InputError(f"{where}: a sequence must be 1-D (timesteps,) or 2-D "
+                                 f"(timesteps, features), found shape {data.shape}")
+            sequences.append(data)
+        try:
+            seqs = SequenceSet.from_sequences(sequences)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
+        if not arrays:
+            raise InputError(f"{path}: {description} holds no sequences")
+        return Source(location=Location(path, key), kind="ragged", layout="sequences",
+                      n_samples=seqs.n_samples, n_features=seqs.n_features, dtype=seqs.dtype,
+                      timesteps=None, lengths=seqs.lengths, side="post", closers=self.closers,
+                      records=[ArrayRecord(path, key, (seqs.n_samples,), str(seqs.dtype))],
+                      block_reader=seqs.select)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def record(path: str, key: str | None, array: StoredArray) -> ArrayRecord:
+    return ArrayRecord(path, key, tuple(array.shape), str(array.dtype))
+
+
+def dense_reader(array: StoredArray, lengths: np.ndarray, side: Side,
+                 timesteps: int) -> Callable[[int, int], SequenceSet]:
+    full = bool(np.all(lengths == timesteps))
+
+    def read_dense(start: int, stop: int) -> SequenceSet:
+        block = array.read_rows(start, stop)
+        return SequenceSet.from_dense(block, None if full else lengths[start:stop], side)
+
+    return read_dense
+
+
+def check_readable_file(path: str) -> None:
+    """One clear line for a missing path, a directory or an unreadable file."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied (cannot read)")
+
+
+def check_lengths(raw: np.ndarray, count: int | None, timesteps: int | None,
+                  where: str) -> np.ndarray:
+    """True lengths as int64, checked: 1-D integers in ``0..timesteps``, one per sample."""
+    if raw.ndim != 1 or raw.dtype.kind not in "iu":
+        raise InputError(f"{where}: lengths must be a 1-D integer array, found shape {raw.shape} "
+                         f"dtype {raw.dtype}")
+    if count is not None and raw.shape[0] != count:
+        raise InputError(f"{where}: {raw.shape[0]} lengths for {count} samples")
+    lengths = raw.astype(LENGTH_DTYPE)
+    if lengths.size and int(lengths.min()) < 0:
+        raise InputError(f"{where}: negative length {int(lengths.min())}")
+    if timesteps is not None and lengths.size and int(lengths.max()) > timesteps:
+        raise InputError(f"{where}: length {int(lengths.max())} is longer than the "
+                         f"{timesteps} timesteps of the tensor")
+    return lengths
+
+
+def lengths_from_splits(raw: np.ndarray, where: str) -> np.ndarray:
+    """Lengths from N+1 row splits (offsets) starting at 0 and never decreasing."""
+    if raw.ndim != 1 or raw.dtype.kind not in "iu" or raw.shape[0] < 1:
+        raise InputError(f"{where}: row splits must be a 1-D integer array of N+1 offsets, "
+                         f"found shape {raw.shape} dtype {raw.dtype}")
+    splits = raw.astype(LENGTH_DTYPE)
+    if splits[0] != 0:
+        raise InputError(f"{where}: row splits must start at 0, found {int(splits[0])}")
+    lengths = np.diff(splits)
+    if lengths.size and int(lengths.min()) < 0:
+        raise InputError(f"{where}: row splits decrease at index "
+                         f"{int(np.argmin(lengths))}")
+    return lengths
+
+
+def read_manifest_beside(path: str) -> dict[str, Any] | None:
+    """The manifest ``PATH.json`` an earlier lstmshape step wrote beside ``path``, if any."""
+    manifest_path = path + MANIFEST_SUFFIX
+    if not os.path.isfile(manifest_path):
+        return None
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("schema") != "lstmshape/manifest-v1":
+        return None
+    manifest["_path"] = manifest_path
+    return manifest
+
+
+def lengths_from_manifest(manifest: dict[str, Any], path: str, count: int, timesteps: int,
+                          default: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """True lengths of an ``.npy`` tensor from its manifest's ``outputs.lengths`` file."""
+    entry = (manifest.get("outputs") or {}).get("lengths")
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return default, []
+    folder = os.path.dirname(manifest.get("_path", path))
+    lengths_path = os.path.join(folder, entry["path"])
+    if not os.path.isfile(lengths_path):
+        return default, [f"{path}: its manifest names lengths file {lengths_path}, which is "
+                         f"missing; treating every sample as {timesteps} timesteps long"]
+    array = NpyFileArray(lengths_path)
+    try:
+        raw = array.read_rows(0, array.shape[0] if array.shape else 0)
+    finally:
+        array.close()
+    return check_lengths(raw, count, timesteps, lengths_path), []
+
+
+def apply_lengths_file(source: Source, lengths_file: str, memory_limit: int) -> None:
+    """Give a dense source the true lengths stored in ``--lengths FILE`` (``PATH[:KEY]``)."""
+    if source.kind != "dense" or source.timesteps is None:
+        raise InputError(f"{source.location}: --lengths applies to a dense tensor; this input is "
+                         f"already ragged ({source.layout})")
+    with open_source(lengths_file, memory_limit=memory_limit, series=True) as lengths_source:
+        raw = lengths_source.read().values[:, 0] if lengths_source.n_features == 1 else None
+        if raw is None:
+            raise InputError(f"{lengths_file}: lengths must be 1-D, found "
+                             f"{lengths_source.n_features} columns")
+    source.lengths = check_lengths(raw, source.n_samples, source.timesteps, lengths_file)
+    source.layout = "dense+lengths"
+    array_reader = source.block_reader
+
+    def with_lengths(start: int, stop: int) -> SequenceSet:
+        block = array_reader(start, stop)
+        dense = block.values.reshape(stop - start, -1, source.n_features)
+        return SequenceSet.from_dense(dense, source.lengths[start:stop], source.side)
+
+    source.block_reader = with_lengths
+

@@ -1,0 +1,195 @@
+"""What every transforming command shares: open inputs, write outputs + manifest atomically.
+
+A command is a function that takes :class:`Job` and returns a :class:`Result`; the job does the
+rest, the same way for every command:
+
+1. before anything is read, refuse outputs that are inputs and outputs whose folder is missing;
+2. open each input as a :class:`~lstmshape.io.source.Source` and hash its file in the background;
+3. write the result's arrays -- streamed block by block -- to temp files, by the output's suffix:
+   ``.npy`` holds the main array and each other role goes to ``OUT.<role>.npy`` beside it
+   (``OUT.lengths.npy``, ``OUT.y.npy``); ``.npz``/``.h5`` hold every role as a key;
+4. write the manifest, then rename every temp file into place (or remove them all on failure).
+
+Example (a command that copies its input)::
+
+    def copy(job: Job) -> Result:
+        source = job.open(job.inputs[0])
+        return Result(arrays=[("values", source.read().values)], ...)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import OutputError
+from .io.location import Location, parse_location
+from .io.output import (
+    ArrayData,
+    OutputSet,
+    Stream,
+    check_not_inputs,
+    check_writable_folder,
+    sha256_in_background,
+)
+from .io.source import Source, open_source
+from .manifest import FileEntry, ManifestData, dumps, history_from, render
+
+DEFAULT_MEMORY_LIMIT = 256 * 10**6
+#: A block of input may take this share of the budget; the rest is for its output and temporaries.
+BLOCK_SHARE = 6
+MAIN_ROLES = ("x", "values")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class IOOptions:
+    """Options every transforming command takes (``-o``, ``--manifest``, ``--memory-limit``...)."""
+
+    output: str
+    manifest: str | None = None
+    no_manifest: bool = False
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    allow_pickle: bool = False
+    lengths: str | None = None
+    progress: ProgressCallback | None = None
+    #: Warnings for the user (pad value collisions, ignored manifests); the CLI prints them.
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """What a command produced: named arrays (main role first) and its manifest fields."""
+
+    arrays: list[tuple[str, ArrayData]]
+    manifest: ManifestData
+    notes: list[str] = field(default_factory=list)
+
+
+class Job:
+    """One run of a transforming command over its inputs and its output."""
+
+    def __init__(self, command: str, inputs: list[str], options: IOOptions) -> None:
+        self.command = command
+        self.options = options
+        self.locations = [parse_location(text) for text in inputs]
+        self.output = Location(options.output)
+        self.manifest_path = self.plan_manifest_path()
+        self.sources: list[Source] = []
+        self.hashes: dict[str, Future[str]] = {}
+        self.notes = options.notes
+        outputs = [options.output]
+        if self.manifest_path is not None:
+            outputs.append(self.manifest_path)
+        check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(), outputs)
+        for path in outputs:
+            check_writable_folder(path)
+
+    def side_inputs(self) -> list[str]:
+        return [parse_location(self.options.lengths).path] if self.options.lengths else []
+
+    def plan_manifest_path(self) -> str | None:
+        if self.options.no_manifest:
+            return None
+        if self.options.manifest is not None:
+            return self.options.manifest
+        if self.output.is_stdio:
+            return None
+        return self.options.output + ".json"
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def open(self, location: Location, *, series: bool = False,
+             with_lengths: bool = True) -> Source:
+        """Open an input; it is closed and hashed when the job ends."""
+        source = open_source(location, memory_limit=self.options.memory_limit,
+                             allow_pickle=self.options.allow_pickle, series=series,
+                             lengths_file=self.options.lengths if with_lengths else None)
+        self.sources.append(source)
+        self.notes.extend(source.notes)
+        if not location.is_stdio and location.path not in self.hashes:
+            self.hashes[location.path] = sha256_in_background(location.path)
+        return source
+
+    @property
+    def block_bytes(self) -> int:
+        """How many bytes of input one block may hold, from ``--memory-limit``."""
+        return max(self.options.memory_limit // BLOCK_SHARE, 1 << 16)
+
+    def blocks(self, source: Source, extra_per_sample: int = 0) -> Iterator[tuple[int, int]]:
+        """The source's block bounds, reporting progress as each block is handed out."""
+        done = 0
+        for start, stop in source.block_bounds(self.block_bytes, extra_per_sample):
+            yield start, stop
+            done = stop
+            if self.options.progress is not None:
+                self.options.progress(done, source.n_samples)
+
+    def history(self) -> list[dict[str, Any]]:
+        return history_from([source.manifest for source in self.sources])
+
+    # -- outputs --------------------------------------------------------------------------------
+    def run(self, produce: Callable[[Job], Result]) -> dict[str, Any]:
+        """Produce the result, write it and its manifest atomically; return the manifest."""
+        try:
+            with OutputSet() as outputs:
+                result = produce(self)
+                entries = self.write_arrays(outputs, result.arrays)
+                self.notes.extend(result.notes)  # after writing: streamed blocks add notes
+                data = result.manifest
+                data.inputs = self.input_entries()
+                data.outputs = entries
+                manifest = render(data, self.manifest_path or self.options.output)
+                if self.manifest_path is not None:
+                    with outputs.writing(self.manifest_path) as temp, \
+                            open(temp, "w", encoding="utf-8") as handle:
+                        handle.write(dumps(manifest))
+                return manifest
+        finally:
+            for source in self.sources:
+                source.close()
+
+    def write_arrays(self, outputs: OutputSet,
+                     arrays: list[tuple[str, ArrayData]]) -> dict[str, FileEntry]:
+        entries: dict[str, FileEntry] = {}
+        if self.output.suffix == ".npy":
+            (main_role, main), *side = arrays
+            if main_role not in MAIN_ROLES or main_role == "values":
+                raise OutputError(f"{self.output.path}: the result is ragged (variable-length "
+                                  f"sequences) and an .npy holds one dense tensor; pad it first "
+                                  f"or write .npz/.h5")
+            written = [(main_role, self.output, main)]
+            if self.manifest_path is not None and not self.output.is_stdio:
+                written += [(role, Location(f"{self.output.path}.{role}.npy"), data)
+                            for role, data in side]
+            elif side and "y" in dict(side) and not self.output.is_stdio:
+                written.append(("y", Location(f"{self.output.path}.y.npy"), dict(side)["y"]))
+            for role, location, data in written:
+                digest = outputs.write_file(location, [(role, data)])
+                entries[role] = entry_for(location.path, None, data, digest)
+            return entries
+        digest = outputs.write_file(self.output, arrays)
+        for role, data in arrays:
+            entries[role] = entry_for(self.output.path, role, data, digest)
+        return entries
+
+    def input_entries(self) -> list[FileEntry]:
+        entries = []
+        for source in self.sources:
+            path = source.location.path
+            digest = self.hashes[path].result() if path in self.hashes else None
+            for item in source.records:
+                entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
+        return entries
+
+
+def entry_for(path: str, key: str | None, data: ArrayData, digest: str | None) -> FileEntry:
+    shape = data.shape if isinstance(data, Stream) else np.shape(data)
+    dtype = data.dtype if isinstance(data, Stream) else np.asarray(data).dtype
+    return FileEntry(os.fspath(path), key, tuple(int(d) for d in shape),
+                     str(np.dtype(dtype).newbyteorder("=")), digest)

@@ -1,0 +1,1 @@
+"""The operations: pure functions from sequence sets to sequence sets or tensors."""

@@ -1,0 +1,215 @@
+"""Padding a sequence set into a dense ``(N, maxlen, F)`` tensor, as Keras' ``pad_sequences``.
+
+The result equals ``keras.utils.pad_sequences(seqs, maxlen, dtype, padding, truncating, value)``
+for the same arguments, with two deliberate differences in the *defaults* only (see README):
+the dtype defaults to the input's (Keras casts to int32 and silently truncates floats), and
+``padding``/``truncating`` default to ``"post"`` (what cuDNN masking and torch packing expect).
+
+The copy is vectorised: one boolean mask selects the kept timesteps of the flat values, another
+the destination slots of the output, and a single masked assignment moves one whole timestep per
+element (:func:`~lstmshape.sequences.rows_as_scalars`). No Python loop runs per sequence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InputError, OptionError
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, positions_in_sequence, rows_as_scalars
+
+MAXLEN_PATTERN = re.compile(r"^(?:(?P<int>\d+)|max|p(?P<pct>\d+(?:\.\d+)?))$")
+
+
+@dataclass(frozen=True)
+class PadResult:
+    """The padded tensor and each sample's true length after truncation (``<= maxlen``)."""
+
+    tensor: np.ndarray
+    lengths: np.ndarray
+
+
+def parse_maxlen(spec: str | int) -> int | str:
+    """``N`` (a positive integer), ``"max"`` or ``"pNN"`` (a percentile of the lengths).
+
+    Example:
+        >>> parse_maxlen("p95"), parse_maxlen("100"), parse_maxlen("max")
+        ('p95', 100, 'max')
+    """
+    text = str(spec).strip().lower()
+    match = MAXLEN_PATTERN.match(text)
+    if match is None:
+        raise OptionError(f"--maxlen {spec!r}: expected a positive integer, 'max' or a "
+                          f"percentile such as 'p95'")
+    if match.group("int") is not None:
+        value = int(match.group("int"))
+        if value < 1:
+            raise OptionError(f"--maxlen {spec!r}: must be at least 1")
+        return value
+    if match.group("pct") is not None:
+        percent = float(match.group("pct"))
+        if not 0 < percent <= 100:
+            raise OptionError(f"--maxlen {spec!r}: the percentile must lie in (0, 100]")
+    return text
+
+
+def resolve_maxlen(spec: str | int, lengths: np.ndarray) -> int:
+    """The maxlen a spec means for these lengths; percentiles round up to a real length.
+
+    Example:
+        >>> import numpy as np
+        >>> resolve_maxlen("p50", np.array([1, 2, 3, 10])), resolve_maxlen("max", np.array([4, 7]))
+        (3, 7)
+    """
+    parsed = parse_maxlen(spec)
+    if isinstance(parsed, int):
+        return parsed
+    if lengths.size == 0:
+        return 0
+    if parsed == "max":
+        return int(lengths.max())
+    percent = float(parsed[1:])
+    return int(np.percentile(lengths, percent, method="higher"))
+
+
+def parse_pad_value(text: str | float) -> float:
+    """A pad value: a number, or ``nan``/``inf``/``-inf`` (floats only).
+
+    Example:
+        >>> parse_pad_value("-1"), parse_pad_value("nan")
+        (-1.0, nan)
+    """
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"--value {text!r}: expected a number or 'nan'") from None
+
+
+def check_value_fits(value: float, dtype: np.dtype) -> None:
+    """Refuse a pad value the output dtype cannot hold exactly (``nan`` in ints, -1 in uint8)."""
+    if dtype.kind == "f":
+        if math.isfinite(value) and abs(value) > float(np.finfo(dtype).max):
+            raise OptionError(f"--value {value:g} does not fit dtype {dtype}")
+        return
+    if not math.isfinite(value) or not float(value).is_integer():
+        raise OptionError(f"--value {value:g} cannot be stored in {dtype} data; "
+                          f"use a whole number or a float --dtype")
+    if dtype.kind == "b":
+        if value not in (0, 1):
+            raise OptionError(f"--value {value:g} cannot be stored in bool data (0 or 1)")
+        return
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise OptionError(f"--value {value:g} is outside the range of {dtype} "
+                          f"({info.min}..{info.max})")
+
+
+def lossy_cast_reason(values: np.ndarray, target: np.dtype) -> str | None:
+    """Why casting ``values`` to ``target`` would change them, or None if it is exact enough.
+
+    Float precision loss (float64 to float32) is accepted; what is refused is a value that
+    cannot survive at all: a fraction or NaN cast to an integer, a value out of the target's
+    range, anything but 0/1 cast to bool.
+
+    Example:
+        >>> import numpy as np
+        >>> lossy_cast_reason(np.array([1.5]), np.dtype("int32"))
+        'non-integral value 1.5'
+        >>> lossy_cast_reason(np.array([300]), np.dtype("uint8"))
+        'value 300 outside uint8 range 0..255'
+    """
+    if values.size == 0 or np.can_cast(values.dtype, target, casting="safe"):
+        return None
+    if target.kind == "f":
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        limit = float(np.finfo(target).max)
+        if finite.size and float(np.max(np.abs(finite))) > limit:
+            worst = finite.reshape(-1)[int(np.argmax(np.abs(finite)))]
+            return f"value {worst} overflows {target} (max {limit:g})"
+        return None
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            return f"non-finite value {values[bad].reshape(-1)[0]}"
+        fraction = values != np.round(values)
+        if fraction.any():
+            return f"non-integral value {values[fraction].reshape(-1)[0]}"
+    low, high = values.min(), values.max()
+    if target.kind == "b":
+        if low < 0 or high > 1:
+            return f"value {high if high > 1 else low} is not 0 or 1 (bool)"
+        return None
+    info = np.iinfo(target)
+    for extreme in (low, high):
+        if not info.min <= extreme <= info.max:
+            return f"value {extreme} outside {target} range {info.min}..{info.max}"
+    return None
+
+
+def pad(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int | str = "max",
+        padding: Side = "post", truncating: Side = "post", value: float = 0.0,
+        dtype: npt.DTypeLike | None = None, allow_lossy: bool = False) -> PadResult:
+    """Pad (and truncate) sequences to one dense ``(N, maxlen, F)`` tensor.
+
+    Example:
+        >>> result = pad([[1, 2, 3], [4]], maxlen=2, padding="pre", truncating="pre")
+        >>> result.tensor[:, :, 0].tolist(), result.lengths.tolist()
+        ([[2, 3], [0, 4]], [2, 1])
+    """
+    if not isinstance(seqs, SequenceSet):
+        seqs = SequenceSet.from_sequences(seqs)
+    length = resolve_maxlen(maxlen, seqs.lengths)
+    target = np.dtype(dtype) if dtype is not None else seqs.dtype
+    check_value_fits(value, target)
+    kept_values, kept = truncated_values(seqs.values, seqs.lengths, length, truncating)
+    if target != seqs.dtype:
+        reason = None if allow_lossy else lossy_cast_reason(kept_values, target)
+        if reason is not None:
+            raise InputError(f"casting {seqs.dtype} to {target} would lose data ({reason}); "
+                             f"pass --allow-lossy to cast anyway")
+        kept_values = kept_values.astype(target)
+    return PadResult(place(kept_values, kept, length, padding, value, target), kept)
+
+
+def truncated_values(values: np.ndarray, lengths: np.ndarray, maxlen: int,
+                     side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """The timesteps kept when every sequence is cut to ``maxlen``, and the new lengths.
+
+    ``side="post"`` keeps each sequence's first ``maxlen`` steps, ``"pre"`` its last ones.
+    Returns ``values`` itself (no copy) when nothing is cut.
+    """
+    kept = np.minimum(lengths, maxlen).astype(LENGTH_DTYPE)
+    if lengths.size == 0 or int(lengths.max()) <= maxlen:
+        return values, kept
+    position = positions_in_sequence(lengths)
+    if side == "post":
+        keep = position < np.repeat(kept, lengths)
+    else:
+        keep = position >= np.repeat(lengths - kept, lengths)
+    return rows_as_scalars(values)[keep].view(values.dtype).reshape(-1, values.shape[1]), kept
+
+
+def place(values: np.ndarray, lengths: np.ndarray, maxlen: int, side: Side, value: float,
+          dtype: np.dtype) -> np.ndarray:
+    """Scatter sequences of ``lengths <= maxlen`` into a new ``(N, maxlen, F)`` tensor."""
+    count, features = lengths.shape[0], values.shape[1]
+    if value == 0:
+        tensor = np.zeros((count, maxlen, features), dtype=dtype)  # calloc: untouched pages free
+    else:
+        tensor = np.full((count, maxlen, features), value, dtype=dtype)
+    if values.shape[0] == 0 or features == 0:
+        return tensor
+    if values.shape[0] == count * maxlen:  # every sequence exactly maxlen long: one copy
+        tensor.reshape(-1, features)[...] = values
+        return tensor
+    steps = np.arange(maxlen)
+    if side == "post":
+        slots = steps[None, :] < lengths[:, None]
+    else:
+        slots = steps[None, :] >= (maxlen - lengths)[:, None]
+    rows_as_scalars(tensor.reshape(-1, features))[slots.reshape(-1)] = rows_as_scalars(values)
+    return tensor

@@ -1,0 +1,92 @@
+"""Statistics over sequence sets, accumulated block by block (for ``inspect`` and warnings)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..sequences import SequenceSet
+
+
+def pad_collisions(values: np.ndarray, pad_value: float) -> int:
+    """How many real timesteps have *every* feature equal to the pad value.
+
+    A Keras ``Masking(mask_value=pad_value)`` layer would hide those timesteps as if they were
+    padding.
+
+    Example:
+        >>> import numpy as np
+        >>> pad_collisions(np.array([[0, 0], [0, 1], [0, 0]]), 0)
+        2
+    """
+    if values.size == 0:
+        return 0
+    if math.isnan(pad_value):
+        if values.dtype.kind != "f":
+            return 0
+        return int(np.isnan(values).all(axis=1).sum())
+    return int((values == pad_value).all(axis=1).sum())
+
+
+@dataclass
+class ValueStats:
+    """Running NaN/inf counts, finite value range and pad-value collisions."""
+
+    pad_value: float = 0.0
+    nan: int = 0
+    inf: int = 0
+    minimum: float | None = None
+    maximum: float | None = None
+    collisions: int = 0
+    per_feature_min: list[float] = field(default_factory=list)
+
+    def add(self, block: SequenceSet) -> None:
+        values = block.values
+        if values.size == 0:
+            return
+        self.collisions += pad_collisions(values, self.pad_value)
+        if values.dtype.kind == "f":
+            nan_mask = np.isnan(values)
+            inf_mask = np.isinf(values)
+            self.nan += int(nan_mask.sum())
+            self.inf += int(inf_mask.sum())
+            finite = values[~(nan_mask | inf_mask)]
+        else:
+            finite = values.reshape(-1)
+        if finite.size:
+            low, high = float(finite.min()), float(finite.max())
+            self.minimum = low if self.minimum is None else min(self.minimum, low)
+            self.maximum = high if self.maximum is None else max(self.maximum, high)
+
+
+def length_statistics(lengths: np.ndarray) -> dict[str, Any]:
+    """min/p50/p95/max/mean of the true lengths (zeros for an empty set).
+
+    Example:
+        >>> import numpy as np
+        >>> length_statistics(np.array([1, 2, 3, 10]))["p50"]
+        2.5
+    """
+    if lengths.size == 0:
+        return {"min": 0, "p50": 0.0, "p95": 0.0, "max": 0, "mean": 0.0}
+    return {
+        "min": int(lengths.min()),
+        "p50": float(np.percentile(lengths, 50)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+        "mean": round(float(lengths.mean()), 6),
+    }
+
+
+def length_histogram(lengths: np.ndarray, bins: int = 10) -> list[tuple[int, int, int]]:
+    """``(low, high, count)`` bins of the lengths, for the terminal histogram."""
+    if lengths.size == 0:
+        return []
+    low, high = int(lengths.min()), int(lengths.max())
+    width = max(1, math.ceil((high - low + 1) / bins))
+    edges = np.arange(low, high + width + 1, width)
+    counts, _ = np.histogram(lengths, bins=edges)
+    return [(int(edges[i]), int(edges[i + 1]) - 1, int(c)) for i, c in enumerate(counts)]

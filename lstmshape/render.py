@@ -1,0 +1,145 @@
+"""Everything lstmshape shows to people: rich tables, progress bars, warnings and summaries.
+
+Only this module and the CLI import rich. Output goes to stderr except what the user asked to see
+(``inspect``'s report, ``schema``), so ``-o -`` can stream a tensor to stdout. Colour follows
+rich's rules: none when the stream is not a terminal, none when ``NO_COLOR`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+HISTOGRAM_WIDTH = 30
+
+
+def stdout_console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    console = stderr_console()
+    console.print(Text("Warning: ", style="yellow bold") + Text(message))
+
+
+def summary(message: str) -> None:
+    """A one-line summary for a person at a terminal; nothing when stderr is piped."""
+    if sys.stderr.isatty():
+        stderr_console().print(Text(message, style="green"))
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A callback ``(done, total)`` drawing a progress bar on stderr, or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("samples"), TaskProgressColumn(), SpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr_console(), transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+class SpeedColumn(ProgressColumn):
+    """Throughput in samples per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} samples/s")
+
+
+def format_shape(shape: Any) -> str:
+    if shape is None:
+        return "?"
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def render_inspect(report: dict[str, Any]) -> None:
+    """Print an ``inspect`` report as tables: container listing, the data, the verdict."""
+    console = stdout_console()
+    title = report["path"] + (f":{report['key']}" if report.get("key") else "")
+    if report.get("arrays"):
+        listing = Table(title=f"{report['path']} holds", title_justify="left", show_edge=False)
+        listing.add_column("key")
+        listing.add_column("shape")
+        listing.add_column("dtype")
+        for entry in report["arrays"]:
+            listing.add_row(entry["key"], format_shape(entry["shape"]), entry["dtype"])
+        console.print(listing)
+    if report.get("kind") is None:
+        console.print(Text(report.get("suggestion") or "", style="yellow"))
+        return
+    table = Table(title=title, title_justify="left", show_header=False, show_edge=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    lengths = report["lengths"]
+    rows = [
+        ("kind", f"{report['kind']} ({report['layout']})"),
+        ("samples", f"{report['samples']:,}"),
+        ("timesteps", str(report["timesteps"]) if report["timesteps"] is not None
+         else "variable"),
+        ("features", f"{report['features']}  [{', '.join(report['feature_names'][:8])}"
+                     f"{', ...' if report['features'] > 8 else ''}]"),
+        ("dtype", report["dtype"]),
+        ("size", human_bytes(report["nbytes"])),
+        ("lengths", f"min {lengths['min']}  p50 {lengths['p50']:g}  p95 {lengths['p95']:g}  "
+                    f"max {lengths['max']}  mean {lengths['mean']:.2f}"),
+        ("NaN / inf", f"{report['nan']:,} / {report['inf']:,}"),
+        ("value range", "empty" if report["value_range"] is None
+         else f"{report['value_range'][0]:g} .. {report['value_range'][1]:g}"),
+        ("pad value hits", f"{report['pad_collisions']:,} real timesteps equal the pad value "
+                           f"{report['pad_value']} in every feature"),
+    ]
+    if report.get("manifest"):
+        rows.append(("manifest", os.path.relpath(report["manifest"])))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    histogram = lengths.get("histogram") or []
+    if len(histogram) > 1:
+        console.print(Text("lengths histogram", style="bold"))
+        peak = max(count for _, _, count in histogram) or 1
+        for low, high, count in histogram:
+            bar = "█" * max(1 if count else 0, round(HISTOGRAM_WIDTH * count / peak))
+            console.print(f"  {low:>6}-{high:<6} {bar:<{HISTOGRAM_WIDTH}} {count:,}")
+    if report["lstm_ready"]:
+        shape = ", ".join(str(d) for d in report["input_shape"])
+        console.print(Text(f"LSTM-ready: input_shape=({shape})", style="green bold"))
+    else:
+        console.print(Text("Not LSTM-ready: ", style="yellow bold") +
+                      Text(report.get("suggestion") or ""))
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"

@@ -1,0 +1,72 @@
+"""Regenerate the small sample files in this folder, deterministically (seeded).
+
+    python sample_data/make_samples.py
+
+Every layout lstmshape reads is here, each a few KB to a few hundred KB:
+
+* ``sensors.npz``     -- ragged accelerometer recordings as ``values`` + ``lengths`` (3 features)
+* ``sensors.h5``      -- the same recordings as an HDF5 group ``/sensors`` of one dataset each,
+                         plus a per-recording ``/meta/temperature`` array
+* ``tokens.npy``      -- 2-D ``(samples, timesteps)`` int32 token ids, 0-padded at the end
+* ``dense.npy``       -- a dense ``(samples, timesteps, features)`` float32 tensor
+* ``weather.npy``     -- a per-recording ``(samples, 2)`` array of static features
+* ``series.npy``      -- a long multivariate series ``(timesteps, features)`` for ``window``
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEED = 20261126
+
+
+def main() -> None:
+    rng = np.random.default_rng(SEED)
+
+    # Ragged sensor recordings: 120 recordings of 5..160 steps, 3 axes.
+    lengths = rng.integers(5, 161, size=120)
+    values = np.concatenate([
+        np.cumsum(rng.normal(0, 0.1, size=(n, 3)), axis=0) + rng.normal(0, 1, size=3)
+        for n in lengths
+    ]).astype(np.float32)
+    np.savez(os.path.join(HERE, "sensors.npz"), values=values, lengths=lengths.astype(np.int64))
+
+    path = os.path.join(HERE, "sensors.h5")
+    with h5py.File(path, "w", track_order=False) as h5:
+        group = h5.create_group("sensors")
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for i in range(len(lengths)):
+            group.create_dataset(f"rec_{i}", data=values[offsets[i]:offsets[i + 1]],
+                                 track_times=False)
+        h5.create_dataset("meta/temperature", data=rng.normal(20, 5, size=len(lengths)),
+                          track_times=False)
+
+    # Token ids: 200 sentences of 3..40 tokens from a 500-word vocabulary, 0-padded (post).
+    token_lengths = rng.integers(3, 41, size=200)
+    tokens = np.zeros((200, 40), dtype=np.int32)
+    for i, n in enumerate(token_lengths):
+        tokens[i, :n] = rng.integers(1, 500, size=n)
+    np.save(os.path.join(HERE, "tokens.npy"), tokens)
+
+    # Dense tensor: 64 samples of 50 steps, 4 features.
+    np.save(os.path.join(HERE, "dense.npy"), rng.normal(size=(64, 50, 4)).astype(np.float32))
+
+    # Static per-recording features (outdoor temperature, humidity) for add-feature --static.
+    weather = np.stack([rng.normal(15, 8, size=120), rng.uniform(0.2, 0.9, size=120)], axis=1)
+    np.save(os.path.join(HERE, "weather.npy"), weather.astype(np.float32))
+
+    # A long series: 5,000 steps of load, temperature and hour-of-day.
+    steps = np.arange(5000)
+    hour = steps % 24
+    temperature = 15 + 8 * np.sin(2 * np.pi * steps / 24 / 7) + rng.normal(0, 1, 5000)
+    load = 100 + 30 * np.sin(2 * np.pi * hour / 24) - 0.5 * temperature + rng.normal(0, 3, 5000)
+    series = np.stack([load, temperature, hour], axis=1).astype(np.float32)
+    np.save(os.path.join(HERE, "series.npy"), series)
+
+
+if __name__ == "__main__":
+    main()
