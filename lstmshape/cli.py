@@ -44,6 +44,46 @@ class Terminated(BaseException):
     """Raised in the main thread on SIGTERM so that cleanup (temp files) runs as for Ctrl-C."""
 
 
+class ReportedError(click.ClickException):
+    """An error shown as one ``Error: ...`` line, with the exit code of the library error."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code  # type: ignore[misc]
+
+
+class LstmshapeGroup(click.Group):
+    """The command group; the one place library errors become messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(os.environ.get(DEBUG_ENV))
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except LstmshapeError as err:
+            if debug:
+                raise
+            raise ReportedError(str(err), err.exit_code) from None
+        except MemoryError:
+            if debug:
+                raise
+            raise ReportedError("out of memory; lower --memory-limit or use a smaller input",
+                                1) from None
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            if debug:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            raise ReportedError(f"{where}{err.strerror or err}", 1) from None
+        except Exception as err:
+            if debug:
+                raise
+            raise ReportedError(f"internal error ({type(err).__name__}: {err}); this is a bug "
+                                f"in lstmshape -- set {DEBUG_ENV}=1 for a traceback", 1) from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameter types
 
@@ -78,7 +118,7 @@ class MaxLen(click.ParamType):  # type: ignore[type-arg]
         try:
             return parse_maxlen(value)
         except LstmshapeError as err:
-            self.fail(str(err), param, ctx)
+            self.fail(str(err).removeprefix(f"--maxlen {value!r}: "), param, ctx)
 
 
 class DType(click.ParamType):  # type: ignore[type-arg]
@@ -179,7 +219,8 @@ def run_transform(label: str, kwargs: dict[str, Any],
 # Commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LstmshapeGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="lstmshape")
 def cli() -> None:
     """Turn raw .npy/.npz/.h5 arrays into LSTM-ready (samples, timesteps, features) tensors.
@@ -337,8 +378,11 @@ def quiet_broken_pipe() -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``lstmshape`` console script and ``python -m lstmshape``."""
-    debug = bool(os.environ.get(DEBUG_ENV))
+    """Entry point of the ``lstmshape`` console script and ``python -m lstmshape``.
+
+    Library errors are mapped by :class:`LstmshapeGroup`; here only what happens outside a
+    command's control: signals and a closed stdout.
+    """
     signal.signal(signal.SIGTERM, on_sigterm)
     code = 0
     try:
@@ -357,28 +401,6 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_TERMINATED
     except BrokenPipeError:
         quiet_broken_pipe()
-    except LstmshapeError as err:
-        if debug:
-            raise
-        error_line(str(err))
-        code = err.exit_code
-    except MemoryError:
-        if debug:
-            raise
-        error_line("out of memory; lower --memory-limit, or process a smaller input")
-        code = 1
-    except OSError as err:
-        if debug:
-            raise
-        where = f"{err.filename}: " if err.filename else ""
-        error_line(f"{where}{err.strerror or err}")
-        code = 1
-    except Exception as err:
-        if debug:
-            raise
-        error_line(f"internal error ({type(err).__name__}: {err}); this is a bug in lstmshape "
-                   f"-- set {DEBUG_ENV}=1 for a traceback")
-        code = 1
     try:
         sys.stdout.flush()
     except BrokenPipeError:

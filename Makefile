@@ -1,0 +1,67 @@
+# lstmshape -- the two commands of the README, plus the demo pipeline as real Make rules.
+#
+#   make demo    set up .venv and run the demo pipeline on sample_data/ (outputs in demo_out/)
+#   make test    set up .venv with the test extras (TensorFlow included) and run ruff, mypy, pytest
+#   make bench   run the benchmarks (benchmarks/), printing ratios against Keras and a memory copy
+#
+# Only python3 and make are needed; everything else is installed into .venv (ignored by git).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LS     := $(BIN)/lstmshape
+DEMO   := demo_out
+
+.PHONY: demo test bench lint clean samples
+.DELETE_ON_ERROR:
+
+# -- environments --------------------------------------------------------------------------------
+# Stamp files record that an install finished; they are re-made when pyproject.toml changes.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-base
+
+# -- the demo pipeline ---------------------------------------------------------------------------
+# Each step is a rule: touch an input and only the steps downstream of it run again. lstmshape
+# writes atomically, so an interrupted step never leaves a target that looks up to date.
+demo: $(DEMO)/sensors_padded.npy $(DEMO)/tokens_short.npy
+	$(LS) inspect $(DEMO)/sensors_padded.npy
+	$(LS) inspect $(DEMO)/tokens_short.npy --expect-shape '*,20,1'
+
+$(DEMO):
+	mkdir -p $@
+
+$(DEMO)/sensors_padded.npy: sample_data/sensors.npz $(VENV)/.installed-base | $(DEMO)
+	$(LS) inspect sample_data/sensors.npz
+	$(LS) pad sample_data/sensors.npz --maxlen p95 -o $@
+
+$(DEMO)/tokens_padded.npy: sample_data/tokens.npy $(VENV)/.installed-base | $(DEMO)
+	$(LS) pad sample_data/tokens.npy --padding pre -o $@
+
+$(DEMO)/tokens_short.npy: $(DEMO)/tokens_padded.npy
+	$(LS) truncate $< --maxlen 20 --truncating pre -o $@
+
+# -- checks --------------------------------------------------------------------------------------
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check lstmshape tests benchmarks sample_data
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/run.py
+
+samples: $(VENV)/.installed-base
+	$(BIN)/python sample_data/make_samples.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .mypy_cache .ruff_cache
