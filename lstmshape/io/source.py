@@ -256,10 +256,9 @@ class Opener:
         if not explicit and len(children) == 1:
             self.location = Location(self.location.path, children[0][1].name)
             return self.open_h5()
-        if explicit and datasets and not groups:
-            vlen_free = [H5DatasetArray(h5, d) for d in datasets.values()]
-            return self.from_sequences(vlen_free, node.name,
-                                       f"group of {len(datasets)} datasets")
+        if datasets and not groups and looks_like_sequences(list(datasets.values())):
+            arrays = [H5DatasetArray(h5, d) for d in datasets.values()]
+            return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets")
         names = h5.dataset_names()
         raise InputError(f"{self.location.path}: holds {len(names)} datasets; pick one with "
                          f"{self.location.path}:KEY -- keys found: {', '.join(names) or 'none'}")
@@ -420,6 +419,13 @@ class Opener:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def looks_like_sequences(datasets: list[Any]) -> bool:
+    """True when a group's datasets can be sequences of one set: same dtype, same ndim (1 or 2)
+    and the same feature count -- not, say, a tensor beside its labels."""
+    shapes = {(d.ndim, tuple(d.shape[1:]), str(d.dtype)) for d in datasets}
+    return len(shapes) == 1 and next(iter(shapes))[0] in (1, 2)
 
 
 def record(path: str, key: str | None, array: StoredArray) -> ArrayRecord:

@@ -63,7 +63,7 @@ def resolve_maxlen(spec: str | int, lengths: np.ndarray) -> int:
     Example:
         >>> import numpy as np
         >>> resolve_maxlen("p50", np.array([1, 2, 3, 10])), resolve_maxlen("max", np.array([4, 7]))
-        (3, 7)
+        (2, 7)
     """
     parsed = parse_maxlen(spec)
     if isinstance(parsed, int):
@@ -73,7 +73,8 @@ def resolve_maxlen(spec: str | int, lengths: np.ndarray) -> int:
     if parsed == "max":
         return int(lengths.max())
     percent = float(parsed[1:])
-    return int(np.percentile(lengths, percent, method="higher"))
+    # the smallest length that at least `percent`% of the sequences fit in whole
+    return int(np.percentile(lengths, percent, method="inverted_cdf"))
 
 
 def parse_pad_value(text: str | float) -> float:

@@ -1,0 +1,164 @@
+"""Reading every input layout and writing every output format, through real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from conftest import RAGGED_LAYOUTS, files_in, random_sequences, run_lstmshape, write_ragged
+
+from lstmshape.errors import InputError
+from lstmshape.io.location import Location, parse_location
+from lstmshape.io.source import open_source
+from lstmshape.sequences import SequenceSet
+
+
+@pytest.mark.parametrize("layout", RAGGED_LAYOUTS)
+def test_every_ragged_layout_reads_back_the_sequences(tmp_path: Path, rng: np.random.Generator,
+                                                      layout: str) -> None:
+    features = 1 if layout == "h5-vlen" else 3
+    seqs = random_sequences(rng, 12, 9, features, "float64")
+    with open_source(write_ragged(tmp_path, layout, seqs)) as source:
+        assert source.kind == "ragged"
+        assert source.n_samples == 12 and source.n_features == features
+        assert source.lengths.tolist() == [len(s) for s in seqs]
+        read = source.read()
+    for got, expected in zip(read.to_list(), seqs, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_savez_sequences_are_taken_in_natural_order(tmp_path: Path) -> None:
+    seqs = [np.full((i + 1, 1), i, np.int32) for i in range(12)]  # arr_2 must precede arr_10
+    with open_source(write_ragged(tmp_path, "npz-savez", seqs)) as source:
+        assert source.lengths.tolist() == list(range(1, 13))
+        assert source.read().sequence(10)[0, 0] == 10
+
+
+def test_two_d_input_gains_a_feature_axis(tmp_path: Path) -> None:
+    np.save(tmp_path / "t.npy", np.arange(12, dtype=np.int16).reshape(3, 4))
+    with open_source(str(tmp_path / "t.npy")) as source:
+        assert (source.n_samples, source.timesteps, source.n_features) == (3, 4, 1)
+        assert source.read().values.shape == (12, 1)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("a.h5:/g/ds", Location("a.h5", "/g/ds")),
+    ("dir.v2/a.npz:x", Location("dir.v2/a.npz", "x")),
+    ("a.npy", Location("a.npy")),
+    ("-", Location("-")),
+    ("A.HDF5:/x", Location("A.HDF5", "/x")),
+])
+def test_parse_location(text: str, expected: Location) -> None:
+    assert parse_location(text) == expected
+
+
+def test_container_key_selection_and_unknown_key(tmp_path: Path, invoke: Any) -> None:
+    path = tmp_path / "multi.npz"
+    np.savez(path, a=np.zeros((2, 3, 1)), b=np.ones((4, 5)))
+    with open_source(f"{path}:b") as source:
+        assert (source.n_samples, source.timesteps) == (4, 5)
+    with pytest.raises(InputError, match="keys found: a, b"):
+        open_source(str(path))
+    result = invoke("pad", f"{path}:zzz", "-o", tmp_path / "o.npy")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "'zzz'" in result.output
+    assert "a, b" in result.output
+
+
+def test_h5_dataset_key_and_group_listing(tmp_path: Path) -> None:
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as h5:
+        h5["raw/sensors"] = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+        h5["raw/labels"] = np.zeros(2)
+    with open_source(f"{path}:/raw/sensors") as source:
+        assert source.read().values.shape == (8, 3)
+    with pytest.raises(InputError, match="/raw/labels, /raw/sensors"):
+        open_source(str(path))
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5"])
+def test_pad_output_round_trips_through_every_format(tmp_path: Path, invoke: Any,
+                                                     rng: np.random.Generator,
+                                                     suffix: str) -> None:
+    seqs = random_sequences(rng, 10, 7, 2, "float32", min_length=1)
+    src = write_ragged(tmp_path, "npz-lengths", seqs)
+    out = tmp_path / f"padded{suffix}"
+    assert invoke("pad", src, "--padding", "pre", "-o", out).exit_code == 0
+    # reading the output back recovers the very same sequences (true lengths + padding side)
+    with open_source(str(out)) as source:
+        assert source.kind == "dense" and source.side == "pre"
+        assert source.lengths.tolist() == [len(s) for s in seqs]
+        for got, expected in zip(source.read().to_list(), seqs, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_ragged_result_to_npy_is_refused(tmp_path: Path, invoke: Any) -> None:
+    src = write_ragged(tmp_path, "npz-lengths", [np.ones((3, 1)), np.ones((5, 1))])
+    result = invoke("truncate", src, "--maxlen", 4, "-o", tmp_path / "cut.npy")
+    assert result.exit_code == 1
+    assert "ragged" in result.output and "pad it first" in result.output
+    assert files_in(tmp_path) == ["seqs.npz"]
+
+
+def test_stdin_to_stdout_pipeline(tmp_path: Path) -> None:
+    x = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    src = tmp_path / "x.npy"
+    np.save(src, x)
+    done = run_lstmshape("pad", "-", "--maxlen", 5, "-o", "-", input=src.read_bytes())
+    assert done.returncode == 0, done.stderr
+    import io
+
+    padded = np.load(io.BytesIO(done.stdout))
+    assert padded.shape == (2, 5, 1)
+    np.testing.assert_array_equal(padded[:, :3, 0], x)
+    assert done.stderr == b""  # quiet when piped
+
+
+def test_allow_pickle_reads_object_array_of_sequences(tmp_path: Path, invoke: Any) -> None:
+    seqs = np.empty(3, dtype=object)
+    seqs[:] = [np.ones(2), np.ones(5), np.ones(1)]
+    src = tmp_path / "obj.npy"
+    np.save(src, seqs, allow_pickle=True)
+    refused = invoke("pad", src, "-o", tmp_path / "o.npy")
+    assert refused.exit_code == 1 and "--allow-pickle" in refused.output
+    assert invoke("pad", src, "--allow-pickle", "-o", tmp_path / "o.npy").exit_code == 0
+    assert np.load(tmp_path / "o.npy").shape == (3, 5, 1)
+
+
+def test_lengths_option_gives_a_dense_input_its_true_lengths(tmp_path: Path,
+                                                            invoke: Any) -> None:
+    x = np.arange(1, 13, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "len.npy", np.array([4, 2, 1]))
+    out = tmp_path / "o.npz"
+    result = invoke("pad", tmp_path / "x.npy", "--lengths", tmp_path / "len.npy",
+                    "--padding", "pre", "-o", out)
+    assert result.exit_code == 0, result.output
+    padded = np.load(out)["x"][:, :, 0]
+    assert padded.tolist() == [[1, 2, 3, 4], [0, 0, 5, 6], [0, 0, 0, 9]]
+    bad = invoke("pad", tmp_path / "x.npy", "--lengths", tmp_path / "x.npy", "-o", out)
+    assert bad.exit_code == 1 and "lengths" in bad.output
+
+
+def test_sequence_set_round_trip_dense() -> None:
+    x = np.arange(24).reshape(2, 4, 3)
+    seqs = SequenceSet.from_dense(x, lengths=[4, 2], side="pre")
+    assert seqs.values.tolist() == x[0].tolist() + x[1, 2:].tolist()
+    assert SequenceSet.from_dense(x).values.base is not None  # a view, no copy
+
+
+def test_manifest_paths_are_relative_to_manifest_folder(tmp_path: Path, invoke: Any) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    np.save(tmp_path / "in" / "x.npy", np.zeros((2, 3), np.float32))
+    result = invoke("pad", tmp_path / "in" / "x.npy", "-o", tmp_path / "out" / "y.npy",
+                    "--manifest", tmp_path / "m.json")
+    assert result.exit_code == 0
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    assert manifest["inputs"][0]["path"] == "in/x.npy"
+    assert manifest["outputs"]["x"]["path"] == "out/y.npy"
+    assert manifest["outputs"]["lengths"]["path"] == "out/y.npy.lengths.npy"
