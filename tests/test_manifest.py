@@ -122,5 +122,6 @@ def test_truncate_split_records_source_samples(tmp_path: Path, invoke: Any) -> N
 
 def test_no_manifest_and_custom_manifest(tmp_path: Path, invoke: Any) -> None:
     np.save(tmp_path / "x.npy", np.zeros((2, 3)))
-    assert invoke("pad", tmp_path / "x.npy", "--no-manifest", "-o", tmp_path / "o.npy").exit_code == 0
+    result = invoke("pad", tmp_path / "x.npy", "--no-manifest", "-o", tmp_path / "o.npy")
+    assert result.exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npy", "x.npy"]
