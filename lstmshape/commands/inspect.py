@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from typing import Any
 
 import numpy as np
@@ -143,7 +144,7 @@ def describe(source: Source, pad_value: float | None) -> dict[str, Any]:
 
 def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None:
     """The command that makes this input LSTM-ready, or None when it already is."""
-    where = str(source.location)
+    where = shlex.quote(str(source.location))
     stem = os.path.splitext(os.path.basename(source.location.path))[0] or "out"
     if stats.nan or stats.inf:
         return (f"{stats.nan:,} NaN and {stats.inf:,} inf values: clean or impute them before "
@@ -151,10 +152,10 @@ def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None
     if source.kind == "dense":
         if stored_3d:
             return None
-        return f"lstmshape pad {where} -o {stem}_3d.npy  (adds the feature axis)"
+        return f"lstmshape pad {where} -o {shlex.quote(stem + '_3d.npy')}"
     stats_ = length_statistics(source.lengths)
     maxlen = "p95" if stats_["max"] > 2 * stats_["p95"] else "max"
-    return f"lstmshape pad {where} --maxlen {maxlen} -o {stem}_padded.npy"
+    return f"lstmshape pad {where} --maxlen {maxlen} -o {shlex.quote(stem + '_padded.npy')}"
 
 
 def check_expected_shape(report: dict[str, Any], text: str) -> None:
