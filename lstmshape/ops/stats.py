@@ -27,8 +27,15 @@ def pad_collisions(values: np.ndarray, pad_value: float) -> int:
     if math.isnan(pad_value):
         if values.dtype.kind != "f":
             return 0
-        return int(np.isnan(values).all(axis=1).sum())
-    return int((values == pad_value).all(axis=1).sum())
+        first = np.isnan(values[:, 0])
+    else:
+        first = values[:, 0] == pad_value
+    # Most data never equals the pad value: test the first feature everywhere, and all the
+    # features only on the few rows where the first one matches.
+    candidates = values[np.flatnonzero(first)]
+    if math.isnan(pad_value):
+        return int(np.isnan(candidates).all(axis=1).sum())
+    return int((candidates == pad_value).all(axis=1).sum())
 
 
 @dataclass

@@ -1,0 +1,265 @@
+"""lstmshape benchmarks: every target measured side by side with its baseline, in one run.
+
+    make bench                 # full sizes (needs ~8 GB of free disk in benchmarks/_data)
+    python benchmarks/run.py --quick   # small sizes, a smoke run (minutes)
+
+Prints one table of ratios. The targets (issue 4):
+
+W1   library pad, 200,000 float32 sequences (lengths 1..200, 8 features, maxlen 100), within
+     1.5x of the floor: allocating the output and copying the same number of bytes with numpy.
+W2   library pad, 2,000,000 int32 token sequences (lengths 1..30, maxlen 20), at least 10x
+     faster than keras.utils.pad_sequences on the same list (list -> SequenceSet included).
+E2E  `lstmshape pad W1.h5 -o out.npy` at least 5x faster than a script that loads the file,
+     calls Keras' pad_sequences and np.save()s (TensorFlow import included), and within 2x of a
+     numpy-only script that reads the input and writes an array of the output's size.
+MEM  peak RSS (/usr/bin/time -v) of pad and truncate on a 4 GB dense .npy and of pad on a 2 GB
+     ragged .h5 under 300 MB; Keras' peak on W1 shown as a multiple of its output size.
+START `lstmshape --help` within 2x of `python -c "import numpy"`.
+
+Timings are the best of a few repeats (the minimum is the least noisy estimate on a shared
+machine); RSS is one run each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data"
+PYTHON = sys.executable
+LSTMSHAPE = [PYTHON, "-m", "lstmshape"]
+RSS_LIMIT_MB = 300
+ROWS: list[tuple[str, str, str, str, str]] = []
+
+
+def best_of(function: Callable[[], Any], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+        del result
+    return best
+
+
+def run_timed(command: list[str], repeats: int = 1, **kwargs: Any) -> float:
+    def once() -> None:
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **kwargs)
+    return best_of(once, repeats)
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    """Peak resident set size of a command, as GNU time -v reports it."""
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True,
+                          check=True)
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    assert match, done.stderr
+    return int(match.group(1)) / 1024
+
+
+def report(name: str, ours: str, baseline: str, ratio: float, target: str, ok: bool) -> None:
+    ROWS.append((name, ours, baseline, f"{ratio:.2f}", f"{target} {'PASS' if ok else 'FAIL'}"))
+    print(f"  {name}: {ours} vs {baseline} -> {ratio:.2f} ({target}) "
+          f"{'PASS' if ok else 'FAIL'}", flush=True)
+
+
+def ragged(count: int, low: int, high: int, features: int, dtype: str,
+           seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(low, high + 1, size=count).astype(np.int64)
+    total = int(lengths.sum())
+    if np.dtype(dtype).kind == "f":
+        values = rng.standard_normal((total, features), dtype=np.float32).astype(dtype)
+    else:
+        values = rng.integers(1, 30_000, size=(total, features)).astype(dtype)
+    return values, lengths
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_w1(scale: float) -> tuple[np.ndarray, np.ndarray]:
+    from lstmshape.ops.pad import pad
+    from lstmshape.sequences import SequenceSet
+
+    count = int(200_000 * scale)
+    values, lengths = ragged(count, 1, 200, 8, "float32", 1)
+    seqs = SequenceSet(values, lengths)
+    source = np.ones((count, 100, 8), np.float32)
+
+    def floor() -> np.ndarray:
+        out = np.empty((count, 100, 8), np.float32)
+        np.copyto(out, source)
+        return out
+
+    floor_s = best_of(floor, 5)
+    pad_s = best_of(lambda: pad(seqs, 100), 5)
+    floor_s = min(floor_s, best_of(floor, 5))  # measured on both sides of the pad runs
+    report(f"W1 pad {count:,} x 8 float32", f"{pad_s:.3f}s", f"copy {floor_s:.3f}s",
+           pad_s / floor_s, "<= 1.5", pad_s <= 1.5 * floor_s)
+    return values, lengths
+
+
+def bench_w2(scale: float, keras: Any) -> None:
+    from lstmshape.ops.pad import pad
+
+    count = int(2_000_000 * scale)
+    values, lengths = ragged(count, 1, 30, 1, "int32", 2)
+    sequences = np.split(values[:, 0], np.cumsum(lengths)[:-1])
+    keras_s = best_of(lambda: keras.utils.pad_sequences(sequences, maxlen=20, dtype="int32"), 1)
+    ours_s = best_of(lambda: pad(sequences, maxlen=20), 3)  # list -> SequenceSet included
+    report(f"W2 pad {count:,} token lists", f"{ours_s:.3f}s", f"keras {keras_s:.3f}s",
+           keras_s / ours_s, ">= 10 (speed-up)", keras_s >= 10 * ours_s)
+
+
+KERAS_SCRIPT = """
+import sys, h5py, numpy as np
+import keras
+with h5py.File(sys.argv[1]) as h5:
+    values, lengths = h5["values"][()], h5["lengths"][()]
+seqs = np.split(values, np.cumsum(lengths)[:-1])
+np.save(sys.argv[2], keras.utils.pad_sequences(seqs, maxlen=100, dtype="float32",
+                                               padding="post", truncating="post"))
+"""
+
+NUMPY_SCRIPT = """
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1]) as h5:
+    values, lengths = h5["values"][()], h5["lengths"][()]
+np.save(sys.argv[2], np.zeros((len(lengths), 100, values.shape[1]), values.dtype))
+"""
+
+
+def bench_end_to_end(values: np.ndarray, lengths: np.ndarray, work: Path) -> None:
+    source = work / "w1.h5"
+    with h5py.File(source, "w") as h5:
+        h5["values"], h5["lengths"] = values, lengths
+    out = work / "out.npy"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    ours = run_timed([*LSTMSHAPE, "pad", str(source), "--maxlen", "100", "-o", str(out)],
+                     repeats=3)
+    numpy_s = run_timed([PYTHON, "-c", NUMPY_SCRIPT, str(source), str(work / "np.npy")],
+                        repeats=3)
+    keras_s = run_timed([PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")], env=env)
+    assert np.array_equal(np.load(out, mmap_mode="r")[:1000], np.load(work / "k.npy",
+                                                                      mmap_mode="r")[:1000])
+    report("E2E pad W1.h5 -> .npy vs Keras script", f"{ours:.2f}s", f"keras {keras_s:.2f}s",
+           keras_s / ours, ">= 5 (speed-up)", keras_s >= 5 * ours)
+    report("E2E pad W1.h5 -> .npy vs numpy script", f"{ours:.2f}s", f"numpy {numpy_s:.2f}s",
+           ours / numpy_s, "<= 2", ours <= 2 * numpy_s)
+    keras_rss = peak_rss_mb([PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")])
+    out_mb = out.stat().st_size / 2**20
+    report("MEM Keras script on W1 (peak / output size)", f"{keras_rss:.0f} MB",
+           f"output {out_mb:.0f} MB", keras_rss / out_mb, "for reference", True)
+    for path in (source, out, work / "np.npy", work / "k.npy"):
+        path.unlink(missing_ok=True)
+
+
+def bench_memory(dense_gb: float, ragged_gb: float, work: Path) -> None:
+    # A dense (N, 200, 16) float32 tensor of dense_gb, written block by block.
+    rows = int(dense_gb * 2**30 / (200 * 16 * 4))
+    dense = work / "dense.npy"
+    from lstmshape.io.npy import NpyWriter
+
+    rng = np.random.default_rng(3)
+    block = rng.standard_normal((4096, 200, 16), dtype=np.float32)
+    with open(dense, "wb") as handle:
+        writer = NpyWriter(handle, (rows, 200, 16), np.dtype(np.float32))
+        for start in range(0, rows, 4096):
+            writer.write(block[:min(4096, rows - start)])
+        writer.finish()
+    for command in (["pad", str(dense), "--maxlen", "150", "-o", str(work / "p.npy")],
+                    ["truncate", str(dense), "--maxlen", "100", "-o", str(work / "t.npy")]):
+        rss = peak_rss_mb([*LSTMSHAPE, *command])
+        report(f"MEM {command[0]} {dense.stat().st_size / 2**30:.1f} GB dense .npy",
+               f"{rss:.0f} MB", f"limit {RSS_LIMIT_MB} MB", rss / RSS_LIMIT_MB, "<= 1",
+               rss <= RSS_LIMIT_MB)
+        (work / "p.npy").unlink(missing_ok=True)
+        (work / "t.npy").unlink(missing_ok=True)
+    dense.unlink()
+    # A ragged values + lengths .h5 of ragged_gb, written block by block.
+    source = work / "ragged.h5"
+    rng = np.random.default_rng(4)
+    per_sequence = 100 * 8 * 4
+    count = int(ragged_gb * 2**30 / per_sequence)
+    lengths = rng.integers(1, 200, size=count).astype(np.int64)
+    total = int(lengths.sum())
+    chunk = rng.standard_normal((1 << 20, 8), dtype=np.float32)
+    with h5py.File(source, "w") as h5:
+        h5["lengths"] = lengths
+        dataset = h5.create_dataset("values", (total, 8), np.float32, chunks=(65536, 8))
+        for start in range(0, total, chunk.shape[0]):
+            stop = min(total, start + chunk.shape[0])
+            dataset[start:stop] = chunk[:stop - start]
+    rss = peak_rss_mb([*LSTMSHAPE, "pad", str(source), "--maxlen", "p95", "-o",
+                       str(work / "r.npy")])
+    report(f"MEM pad {source.stat().st_size / 2**30:.1f} GB ragged .h5", f"{rss:.0f} MB",
+           f"limit {RSS_LIMIT_MB} MB", rss / RSS_LIMIT_MB, "<= 1", rss <= RSS_LIMIT_MB)
+    source.unlink()
+    (work / "r.npy").unlink(missing_ok=True)
+
+
+def bench_startup() -> None:
+    def median(command: list[str]) -> float:
+        times = []
+        for _ in range(9):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    numpy_s = median([PYTHON, "-c", "import numpy"])
+    help_s = median([*LSTMSHAPE, "--help"])
+    report("START lstmshape --help", f"{help_s * 1000:.0f} ms",
+           f"import numpy {numpy_s * 1000:.0f} ms", help_s / numpy_s, "<= 2",
+           help_s <= 2 * numpy_s)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    args = parser.parse_args()
+    scale, dense_gb, ragged_gb = (0.1, 0.3, 0.15) if args.quick else (1.0, 4.0, 2.0)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    DATA.mkdir(exist_ok=True)
+    free_gb = shutil.disk_usage(DATA).free / 2**30
+    if free_gb < 2 * dense_gb + 2:
+        sys.exit(f"benchmarks need {2 * dense_gb + 2:.0f} GB free in {DATA}, {free_gb:.0f} GB")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, numpy {np.__version__}", flush=True)
+    import keras
+
+    print(f"keras {keras.__version__}", flush=True)
+    with tempfile.TemporaryDirectory(dir=DATA) as folder:
+        work = Path(folder)
+        bench_startup()
+        values, lengths = bench_w1(scale)
+        bench_w2(scale, keras)
+        bench_end_to_end(values, lengths, work)
+        del values, lengths
+        bench_memory(dense_gb, ragged_gb, work)
+    print()
+    print("| benchmark | lstmshape | baseline | ratio | target |")
+    print("|---|---|---|---|---|")
+    for row in ROWS:
+        print("| " + " | ".join(row) + " |")
+    if any("FAIL" in row[-1] for row in ROWS):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
