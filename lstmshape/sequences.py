@@ -18,9 +18,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -225,8 +225,9 @@ def _concatenate_uniform(sequences: Sequence[npt.ArrayLike],
     if not len(sequences):
         return None
     try:
-        values = np.concatenate(sequences, axis=0)  # type: ignore[call-overload]
-        lengths = np.fromiter(map(len, sequences), dtype=LENGTH_DTYPE, count=len(sequences))
+        values = np.concatenate(sequences, axis=0)
+        sized = cast("Sequence[Sized]", sequences)
+        lengths = np.fromiter(map(len, sized), dtype=LENGTH_DTYPE, count=len(sequences))
     except (ValueError, TypeError):
         return None
     if values.ndim == 1:
