@@ -43,8 +43,9 @@ $(DEMO)/sensors_padded.npy: sample_data/sensors.npz $(VENV)/.installed-base | $(
 	$(LS) inspect sample_data/sensors.npz
 	$(LS) pad sample_data/sensors.npz --maxlen p95 -o $@
 
-$(DEMO)/tokens_padded.npy: sample_data/tokens.npy $(VENV)/.installed-base | $(DEMO)
-	$(LS) pad sample_data/tokens.npy --padding pre -o $@
+$(DEMO)/tokens_padded.npy: sample_data/tokens.npy sample_data/tokens_lengths.npy \
+		$(VENV)/.installed-base | $(DEMO)
+	$(LS) pad sample_data/tokens.npy --lengths sample_data/tokens_lengths.npy --padding pre -o $@
 
 $(DEMO)/tokens_short.npy: $(DEMO)/tokens_padded.npy
 	$(LS) truncate $< --maxlen 20 --truncating pre -o $@

@@ -100,7 +100,8 @@ def render_inspect(report: dict[str, Any]) -> None:
     table.add_column("value")
     lengths = report["lengths"]
     rows = [
-        ("kind", f"{report['kind']} ({report['layout']})"),
+        ("kind", report["kind"] if report["layout"] == report["kind"]
+         else f"{report['kind']} ({report['layout']})"),
         ("samples", f"{report['samples']:,}"),
         ("timesteps", str(report["timesteps"]) if report["timesteps"] is not None
          else "variable"),
@@ -143,3 +144,35 @@ def human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{count} B"
+
+
+def render_verify(report: dict[str, Any]) -> None:
+    """Print a passed ``verify`` report: the files checked, the tensor, the model run."""
+    console = stdout_console()
+    files = Table(title=f"{report['path']} against {os.path.relpath(report['manifest'])}",
+                  title_justify="left", show_edge=False)
+    for column in ("role", "file", "shape", "dtype", "sha256"):
+        files.add_column(column)
+    for row in report.get("files", []):
+        where = row["path"] + (f":{row['key']}" if row.get("key") else "")
+        files.add_row(row["role"], where, format_shape(row["shape"]), row["dtype"],
+                      "ok" if row.get("sha256_ok") else "not recorded"
+                      if row.get("sha256") is None else "differs")
+    console.print(files)
+    model = report.get("model")
+    rows = [
+        ("layout", report.get("layout") or "?"),
+        ("shape", f"{report['samples']:,} samples, input_shape="
+                  f"{format_shape(report['input_shape'])}, {report.get('dtype')}"),
+        ("NaN / inf", f"{report.get('nan', 0):,} / {report.get('inf', 0):,}"),
+        ("model", "skipped (--no-model)" if model is None else
+         f"{' -> '.join(model['layers'])} on {model['samples']} samples -> "
+         f"{format_shape(model['output_shape'])}"),
+    ]
+    table = Table(show_header=False, show_edge=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(Text(f"OK: {report['path']} matches its manifest", style="green bold"))

@@ -8,6 +8,7 @@ Every layout lstmshape reads is here, each a few KB to a few hundred KB:
 * ``sensors.h5``      -- the same recordings as an HDF5 group ``/sensors`` of one dataset each,
                          plus a per-recording ``/meta/temperature`` array
 * ``tokens.npy``      -- 2-D ``(samples, timesteps)`` int32 token ids, 0-padded at the end
+* ``tokens_lengths.npy`` -- the true length of each token sequence (for ``--lengths``)
 * ``dense.npy``       -- a dense ``(samples, timesteps, features)`` float32 tensor
 * ``weather.npy``     -- a per-recording ``(samples, 2)`` array of static features
 * ``series.npy``      -- a long multivariate series ``(timesteps, features)`` for ``window``
@@ -51,6 +52,8 @@ def main() -> None:
     for i, n in enumerate(token_lengths):
         tokens[i, :n] = rng.integers(1, 500, size=n)
     np.save(os.path.join(HERE, "tokens.npy"), tokens)
+    # Their true lengths: without them the 0 padding would count as real tokens.
+    np.save(os.path.join(HERE, "tokens_lengths.npy"), token_lengths.astype(np.int64))
 
     # Dense tensor: 64 samples of 50 steps, 4 features.
     np.save(os.path.join(HERE, "dense.npy"), rng.normal(size=(64, 50, 4)).astype(np.float32))
