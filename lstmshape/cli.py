@@ -340,6 +340,50 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
 
 
 @cli.command()
+@click.argument("source", metavar="SRC")
+@click.option("--manifest", metavar="PATH",
+              help="The manifest to check against (default: SRC.json).")
+@click.option("--no-model", is_flag=True,
+              help="Skip the Keras model check (then TensorFlow is not needed).")
+@click.option("--debug", is_flag=True, help="Let TensorFlow's own log lines through to stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--memory-limit", type=ByteSize(), default="256MB", show_default=True,
+              help="Memory budget; the tensor is read in blocks that fit it.")
+def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_json: bool,
+           memory_limit: int) -> None:
+    """Check an output against its manifest and run it through a small Keras LSTM.
+
+    Checks shape, dtype and sha256 of every output file, lengths and input_shape, counts
+    NaN/inf, then runs Input(shape=input_shape) -> Masking(pad value) -> LSTM(4) -> Dense(1) on
+    the first 64 samples. Exit 0 only when every check passes (TensorFlow needed unless
+    --no-model).
+
+    \b
+    Examples:
+      lstmshape verify train.npy
+      lstmshape verify batches.h5 --no-model --json | jq .ok
+    """
+    import json
+
+    from . import render
+    from .commands.verify import VerifyFailed, verify_file
+
+    try:
+        report = verify_file(source, manifest=manifest, model=not no_model, debug=debug,
+                             memory_limit=memory_limit)
+    except VerifyFailed as failed:
+        if as_json:  # CI keeps the whole report; the Error line still says what differs
+            click.echo(json.dumps(failed.report, indent=2, sort_keys=True, default=str))
+        raise
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+    for note in report["warnings"]:
+        render.warn(note)
+    if not as_json:
+        render.render_verify(report)
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of the manifest lstmshape writes.
 

@@ -1,0 +1,407 @@
+"""``lstmshape verify``: an output checked against its manifest, then run through a real LSTM.
+
+:func:`verify_file` returns one JSON-ready report (the ``--json`` output) when every check
+passes, and raises :class:`VerifyFailed` -- one line naming the file and every difference found,
+with the report attached -- when one does not. The checks, cheapest first:
+
+1. the manifest (``PATH.json`` or ``manifest=``) is an lstmshape manifest that lists ``PATH``;
+2. every file in its ``outputs`` exists with the recorded sha256, shape and dtype (the hashes
+   run on background threads while the next steps read the data);
+3. the tensor's ``(samples, timesteps, features)`` and ``input_shape`` are the manifest's, true
+   lengths are one per sample in ``0..timesteps`` and their min/max are the manifest's;
+4. NaN and inf in the real timesteps are counted, block by block within the memory budget (a
+   warning, not a failure: the shape is right, the data needs cleaning);
+5. with ``model=True`` (needs TensorFlow): ``keras.Input(shape=input_shape)`` ->
+   ``Masking(mask_value=<pad value>)`` when padded -> ``LSTM(4)`` -> ``Dense(1)`` runs on the
+   first 64 samples and must give ``(64, 1)``, finite where the data is. A NaN pad value cannot
+   be masked by ``Masking`` (NaN != NaN), and a ragged output has no padding yet: there the
+   mask comes from the true lengths instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckFailed, InputError
+from ..io.location import parse_location
+from ..io.output import sha256_in_background
+from ..io.source import check_readable_file
+from ..ops.pad import pad
+from ..ops.stats import ValueStats
+from ..sequences import SequenceSet
+from ..tf import (
+    INSTALL_HINT,
+    ArrayFiles,
+    Block,
+    OutputReader,
+    TensorFlowMissing,
+    import_tensorflow,
+    load_manifest,
+    quiet_stderr,
+    tensorflow_available,
+)
+
+DEFAULT_MEMORY_LIMIT = 256 * 10**6
+#: Like a transforming command, one block of input may take a sixth of the budget.
+BLOCK_SHARE = 6
+MODEL_SAMPLES = 64
+LSTM_UNITS = 4
+
+
+class VerifyFailed(CheckFailed):
+    """A verify check failed; ``report`` is the report so far (``--json`` prints it)."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def shape_text(shape: Any) -> str:
+    """``(50, 8, 3)``; ``None`` dimensions as ``None``, as Keras prints them.
+
+    Example:
+        >>> shape_text([None, 3]), shape_text((5,))
+        ('(None, 3)', '(5,)')
+    """
+    return str(tuple(shape))
+
+
+def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
+                debug: bool = False, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                model_samples: int = MODEL_SAMPLES) -> dict[str, Any]:
+    """Check the output ``src`` against its manifest and, with ``model``, a Keras LSTM.
+
+    ``debug=True`` lets TensorFlow's own log lines through to stderr. Raises
+    :class:`VerifyFailed` when a check fails and :class:`~lstmshape.tf.TensorFlowMissing` when
+    ``model`` is asked for without TensorFlow installed.
+
+    Example (not run by the doctests: it imports TensorFlow):
+        >>> report = verify_file("train.npy")  # doctest: +SKIP
+        >>> report["ok"], report["input_shape"], report["model"]["output_shape"]  # doctest: +SKIP
+        (True, [100, 8], [64, 1])
+    """
+    path = parse_location(src).path
+    if path == "-":
+        raise InputError("verify checks a file and its manifest; it cannot read stdin")
+    if model and not tensorflow_available():
+        # Before reading anything: the user asked for a check this machine cannot run.
+        raise TensorFlowMissing(f"verify runs a Keras LSTM on {path} and needs TensorFlow: "
+                                f"{INSTALL_HINT} (or pass --no-model to skip the model check)")
+    check_readable_file(path)
+    manifest_path = manifest if manifest is not None else path + ".json"
+    data = load_manifest(manifest_path, path)
+    failures: list[str] = []
+    report: dict[str, Any] = {
+        "path": path, "manifest": manifest_path, "command": data.get("command"),
+        "samples": data.get("samples"), "timesteps": data.get("timesteps"),
+        "features": data.get("features"), "input_shape": data.get("input_shape"),
+        "padding": data.get("padding"), "ok": False, "failures": failures, "warnings": [],
+        "model": None,
+    }
+    hashes, files = check_entries(path, data, manifest_path, memory_limit, failures)
+    report["files"] = files
+    if not any(same_file(row["file"], path) for row in files):
+        # Another output's manifest: nothing in it applies to this file.
+        wait_for_hashes(hashes)
+        raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
+    try:
+        reader = OutputReader(path, manifest=manifest_path, memory_limit=memory_limit)
+    except InputError as err:  # a damaged tensor: report it with what else was found
+        failures.append(str(err).removeprefix(f"{path}: "))
+        wait_for_hashes(hashes)
+        raise VerifyFailed(f"{path}: " + "; ".join(failures), report) from None
+    with reader:
+        report.update(layout=reader.layout, dtype=str(reader.dtype))
+        geometry_ok = check_geometry(reader, data, failures)
+        stats = None
+        if geometry_ok:
+            stats = count_values(reader, max(memory_limit // BLOCK_SHARE, 1 << 16))
+            report.update(nan=stats.nan, inf=stats.inf, pad_collisions=stats.collisions)
+            report["warnings"] = value_warnings(stats, reader.pad_value)
+        head = reader.head(model_samples) if model and geometry_ok else None
+        pad_value, side, layout = reader.pad_value, reader.side, reader.layout
+    for file, future in hashes.items():
+        expected = next(row["sha256"] for row in files if row["file"] == file)
+        actual = future.result()
+        for row in files:
+            if row["file"] == file:
+                row["sha256_ok"] = actual == expected
+        if expected is not None and actual != expected:
+            which = "" if same_file(file, path) else f"{display(file)}: "
+            failures.append(f"{which}sha256 {actual[:12]}... differs from the "
+                            f"{str(expected)[:12]}... recorded in "
+                            f"{os.path.basename(manifest_path)} (the file changed after its "
+                            f"manifest was written)")
+    if failures:
+        raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
+    if head is not None:
+        assert stats is not None
+        report["model"] = run_model(head, list(data["input_shape"]), pad_value, side, layout,
+                                    quiet=not debug)
+        model_report = report["model"]
+        if model_report.get("error"):
+            failures.append(model_report["error"])
+        elif model_report["samples"] and model_report["output_shape"] != \
+                [model_report["samples"], 1]:
+            failures.append(f"the model gave output shape "
+                            f"{shape_text(model_report['output_shape'])}, expected "
+                            f"({model_report['samples']}, 1)")
+        elif not model_report["finite"] and stats.nan == 0 and stats.inf == 0:
+            failures.append("the LSTM's outputs are NaN/inf although every real timestep is "
+                            "finite: the padding is not masked")
+        if failures:
+            raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
+    report["ok"] = True
+    return report
+
+
+def wait_for_hashes(hashes: dict[str, Future[str]]) -> None:
+    """Let background hashes finish (quietly) before the files they read are reported on."""
+    for future in hashes.values():
+        future.exception()
+
+
+def display(path: str) -> str:
+    """A path as the user would type it: relative when it is below the working folder."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-2. The manifest's output files
+
+
+def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_limit: int,
+                  failures: list[str]) -> tuple[dict[str, Future[str]], list[dict[str, Any]]]:
+    """Check each ``outputs`` entry's file, shape and dtype; start hashing each file once."""
+    outputs = data.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        failures.append(f"{manifest_path} lists no outputs")
+        return {}, []
+    folder = os.path.dirname(os.path.abspath(manifest_path))
+    hashes: dict[str, Future[str]] = {}
+    rows: list[dict[str, Any]] = []
+    described = False
+    with ArrayFiles(memory_limit) as stored:
+        for role, entry in sorted(outputs.items()):
+            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                    and isinstance(entry.get("shape"), list)
+                    and isinstance(entry.get("dtype"), str)):
+                failures.append(f"outputs.{role} of {manifest_path} is not a "
+                                f"{{path, key, shape, dtype, sha256}} entry")
+                continue
+            file = os.path.normpath(os.path.join(folder, entry["path"]))
+            row = {"role": role, "path": entry["path"], "file": file, "key": entry.get("key"),
+                   "shape": entry["shape"], "dtype": entry["dtype"],
+                   "sha256": entry.get("sha256"), "sha256_ok": None}
+            rows.append(row)
+            if not os.path.isfile(file):
+                failures.append(f"{display(file)} (outputs.{role}) is missing")
+                continue
+            described = described or same_file(file, path)
+            if file not in hashes:
+                hashes[file] = sha256_in_background(file)
+            try:
+                array = stored.array(file, entry.get("key"))
+            except InputError as err:
+                failures.append(f"outputs.{role}: {err}")
+                continue
+            where = f"{display(file)}" + (f":{entry['key']}" if entry.get("key") else "")
+            if list(array.shape) != entry["shape"]:
+                failures.append(f"{where} has shape {shape_text(array.shape)} but the manifest "
+                                f"records {shape_text(entry['shape'])}")
+            if not same_dtype(array.dtype, entry["dtype"]):
+                failures.append(f"{where} has dtype {array.dtype} but the manifest records "
+                                f"{entry['dtype']}")
+    if not described:
+        listed = ", ".join(sorted({row["path"] for row in rows})) or "nothing"
+        failures.append(f"{manifest_path} describes {listed}, not this file")
+    return hashes, rows
+
+
+def same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def same_dtype(actual: np.dtype, recorded: str) -> bool:
+    try:
+        return bool(np.dtype(recorded).newbyteorder("=") == actual.newbyteorder("="))
+    except TypeError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Geometry and lengths
+
+
+def check_geometry(reader: OutputReader, data: dict[str, Any], failures: list[str]) -> bool:
+    """The manifest's samples/timesteps/features/input_shape/lengths against the tensor."""
+    before = len(failures)
+    features, timesteps = reader.features, reader.timesteps
+    recorded_shape = data.get("input_shape")
+    if reader.layout == "batched":
+        # lstmshape batch may pad each batch to its own width: then input_shape has None
+        # timesteps; with one width for all, either is right for keras.Input.
+        fits = (isinstance(recorded_shape, list) and len(recorded_shape) == 2
+                and recorded_shape[1] == features
+                and recorded_shape[0] in (None, timesteps))
+        check_batches(reader, failures)
+    else:
+        fits = recorded_shape == reader.input_shape
+        dims = [reader.samples, timesteps, features]
+        recorded = [data.get("samples"), data.get("timesteps"), data.get("features")]
+        if recorded != dims:
+            failures.append(f"the manifest records (samples, timesteps, features) = "
+                            f"{shape_text(recorded)} but the tensor has {shape_text(dims)}")
+        check_lengths_fit(reader, data, failures)
+    if not fits:
+        failures.append(f"the manifest's input_shape {recorded_shape} does not fit the tensor's "
+                        f"(timesteps, features) = {shape_text([timesteps, features])}")
+    return len(failures) == before
+
+
+def check_lengths_fit(reader: OutputReader, data: dict[str, Any], failures: list[str]) -> None:
+    lengths = reader.lengths
+    if not lengths.size:
+        return
+    low, high = int(lengths.min()), int(lengths.max())
+    if reader.timesteps is not None and high > reader.timesteps:
+        failures.append(f"true lengths go up to {high} but the tensor has {reader.timesteps} "
+                        f"timesteps")
+    recorded = data.get("lengths")
+    if isinstance(recorded, dict) and (recorded.get("min"), recorded.get("max")) != (low, high):
+        failures.append(f"true lengths are {low}..{high} but the manifest records "
+                        f"{recorded.get('min')}..{recorded.get('max')}")
+
+
+def check_batches(reader: OutputReader, failures: list[str]) -> None:
+    """Every stored batch: 3-D, the same features, lengths one per row within its width."""
+    for index, batch in enumerate(reader.batches):
+        name = f"x_{index:06d}"
+        if len(batch.x.shape) != 3 or batch.x.shape[2] != reader.features:
+            failures.append(f"batch {name} has shape {shape_text(batch.x.shape)}, expected "
+                            f"(rows, timesteps, {reader.features})")
+            continue
+        if batch.lengths is not None:
+            lengths = batch.lengths.read_rows(0, batch.lengths.shape[0] if batch.lengths.shape
+                                              else 1)
+            if lengths.shape != (batch.x.shape[0],):
+                failures.append(f"batch {name} has {batch.x.shape[0]} rows but its lengths "
+                                f"have shape {shape_text(lengths.shape)}")
+            elif lengths.size and (lengths.min() < 0 or lengths.max() > batch.x.shape[1]):
+                failures.append(f"batch {name}: true lengths {int(lengths.min())}.."
+                                f"{int(lengths.max())} outside 0..{batch.x.shape[1]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Values
+
+
+def count_values(reader: OutputReader, block_bytes: int) -> ValueStats:
+    """NaN/inf/range/pad collisions of the real timesteps, one block in memory at a time."""
+    pad = reader.pad_value
+    stats = ValueStats(pad_value=pad if pad is not None else math.nan)
+    if reader.layout == "batched":
+        for block in reader.blocks(block_bytes):
+            stats.add(SequenceSet.from_dense(block.x, block.lengths, reader.side))
+        return stats
+    source = reader.source()
+    for start, stop in source.block_bounds(block_bytes):
+        stats.add(source.read_block(start, stop))
+    if pad is None:
+        stats.collisions = 0  # nothing is padded, so nothing can be mistaken for padding
+    return stats
+
+
+def value_warnings(stats: ValueStats, pad_value: float | None) -> list[str]:
+    notes = []
+    if stats.nan or stats.inf:
+        notes.append(f"{stats.nan:,} NaN and {stats.inf:,} inf values in real timesteps: an "
+                     f"LSTM carries them into every later step; clean or impute them")
+    if stats.collisions and pad_value is not None and not math.isnan(pad_value):
+        notes.append(f"{stats.collisions:,} real timesteps equal the pad value {pad_value:g} in "
+                     f"every feature; Masking(mask_value={pad_value:g}) hides them too")
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The model
+
+
+def model_inputs(head: Block, layout: str, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, mask)``: the samples as float32 ``(n, T, F)`` and which timesteps are real."""
+    lengths = head.lengths
+    if layout == "ragged":  # pad here, as padded_batch would: post, to the longest
+        width = max(int(lengths.max()) if lengths.size else 0, 1)
+        x = pad(SequenceSet(head.x, lengths), width, "post", "post", 0.0, np.float32).tensor
+        side = "post"
+    else:
+        x = head.x.astype(np.float32)
+    steps = np.arange(x.shape[1])
+    if side == "pre":
+        mask = steps[None, :] >= (x.shape[1] - lengths)[:, None]
+    else:
+        mask = steps[None, :] < lengths[:, None]
+    return x, mask
+
+
+def run_model(head: Block, input_shape: list[int | None], pad_value: float | None, side: str,
+              layout: str, *, quiet: bool) -> dict[str, Any]:
+    """Build ``Input -> [Masking] -> LSTM(4) -> Dense(1)`` and run it on ``head``."""
+    x, mask = model_inputs(head, layout, side)
+    samples = int(x.shape[0])
+    padded = not bool(mask.all())
+    if layout == "ragged" or (pad_value is not None and math.isnan(pad_value)) \
+            or (pad_value is None and padded):
+        how = "lengths"  # Masking cannot express this padding; the true lengths can
+        x = np.where(mask[:, :, None], x, np.float32(0))  # NaN * 0 would still be NaN
+    elif pad_value is not None:
+        how = "masking"
+    else:
+        how = "none"
+    shape = tuple(input_shape)
+    layers = [f"Input(shape={shape_text(shape)})"]
+    layers += {"masking": [f"Masking(mask_value={pad_value:g})" if pad_value is not None
+                           else ""],
+               "lengths": ["mask from the true lengths"], "none": []}[how]
+    layers += [f"LSTM({LSTM_UNITS})", "Dense(1)"]
+    result: dict[str, Any] = {"layers": layers, "mask": how, "samples": samples,
+                              "output_shape": None, "finite": None, "error": None}
+    if samples == 0:
+        result["output_shape"] = [0, 1]
+        result["finite"] = True
+        return result
+    tf, keras = import_tensorflow(quiet=quiet, purpose="verify")
+    result.update(tensorflow=tf.__version__, keras=keras.__version__)
+    try:
+        with quiet_stderr(quiet):
+            inputs = keras.Input(shape=shape, name="x")
+            if how == "lengths":
+                mask_input = keras.Input(shape=(shape[0],), dtype="bool", name="mask")
+                hidden = keras.layers.LSTM(LSTM_UNITS)(inputs, mask=mask_input)
+                feed: Any = [x, mask]
+                model_in: Any = [inputs, mask_input]
+            else:
+                hidden = inputs
+                if how == "masking":
+                    hidden = keras.layers.Masking(mask_value=pad_value)(hidden)
+                hidden = keras.layers.LSTM(LSTM_UNITS)(hidden)
+                feed, model_in = x, inputs
+            model = keras.Model(model_in, keras.layers.Dense(1)(hidden))
+            output = np.asarray(model(feed, training=False))
+    except Exception as err:  # Keras raises many types for a shape it cannot take
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        result["error"] = (f"Keras could not run {' -> '.join(layers)} on "
+                           f"{shape_text(x.shape)}: {first}")
+        return result
+    result["output_shape"] = [int(d) for d in output.shape]
+    result["finite"] = bool(np.isfinite(output).all())
+    return result
