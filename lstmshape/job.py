@@ -37,6 +37,7 @@ from .io.output import (
     check_writable_folder,
     sha256_in_background,
 )
+from .io.prefetch import prefetched
 from .io.source import Source, open_source
 from .manifest import FileEntry, ManifestData, dumps, history_from, render
 
@@ -92,7 +93,10 @@ class Job:
             check_writable_folder(path)
 
     def side_inputs(self) -> list[str]:
-        return [parse_location(self.options.lengths).path] if self.options.lengths else []
+        """Files read besides the inputs: ``--lengths`` and each input's manifest ``IN.json``
+        (overwriting that one would make the input describe the output)."""
+        paths = [parse_location(self.options.lengths).path] if self.options.lengths else []
+        return paths + [loc.path + ".json" for loc in self.locations if not loc.is_stdio]
 
     def plan_manifest_path(self) -> str | None:
         if self.options.no_manifest:
@@ -157,6 +161,7 @@ class Job:
     def write_arrays(self, outputs: OutputSet,
                      arrays: list[tuple[str, ArrayData]]) -> dict[str, FileEntry]:
         entries: dict[str, FileEntry] = {}
+        arrays = [(role, prefetched(data)) for role, data in arrays]
         if self.output.suffix == ".npy":
             (main_role, main), *side = arrays
             if main_role not in MAIN_ROLES or main_role == "values":
@@ -169,6 +174,10 @@ class Job:
                             for role, data in side]
             elif side and "y" in dict(side) and not self.output.is_stdio:
                 written.append(("y", Location(f"{self.output.path}.y.npy"), dict(side)["y"]))
+            # side files (OUT.lengths.npy...) are known only now: same refusal, still before
+            # anything is written
+            check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(),
+                             [location.path for _, location, _ in written])
             for role, location, data in written:
                 digest = outputs.write_file(location, [(role, data)])
                 entries[role] = entry_for(location.path, None, data, digest)
