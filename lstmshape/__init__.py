@@ -24,12 +24,21 @@ _LAZY = {
     "pad": ("lstmshape.ops.pad", "pad"),
     "truncate": ("lstmshape.ops.truncate", "truncate"),
     "split": ("lstmshape.ops.truncate", "split"),
+    "verify": ("lstmshape.commands.verify", "verify_file"),
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
+#: Submodules reached as attributes; ``lstmshape.tf`` imports TensorFlow only when used.
+_SUBMODULES = ("tf",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"lstmshape.{name}")
     if name in _LAZY:
         import importlib
 

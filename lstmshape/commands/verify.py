@@ -247,20 +247,17 @@ def check_geometry(reader: OutputReader, data: dict[str, Any], failures: list[st
     before = len(failures)
     features, timesteps = reader.features, reader.timesteps
     recorded_shape = data.get("input_shape")
+    fits = recorded_shape == reader.input_shape
+    # batched: samples counts every row (pad rows too) and timesteps is None when the batches
+    # have widths of their own -- the same as lstmshape batch writes them
+    dims = [reader.samples, timesteps, features]
+    recorded = [data.get("samples"), data.get("timesteps"), data.get("features")]
+    if recorded != dims:
+        failures.append(f"the manifest records (samples, timesteps, features) = "
+                        f"{shape_text(recorded)} but the tensor has {shape_text(dims)}")
     if reader.layout == "batched":
-        # lstmshape batch may pad each batch to its own width: then input_shape has None
-        # timesteps; with one width for all, either is right for keras.Input.
-        fits = (isinstance(recorded_shape, list) and len(recorded_shape) == 2
-                and recorded_shape[1] == features
-                and recorded_shape[0] in (None, timesteps))
         check_batches(reader, failures)
     else:
-        fits = recorded_shape == reader.input_shape
-        dims = [reader.samples, timesteps, features]
-        recorded = [data.get("samples"), data.get("timesteps"), data.get("features")]
-        if recorded != dims:
-            failures.append(f"the manifest records (samples, timesteps, features) = "
-                            f"{shape_text(recorded)} but the tensor has {shape_text(dims)}")
         check_lengths_fit(reader, data, failures)
     if not fits:
         failures.append(f"the manifest's input_shape {recorded_shape} does not fit the tensor's "
@@ -284,6 +281,19 @@ def check_lengths_fit(reader: OutputReader, data: dict[str, Any], failures: list
 
 def check_batches(reader: OutputReader, failures: list[str]) -> None:
     """Every stored batch: 3-D, the same features, lengths one per row within its width."""
+    if reader.x is not None:  # one (num_batches, B, T, F) .npy: lengths (num_batches, B)
+        lengths_file = reader.batch_lengths
+        if lengths_file is not None:
+            lengths = lengths_file.read_rows(0, lengths_file.shape[0] if lengths_file.shape
+                                             else 1)
+            width = reader.x.shape[2]
+            if lengths.size != reader.x.shape[0] * reader.x.shape[1]:
+                failures.append(f"{lengths.size} true lengths for "
+                                f"{reader.x.shape[0] * reader.x.shape[1]} rows")
+            elif lengths.size and (lengths.min() < 0 or lengths.max() > width):
+                failures.append(f"true lengths {int(lengths.min())}..{int(lengths.max())} "
+                                f"outside 0..{width}")
+        return
     for index, batch in enumerate(reader.batches):
         name = f"x_{index:06d}"
         if len(batch.x.shape) != 3 or batch.x.shape[2] != reader.features:
