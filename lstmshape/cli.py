@@ -9,7 +9,8 @@ code  meaning
 0     success
 1     bad input data, unreadable or damaged file, failed check, unwritable output
 2     usage error (unknown option, malformed value) -- click's own
-130   interrupted (SIGINT / Ctrl-C); 143 terminated (SIGTERM); 141 stdout closed
+130   interrupted (SIGINT / Ctrl-C); 143 terminated (SIGTERM); 129 hangup (SIGHUP);
+      141 stdout closed (``| head``), silently
 ====  ==========================================================================
 
 Imports of numpy, h5py and rich happen inside the commands, so ``lstmshape --help`` stays fast.
@@ -41,7 +42,12 @@ SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "
 
 
 class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM so that cleanup (temp files) runs as for Ctrl-C."""
+    """Raised in the main thread on SIGTERM/SIGHUP so that cleanup (temp files) runs as for
+    Ctrl-C; a BaseException so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class ReportedError(click.ClickException):
@@ -407,8 +413,8 @@ def error_line(message: str) -> None:
     click.echo(f"Error: {first}", err=True)
 
 
-def on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+def on_terminate(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
 
 
 def quiet_broken_pipe() -> NoReturn:
@@ -427,26 +433,61 @@ def main(argv: list[str] | None = None) -> None:
     Library errors are mapped by :class:`LstmshapeGroup`; here only what happens outside a
     command's control: signals and a closed stdout.
     """
-    signal.signal(signal.SIGTERM, on_sigterm)
-    code = 0
+    # SIGTERM (kill, CI timeouts) and SIGHUP (closed terminal) clean up like Ctrl-C does.
+    # SIGINT is left to Python's own handler (ignored if the parent ignores it: a background job).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, on_terminate)
     try:
-        result = cli.main(args=argv, prog_name="lstmshape", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exit_:
-        code = exit_.exit_code
-    except click.ClickException as err:
-        err.show()
-        code = err.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        error_line("interrupted")
-        code = EXIT_INTERRUPTED
-    except Terminated:
-        error_line("terminated")
-        code = EXIT_TERMINATED
-    except BrokenPipeError:
-        quiet_broken_pipe()
+        code = run_cli(argv)
+    except (KeyboardInterrupt, Terminated) as late:
+        # a second signal while the first error was being reported: its line is already out
+        code = signal_exit_code(late)
+    # From here on the process only cleans up and exits: a late signal must not turn that into
+    # a traceback, and it is not lost either -- the exit code already says what happened.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    remove_temp_files()
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         quiet_broken_pipe()
     sys.exit(code)
+
+
+def run_cli(argv: list[str] | None) -> int:
+    """Run the command group; every way it can end becomes an exit code (and one line)."""
+    try:
+        result = cli.main(args=argv, prog_name="lstmshape", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        error_line("interrupted")
+        return EXIT_INTERRUPTED
+    except Terminated as stop:
+        if stop.signum == signal.SIGTERM:
+            error_line("terminated")
+        else:
+            error_line(f"stopped by signal {signal.Signals(stop.signum).name}")
+        return signal_exit_code(stop)
+    except BrokenPipeError:
+        remove_temp_files()
+        quiet_broken_pipe()
+
+
+def signal_exit_code(stop: BaseException) -> int:
+    """128 + the signal number, as shells report a command a signal ended."""
+    if isinstance(stop, Terminated):
+        return 128 + stop.signum
+    return EXIT_INTERRUPTED
+
+
+def remove_temp_files() -> None:
+    """Last line of defence for "no temp file left": one a signal orphaned between an error and
+    its cleanup. Only if outputs were written at all (no import of numpy for ``--help``)."""
+    output = sys.modules.get("lstmshape.io.output")
+    if output is not None:
+        output.remove_temp_files()

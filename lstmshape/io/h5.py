@@ -4,9 +4,20 @@ HDF5 can point outside the file it lives in: external links (``h5py.ExternalLink
 datasets (VDS, mapping other files' datasets) and external raw storage (a dataset whose bytes live
 in separate flat files). A tool run on untrusted inputs in CI must not follow them, so every
 object is checked before its data is touched, and each is refused with the link or file named.
+Paths are walked one link at a time with ``H5Lexists``/``H5Lget_info`` (which never resolve a
+link), and soft links are resolved by walking their target the same way: HDF5 itself would
+follow a soft link through an external link into another file.
 
-Datasets are read a block of rows at a time (``ds[start:stop]``); a dataset whose HDF5 chunk is
-larger than the memory budget is refused, since HDF5 decompresses whole chunks.
+Datasets are read a block of rows at a time (``ds[start:stop]``). Refused before reading, each
+naming ``--memory-limit``: a dataset whose HDF5 chunk, or whose single row (one sample), is larger
+than the budget (neither can be read in pieces); a dataset declaring more than the budget *and*
+more than :data:`SPARSE_RATIO` times the bytes it stores (the HDF5 analogue of a zip bomb: unwritten
+chunks read as the fill value, so a 1 KB file can declare petabytes); a variable-length dataset
+whose sequences add up to more than the budget (counted while reading it in blocks).
+
+Opening errors are told apart by HDF5's own message: no signature (not HDF5), a truncated or
+damaged superblock, or a file locked by a writer (HDF5's file locking, on by default; a user who
+sets ``HDF5_USE_FILE_LOCKING=FALSE`` reads whatever the writer has flushed so far).
 
 Writing: :class:`H5Writer` creates datasets without time stamps (``track_times=False``) so the same
 arrays give byte-identical files.
@@ -14,6 +25,7 @@ arrays give byte-identical files.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +38,12 @@ from .location import natural_key
 
 #: Groups with more datasets than this are listed as one row (they are usually sequences).
 LISTING_GROUP_LIMIT = 16
+#: Declared bytes over stored bytes above which (and above the memory budget) a dataset is refused.
+SPARSE_RATIO = 100
+#: Soft links followed in one lookup before it is called a loop.
+MAX_SOFT_LINKS = 32
+#: Rows of a vlen dataset read per block while counting its bytes.
+VLEN_BLOCK_ROWS = 4096
 
 
 def h5py_module() -> Any:
@@ -47,6 +65,27 @@ def h5_errors(where: str) -> Iterator[None]:
         raise InputError(f"{where}: cannot read HDF5 data: {message}") from None
 
 
+def describe_open_error(path: str, err: OSError) -> str:
+    """One line for an HDF5 file that will not open, from HDF5's own message.
+
+    Matched on HDF5's phrases, not single words: "superblock" contains "lock".
+    """
+    text = str(err)
+    detail = text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
+    detail = detail.splitlines()[0] if detail else type(err).__name__
+    if "unable to lock file" in text:
+        return (f"{path}: locked by another process that has it open for writing ({detail}); "
+                f"retry when it is done")
+    if "signature not found" in text:
+        return (f"{path}: not an HDF5 file (no HDF5 signature found; truncated or another "
+                f"format?)")
+    if "truncated file" in text:
+        return f"{path}: truncated HDF5 file ({detail})"
+    if "No such file" in text:
+        return f"{path}: no such file"
+    return f"{path}: damaged HDF5 file, cannot open it ({detail})"
+
+
 class H5File:
     """An HDF5 file opened read-only, with safe lookups of groups and datasets."""
 
@@ -59,17 +98,7 @@ class H5File:
         except IsADirectoryError:
             raise InputError(f"{path}: is a directory, not an HDF5 file") from None
         except OSError as err:
-            text = str(err)
-            if "signature" in text:
-                raise InputError(f"{path}: not an HDF5 file (no HDF5 signature found; "
-                                 f"truncated or another format?)") from None
-            if "lock" in text:
-                raise InputError(f"{path}: locked by another process that is writing it; "
-                                 f"retry when it is done") from None
-            if "No such file" in text:
-                raise InputError(f"{path}: no such file") from None
-            raise InputError(f"{path}: cannot open HDF5 file: "
-                             f"{text.splitlines()[0]}") from None
+            raise InputError(describe_open_error(path, err)) from None
 
     def close(self) -> None:
         self.file.close()
@@ -77,23 +106,38 @@ class H5File:
     def where(self, name: str) -> str:
         return f"{self.path}:{name}"
 
-    def get(self, name: str) -> Any:
-        """The group or dataset at ``name``, after checking every link on the way to it."""
+    def get(self, name: str, depth: int = 0) -> Any:
+        """The group or dataset at ``name``, after checking every link on the way to it.
+
+        Only hard links are entered directly; a soft link is replaced by its target path and that
+        path is walked the same way, so a soft link into an external link is refused too.
+        """
         h5py = h5py_module()
+        if depth > MAX_SOFT_LINKS:
+            raise InputError(f"{self.where(name)}: more than {MAX_SOFT_LINKS} soft links in a "
+                             f"row (a loop?)")
         node = self.file
-        parts = [p for p in name.split("/") if p]
+        parts = [p for p in name.split("/") if p not in ("", ".")]
         walked = ""
-        for part in parts:
+        for index, part in enumerate(parts):
             walked += "/" + part
             with h5_errors(self.where(walked)):
-                if not isinstance(node, h5py.Group) or part not in node:
+                if not isinstance(node, h5py.Group) or not node.id.links.exists(part.encode()):
                     raise InputError(f"{self.path}: no key {walked!r}; keys found: "
                                      f"{', '.join(self.dataset_names()) or 'none'}")
                 link = node.get(part, getlink=True)
+                if isinstance(link, h5py.SoftLink):
+                    parent = walked.rsplit("/", 1)[0] or "/"
+                    target = posixpath.normpath(posixpath.join(parent, link.path))
+                    rest = "/".join(parts[index + 1:])
+                    return self.get(posixpath.join(target, rest) if rest else target, depth + 1)
                 if isinstance(link, h5py.ExternalLink):
                     raise InputError(
                         f"{self.where(walked)}: external link to {link.filename}:{link.path}; "
                         f"refusing to read other files")
+                if not isinstance(link, h5py.HardLink):
+                    raise InputError(f"{self.where(walked)}: user-defined HDF5 link "
+                                     f"({type(link).__name__}); refusing to follow it")
                 node = node[part]
         if isinstance(node, h5py.Dataset):
             self.check_dataset(node)
@@ -116,6 +160,23 @@ class H5File:
                     raise InputError(
                         f"{where}: HDF5 chunk of {chunk_bytes:,} bytes {dataset.chunks} is over "
                         f"--memory-limit {self.memory_limit:,}; raise --memory-limit to read it")
+            if h5py_module().check_vlen_dtype(dataset.dtype) is not None:
+                return  # counted while read (read_vlen): its bytes live in the global heap
+            shape = tuple(int(d) for d in dataset.shape)
+            row_bytes = nbytes_of(shape[1:], dataset.dtype)
+            if len(shape) > 1 and shape[0] and row_bytes > self.memory_limit:
+                raise InputError(
+                    f"{where}: one row of shape {shape[1:]} is {row_bytes:,} bytes, over "
+                    f"--memory-limit {self.memory_limit:,}; it cannot be read in blocks -- raise "
+                    f"--memory-limit")
+            declared = nbytes_of(shape, dataset.dtype)
+            stored = int(dataset.id.get_storage_size())
+            if declared > self.memory_limit and declared > SPARSE_RATIO * max(stored, 1):
+                raise InputError(
+                    f"{where}: declares shape {shape} {dataset.dtype} ({declared:,} bytes) but "
+                    f"stores only {stored:,} bytes (over {SPARSE_RATIO}x and over --memory-limit "
+                    f"{self.memory_limit:,}); refusing a likely decompression bomb -- raise "
+                    f"--memory-limit if you trust the file")
 
     def children(self, group: Any) -> list[tuple[str, Any]]:
         """(name, object) of a group's members in natural order; external links refused."""
@@ -145,6 +206,8 @@ class H5File:
                     rows.append((path, (), f"external link -> {link.filename}:{link.path}"))
                 elif isinstance(link, h5py.SoftLink):
                     rows.append((path, (), f"soft link -> {link.path}"))
+                elif not isinstance(link, h5py.HardLink):
+                    rows.append((path, (), "user-defined link (not followed)"))
                 elif isinstance(group[name], h5py.Group):
                     found.extend(rows)
                     rows = []
@@ -207,12 +270,22 @@ def read_vlen(h5: H5File, dataset: Any) -> list[np.ndarray] | None:
     if dataset.ndim != 1:
         raise InputError(f"{where}: vlen dataset of shape {dataset.shape}; expected 1-D "
                          f"(one variable-length sequence per sample)")
+    # The sequences live in HDF5's global heap: the dataset's storage size counts only the
+    # references to them, so the bytes are counted while reading, a block of rows at a time.
+    sequences: list[np.ndarray] = []
+    total = 0
     with h5_errors(where):
-        storage = int(dataset.id.get_storage_size())
-        if storage > h5.memory_limit:
-            raise InputError(f"{where}: vlen dataset of {storage:,} bytes is over --memory-limit "
-                             f"{h5.memory_limit:,} and cannot be streamed; raise --memory-limit")
-        return [np.asarray(seq) for seq in dataset[()]]
+        for start in range(0, int(dataset.shape[0]), VLEN_BLOCK_ROWS):
+            for seq in dataset[start:start + VLEN_BLOCK_ROWS]:
+                array = np.asarray(seq)
+                total += array.nbytes
+                if total > h5.memory_limit:
+                    raise InputError(
+                        f"{where}: vlen dataset holds more than {h5.memory_limit:,} bytes of "
+                        f"sequences, over --memory-limit; this layout cannot be streamed -- "
+                        f"raise --memory-limit or store values + lengths")
+                sequences.append(array)
+    return sequences
 
 
 class H5Writer:

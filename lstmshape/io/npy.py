@@ -8,11 +8,15 @@ multiple of 64 bytes, and then the raw array data.
 Checks made here, each raising :class:`~lstmshape.errors.InputError` naming the file and value:
 
 * the magic string (so a text file named ``.npy`` is called what it is, not "pickled data");
-* the header parses, within numpy's size limit, with a shape of non-negative integers (not bools);
+* the header parses, within numpy's size limit, with a shape of non-negative integers (not bools)
+  that numpy can represent (each dimension and the element count fit a C ``intp``);
 * the dtype is one lstmshape supports (object arrays only with ``allow_pickle``);
 * the data size declared by the header equals the bytes the file holds after the header: a
   shorter file is truncated, a longer one has trailing bytes -- both refused *before* anything is
-  allocated, so a header declaring petabytes costs nothing.
+  allocated, so a header declaring petabytes costs nothing;
+* with a memory budget: one row (sample) larger than the budget, or a Fortran-ordered or pickled
+  array (read whole) larger than it, is refused, naming ``--memory-limit``;
+* stdin (:func:`read_npy_stream`) is read up to the declared size only, never past the budget.
 
 Writing: :class:`NpyWriter` writes a version 1.0 header (2.0 when the header needs it) for a
 shape known up front, then the data in as many blocks as the caller likes.
@@ -90,6 +94,7 @@ def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> Np
             isinstance(dim, bool) or not isinstance(dim, int) or dim < 0 for dim in shape):
         raise InputError(f"{where}: damaged NPY header: shape {shape!r} is not a tuple of "
                          f"non-negative integers")
+    check_representable(shape, dtype, where)
     dtype = np.dtype(dtype)
     if dtype.hasobject:
         if not allow_pickle:
@@ -123,6 +128,40 @@ def parse_header_dict(raw: bytes, version: tuple[int, int],
     return fields["shape"], fields["fortran_order"], dtype
 
 
+def check_representable(shape: tuple[int, ...], dtype: np.dtype, where: str) -> None:
+    """Refuse a shape numpy cannot hold: a dimension, or the bytes of the non-empty dimensions,
+    beyond a C ``intp``. A zero dimension makes the data size 0, so the file-size check alone
+    would let ``(2, 10**19, 0)`` through to overflow later."""
+    limit = int(np.iinfo(np.intp).max)
+    span = max(dtype.itemsize, 1)
+    for dim in shape:
+        if dim > limit:
+            raise InputError(f"{where}: damaged NPY header: dimension {dim} of shape {shape} is "
+                             f"larger than numpy allows ({limit})")
+        span *= max(dim, 1)
+    if span > limit:
+        raise InputError(f"{where}: damaged NPY header: shape {shape} of {dtype} is larger "
+                         f"than numpy can address")
+
+
+def check_budget(header: NpyHeader, memory_limit: int | None, where: str) -> None:
+    """Refuse what cannot be read within ``memory_limit``: a single row (one sample) over it,
+    or an array that is read whole (Fortran order, pickled objects) over it."""
+    if memory_limit is None or not header.shape:
+        return
+    whole = header.fortran_order or header.dtype.hasobject
+    if whole and header.nbytes > memory_limit:
+        order = "pickled object" if header.dtype.hasobject else "Fortran-ordered"
+        raise InputError(f"{where}: {order} array of shape {header.shape} ({header.nbytes:,} "
+                         f"bytes) is read whole and is over --memory-limit {memory_limit:,}; "
+                         f"raise --memory-limit or save it in C order")
+    row_bytes = nbytes_of(header.shape[1:], header.dtype)
+    if len(header.shape) > 1 and header.shape[0] and row_bytes > memory_limit:
+        raise InputError(f"{where}: one row of shape {header.shape[1:]} is {row_bytes:,} bytes, "
+                         f"over --memory-limit {memory_limit:,}; it cannot be read in blocks -- "
+                         f"raise --memory-limit")
+
+
 def check_data_size(header: NpyHeader, available: int, where: str) -> None:
     """Refuse a file whose data is shorter or longer than its header declares."""
     if header.dtype.hasobject:
@@ -144,7 +183,8 @@ class NpyFileArray:
     (numpy writes them only for transposed views; they are rare and small in practice).
     """
 
-    def __init__(self, path: str, allow_pickle: bool = False) -> None:
+    def __init__(self, path: str, allow_pickle: bool = False,
+                 memory_limit: int | None = None) -> None:
         self.path = path
         try:
             self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
@@ -156,6 +196,7 @@ class NpyFileArray:
             self.header = read_header(self._file, path, allow_pickle)
             size = os.fstat(self._file.fileno()).st_size
             check_data_size(self.header, size - self.header.data_offset, path)
+            check_budget(self.header, memory_limit, path)
         except BaseException:
             self._file.close()
             raise
@@ -222,6 +263,51 @@ def load_npy_bytes(data: bytes, where: str, allow_pickle: bool = False) -> np.nd
     if not header.shape:
         return np.frombuffer(data, header.dtype, 1, header.data_offset).reshape(())
     return read_rows_at(stream, header, 0, header.shape[0], where)
+
+
+def read_npy_stream(stream: IO[bytes], where: str, allow_pickle: bool = False,
+                    memory_limit: int | None = None) -> np.ndarray:
+    """Read one ``.npy`` from a non-seekable stream (stdin), never past the memory budget.
+
+    A pipe has no size to check a header against, so the header is parsed first and the size it
+    declares is checked against the budget (the whole array is held in memory); then only the
+    declared bytes plus one are read, so trailing data is still seen and refused.
+    """
+    head = stream.read(MAGIC_LENGTH + 4 + MAX_HEADER_SIZE)
+    header = read_header(io.BytesIO(head), where, allow_pickle)
+    budget = memory_limit if memory_limit is not None else header.nbytes
+    if header.dtype.hasobject:
+        # a pickle has no declared size: read at most the budget and let numpy parse it
+        rest = stream.read(budget + 1) if memory_limit is not None else stream.read()
+        if memory_limit is not None and len(rest) > memory_limit:
+            raise InputError(f"{where}: pickled object array on stdin is over --memory-limit "
+                             f"{memory_limit:,}; raise --memory-limit")
+        return load_npy_bytes(head + rest, where, allow_pickle)
+    if header.nbytes > budget:
+        raise InputError(f"{where}: array of shape {header.shape} {header.dtype} "
+                         f"({header.nbytes:,} bytes) on stdin is read whole and is over "
+                         f"--memory-limit {budget:,}; raise --memory-limit or pass a file")
+    if header.fortran_order:
+        rest = stream.read(max(header.data_offset + header.nbytes + 1 - len(head), 0))
+        return load_npy_bytes(head + rest, where, allow_pickle)
+    # one buffer of the declared size, filled in place: the array is a view of it, not a copy
+    total = header.data_offset + header.nbytes
+    data = bytearray(total)
+    filled = min(len(head), total)
+    data[:filled] = head[:filled]
+    view = memoryview(data)
+    while filled < total:
+        count = stream.readinto(view[filled:filled + READ_BLOCK])  # type: ignore[attr-defined]
+        if not count:
+            break
+        filled += count
+    check_data_size(header, filled - header.data_offset, where)
+    if len(head) > total or stream.read(1):
+        raise InputError(f"{where}: damaged: unexpected bytes after the data of shape "
+                         f"{header.shape} {header.dtype}")
+    array = np.frombuffer(data, header.dtype, offset=header.data_offset)
+    array = array.reshape(header.shape)
+    return array if header.dtype.isnative else array.astype(header.dtype.newbyteorder("="))
 
 
 def header_bytes(shape: tuple[int, ...], dtype: np.dtype) -> bytes:

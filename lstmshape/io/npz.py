@@ -11,6 +11,9 @@ Checks, each an :class:`~lstmshape.errors.InputError` naming the archive and mem
   size equals the member's uncompressed size;
 * a compressed member that would decompress to more than the memory budget *and* more than
   :data:`ZIP_BOMB_RATIO` times its compressed size is refused before it is inflated;
+* a member whose declared bytes reach past the end of the archive (truncated, or a size that
+  lies), an encrypted member, or one compressed with a method ``zipfile`` cannot read is refused
+  when the archive is opened, before any member is read;
 * CRC and decompression errors while reading become one-line errors.
 
 Writing (:class:`NpzWriter`) uses stored (uncompressed) members with a fixed timestamp so the same
@@ -19,6 +22,8 @@ arrays give byte-identical archives, and zip64 so members may exceed 4 GB.
 
 from __future__ import annotations
 
+import os
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -30,14 +35,27 @@ from numpy.lib import format as npy_format
 
 from ..errors import InputError
 from .arrays import little_endian, nbytes_of
-from .npy import NpyHeader, NpyWriter, check_data_size, read_header, read_rows_at
+from .npy import (
+    NpyHeader,
+    NpyWriter,
+    check_budget,
+    check_data_size,
+    read_header,
+    read_rows_at,
+)
 
 MEMBER_SUFFIX = ".npy"
 #: decompressed/compressed size above which (and above the memory budget) a member is a zip bomb.
 ZIP_BOMB_RATIO = 100
 #: DOS timestamps cannot go before 1980; every member gets this one, for reproducible bytes.
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+#: what zipfile and its decompressors raise on damaged bytes (NotImplementedError: an unknown
+#: compression method; RuntimeError: an encrypted member).
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+               RuntimeError, struct.error)
+#: compression methods zipfile reads with the standard library alone.
+READABLE_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                              zipfile.ZIP_LZMA})
 
 
 @contextmanager
@@ -49,6 +67,26 @@ def member_errors(where: str) -> Iterator[None]:
         raise InputError(f"{where}: damaged archive member: {err}") from None
 
 
+def check_member(path: str, info: zipfile.ZipInfo, archive_size: int) -> None:
+    """Refuse a member that cannot be an ``.npy`` array read from this archive alone."""
+    where = f"{path}: member {info.filename!r}"
+    if not info.filename.endswith(MEMBER_SUFFIX):
+        raise InputError(f"{where} is not an .npy array; not an .npz written by numpy")
+    if info.flag_bits & 0x1:
+        raise InputError(f"{where} is encrypted; lstmshape reads unencrypted .npz files only")
+    if info.compress_type not in READABLE_METHODS:
+        raise InputError(f"{where} uses zip compression method {info.compress_type}, which "
+                         f"cannot be read (numpy writes stored or deflated members)")
+    end = info.header_offset + info.compress_size
+    if end > archive_size:
+        raise InputError(f"{where} declares {info.compress_size:,} bytes ending at byte {end:,}, "
+                         f"past the end of the {archive_size:,}-byte archive (truncated or "
+                         f"damaged)")
+    if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+        raise InputError(f"{where} is stored uncompressed but declares {info.file_size:,} bytes "
+                         f"of data in {info.compress_size:,} (damaged)")
+
+
 class NpzArchive:
     """The ``.npy`` members of a zip archive, by key (member name without ``.npy``)."""
 
@@ -58,22 +96,25 @@ class NpzArchive:
         self.allow_pickle = allow_pickle
         try:
             self._zip = zipfile.ZipFile(path)
-        except zipfile.BadZipFile:
-            raise InputError(f"{path}: not an .npz file (not a valid zip archive; "
-                             f"truncated or damaged?)") from None
         except IsADirectoryError:
             raise InputError(f"{path}: is a directory, not an .npz file") from None
+        except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, struct.error,
+                UnicodeDecodeError) as err:
+            raise InputError(f"{path}: not an .npz file (not a valid zip archive: {err}; "
+                             f"truncated or damaged?)") from None
         except OSError as err:
             raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
         self.members: dict[str, zipfile.ZipInfo] = {}
-        for info in self._zip.infolist():
-            if info.is_dir():
-                continue
-            if not info.filename.endswith(MEMBER_SUFFIX):
-                self._zip.close()
-                raise InputError(f"{path}: member {info.filename!r} is not an .npy array; "
-                                 f"not an .npz written by numpy")
-            self.members[info.filename[:-len(MEMBER_SUFFIX)]] = info
+        try:
+            size = os.fstat(self._zip.fp.fileno()).st_size if self._zip.fp else 0
+            for info in self._zip.infolist():
+                if info.is_dir():
+                    continue
+                check_member(path, info, size)
+                self.members[info.filename[:-len(MEMBER_SUFFIX)]] = info
+        except BaseException:
+            self._zip.close()
+            raise
 
     def keys(self) -> list[str]:
         return list(self.members)
@@ -109,6 +150,7 @@ class NpzMemberArray:
         with member_errors(self.where):
             self.header: NpyHeader = read_header(self._stream, self.where, archive.allow_pickle)
         check_data_size(self.header, info.file_size - self.header.data_offset, self.where)
+        check_budget(self.header, archive.memory_limit, self.where)
         self._whole: np.ndarray | None = None
 
     @property

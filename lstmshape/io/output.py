@@ -7,6 +7,11 @@ renames them all at the end. If anything fails -- bad data found half-way, disk 
 SIGTERM -- the temp files are removed and no output is touched, so an output that existed before
 stays as it was, and Make never sees a half-written target.
 
+Creating a temp file (and recording it), committing and aborting each run with SIGINT, SIGTERM
+and SIGHUP held back (:func:`signals_deferred`): a signal that lands between two renames would
+otherwise leave a new tensor beside an old manifest, and one that lands between ``mkstemp`` and
+recording the name would leave a temp file nobody removes. The held signal is delivered right after.
+
 Before anything is read, :func:`check_not_inputs` refuses an output that is the same file as an
 input (same path, or the same inode through a symlink or a hard link).
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
+import signal
 import sys
 import tempfile
 import threading
@@ -137,11 +144,57 @@ class HashingWriter:
 # The transaction
 
 
+#: numpy's ``tofile`` (used by ``np.save`` on real files) reports a short write on a full disk
+#: as ``OSError("N requested and M written")`` with errno None.
+SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
+DEFERRED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+#: Every temp file of every live OutputSet in this process. A signal can still land in the few
+#: bytecodes between an error and the ``with`` block's cleanup; the CLI calls
+#: :func:`remove_temp_files` last thing, so not even that leaves a temp file behind.
+LIVE_TEMP_FILES: set[str] = set()
+
+
+def remove_temp_files() -> None:
+    """Remove every temp file an OutputSet created and neither committed nor removed."""
+    with signals_deferred():
+        for temp in sorted(LIVE_TEMP_FILES):
+            with suppress(OSError):
+                os.unlink(temp)
+        LIVE_TEMP_FILES.clear()
+
+
 def describe_os_error(path: str, err: OSError) -> str:
+    """``PATH: cannot write: REASON`` for an OSError, also one without an errno.
+
+    Example:
+        >>> describe_os_error("x.npy", OSError("96 requested and 0 written"))
+        'x.npy: cannot write: no space left on device (short write: 0 of 96 bytes)'
+    """
+    short = SHORT_WRITE.search(str(err)) if err.errno is None else None
+    if short is not None:
+        return (f"{path}: cannot write: no space left on device (short write: "
+                f"{short.group(2)} of {short.group(1)} bytes)")
     if err.errno == errno.ENOSPC or (err.errno is None and "space" in str(err).lower()):
         return f"{path}: cannot write: no space left on device"
+    if err.errno == errno.EFBIG:
+        return f"{path}: cannot write: file too large for this file system or process limit"
     reason = err.strerror or str(err) or type(err).__name__
     return f"{path}: cannot write: {reason}"
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back for a few system calls; a held signal is delivered (and
+    its handler raises) as soon as the block ends. Only the main thread runs Python signal
+    handlers, so other threads need no mask."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class OutputSet:
@@ -164,29 +217,40 @@ class OutputSet:
     def temp_path(self, final: str) -> str:
         """A new empty temp file beside ``final``; it replaces ``final`` on commit."""
         folder = os.path.dirname(os.path.abspath(final))
-        try:
-            handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.",
-                                            suffix=".tmp", dir=folder)
-        except OSError as err:
-            raise OutputError(describe_os_error(final, err)) from None
-        os.close(handle)
-        self.pending.append((temp, final))
+        with signals_deferred():
+            try:
+                handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.",
+                                                suffix=".tmp", dir=folder)
+            except OSError as err:
+                raise OutputError(describe_os_error(final, err)) from None
+            os.close(handle)
+            self.pending.append((temp, final))
+            LIVE_TEMP_FILES.add(temp)
         return temp
 
     def commit(self) -> None:
-        for temp, final in self.pending:
+        mode = 0o644 & ~current_umask()
+        with signals_deferred():
             try:
-                os.chmod(temp, 0o644 & ~current_umask())
-                os.replace(temp, final)
-            except OSError as err:
-                raise OutputError(describe_os_error(final, err)) from None
-        self.pending.clear()
+                for temp, final in self.pending:
+                    try:
+                        os.chmod(temp, mode)
+                        os.replace(temp, final)
+                        LIVE_TEMP_FILES.discard(temp)
+                    except OSError as err:
+                        raise OutputError(describe_os_error(final, err)) from None
+            except BaseException:
+                self.abort()  # the temp files not yet renamed
+                raise
+            self.pending.clear()
 
     def abort(self) -> None:
-        for temp, _ in self.pending:
-            with suppress(FileNotFoundError):
-                os.unlink(temp)
-        self.pending.clear()
+        with signals_deferred():
+            for temp, _ in self.pending:
+                with suppress(OSError):
+                    os.unlink(temp)
+                LIVE_TEMP_FILES.discard(temp)
+            self.pending.clear()
 
     def __enter__(self) -> OutputSet:
         return self

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from ..errors import InputError
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
-from .npy import NpyFileArray, load_npy_bytes
+from .npy import NpyFileArray, read_npy_stream
 
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 SEQUENCE_KEY_PREFIX = "arr_"
@@ -185,16 +186,16 @@ class Opener:
     def open(self) -> Source:
         location = self.location
         if location.is_stdio:
-            data = sys.stdin.buffer.read()
-            return self.from_array(MemoryArray(load_npy_bytes(data, "<stdin>", self.allow_pickle)),
-                                   None, None)
+            data = read_npy_stream(sys.stdin.buffer, "<stdin>", self.allow_pickle,
+                                   self.memory_limit)
+            return self.from_array(MemoryArray(data), None, None)
         check_readable_file(location.path)
         suffix = location.suffix
         if suffix == ".npy":
             if location.key is not None:
                 raise InputError(f"{location.path}: an .npy file holds one array; "
                                  f"remove ':{location.key}'")
-            array = NpyFileArray(location.path, self.allow_pickle)
+            array = NpyFileArray(location.path, self.allow_pickle, self.memory_limit)
             self.closers.append(array.close)
             return self.from_array(array, None, read_manifest_beside(location.path))
         if suffix == ".npz":
@@ -449,6 +450,10 @@ def check_readable_file(path: str) -> None:
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a FIFO would block open() forever; a device never ends
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); "
+                         f"use '-' to read an .npy from stdin")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied (cannot read)")
 

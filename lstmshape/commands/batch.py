@@ -1,0 +1,279 @@
+"""``lstmshape batch``: samples grouped into padded batches, in the order training will see them.
+
+The plan (:func:`~lstmshape.ops.batch.plan_batches`) comes from the true lengths alone. The data
+is then materialised a chunk of batches at a time: the chunk's samples are gathered from the
+input block by block (only the blocks that hold one of them are read), padded, and written, so
+memory stays within ``--memory-limit`` whatever the order.
+
+Outputs: ``.npy`` holds one ``(num_batches, B, T, F)`` array (every batch the same size and
+width); ``.npz``/``.h5`` hold ``x_000000``, ``lengths_000000`` (and ``y_000000`` when the input
+has targets) per batch, plus ``order``: the source sample of every output row, ``-1`` for a row
+added by ``--remainder pad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import OptionError
+from ..io.location import Location
+from ..io.output import Stream
+from ..io.source import Source
+from ..job import IOOptions, Job, Result
+from ..manifest import ManifestData, json_number
+from ..ops.batch import (
+    PAD_ROW,
+    BatchPlan,
+    Remainder,
+    chunk_bounds,
+    pad_batch,
+    plan_batches,
+    with_uniform_width,
+)
+from ..ops.pad import check_value_fits
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side
+
+#: Key pattern of one batch's arrays in an .npz/.h5 output.
+BATCH_KEY = "{role}_{index:06d}"
+
+
+def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder = "keep",
+               shuffle: bool = False, seed: int = 0, bucket_by_length: bool = False,
+               stateful: bool = False, maxlen: int | None = None, padding: Side | None = None,
+               value: float | None = None) -> dict[str, Any]:
+    """Batch the samples of ``src`` into ``options.output``; returns the manifest written.
+
+    ``padding``/``value`` default to the input's own padding (from its manifest), else
+    ``post`` and 0.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> folder = tempfile.mkdtemp(); src = os.path.join(folder, "seqs.npz")
+        >>> np.savez(src, values=np.arange(10.0), lengths=np.array([4, 1, 3, 2]))
+        >>> m = batch_file(src, IOOptions(os.path.join(folder, "b.npz")), size=2,
+        ...                bucket_by_length=True)
+        >>> m["batches"]["widths"], m["batches"]["padded_timesteps"]
+        ([2, 4], {'before': 4, 'after': 2, 'real': 10})
+    """
+    params = {"size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
+              "bucket_by_length": bucket_by_length, "stateful": stateful, "maxlen": maxlen,
+              "padding": padding, "value": None if value is None else json_number(value)}
+    one_array = Location(options.output).suffix == ".npy"
+
+    def produce(job: Job) -> Result:
+        source = job.open(job.locations[0])
+        side: Side = padding if padding is not None else source.side
+        fill = value if value is not None else (source.pad_value or 0.0)
+        check_value_fits(fill, source.dtype)
+        plan = plan_batches(source.lengths, size, remainder=remainder, shuffle=shuffle,
+                            seed=seed, bucket=bucket_by_length, stateful=stateful,
+                            maxlen=maxlen, width=source.timesteps)
+        notes: list[str] = []
+        if one_array:
+            if not bool(np.all(plan.sizes == size)):
+                raise OptionError(f"{options.output}: an .npy holds one (num_batches, {size}, "
+                                  f"timesteps, features) array, but the last batch has "
+                                  f"{int(plan.sizes[-1])} of {source.n_samples} samples; pass "
+                                  f"--remainder drop or --remainder pad, or write .npz/.h5")
+            if bucket_by_length and not plan.uniform:
+                notes.append(f"{options.output}: an .npy pads every batch to the longest of "
+                             f"all ({int(plan.widths.max())} timesteps); write .npz/.h5 to keep "
+                             f"each bucket's own width")
+            plan = with_uniform_width(plan)
+        maker = BatchMaker(job, source, plan, side, fill)
+        targets = source.read_targets(0, source.n_samples)
+        arrays = (one_array_roles(plan, maker, targets) if one_array
+                  else per_batch_roles(plan, maker, targets))
+        real = plan.order >= 0
+        source_lengths = source.lengths[plan.order[real]]
+        kept = plan.lengths[real]
+        truncated = int(np.count_nonzero(kept < source_lengths))
+        uniform = bool(plan.num_batches) and bool(np.all(plan.widths == plan.widths[0]))
+        timesteps = int(plan.widths[0]) if uniform else None
+        manifest = ManifestData(
+            command="batch", params={**params, "padding": side, "value": json_number(fill)},
+            inputs=[], outputs={}, samples=int(plan.sizes.sum()), timesteps=timesteps,
+            features=source.n_features, feature_names=source.feature_names, lengths=kept,
+            padding={"side": side, "value": json_number(fill)},
+            truncating=({"side": "post", "maxlen": maxlen} if maxlen is not None else None),
+            truncated_samples=truncated, dropped_timesteps=int((source_lengths - kept).sum()),
+            history=job.history())
+        manifest.extra["batches"] = batch_summary(plan, source, stateful, one_array, timesteps)
+        return Result(arrays, manifest, notes)
+
+    return Job("batch", [src], options).run(produce)
+
+
+def batch_summary(plan: BatchPlan, source: Source, stateful: bool, one_array: bool,
+                  timesteps: int | None) -> dict[str, Any]:
+    """The manifest's ``batches`` section: sizes, widths, padding before/after, where things are."""
+    real = int(np.count_nonzero(plan.order >= 0))
+    summary: dict[str, Any] = {
+        "size": plan.size,
+        "count": plan.num_batches,
+        "rows": int(plan.sizes.sum()),
+        "last_batch_rows": int(plan.sizes[-1]) if plan.num_batches else 0,
+        "pad_rows": int(np.count_nonzero(plan.order == PAD_ROW)),
+        "dropped_samples": source.n_samples - real,
+        "widths": [int(w) for w in plan.widths],
+        "padded_timesteps": {"before": plan.padding_before_bucketing,
+                             "after": plan.padded_timesteps,
+                             "real": int(plan.lengths.sum())},
+        "order": "outputs.order",
+        "layout": ("x: (num_batches, batch_size, timesteps, features)" if one_array
+                   else "x_NNNNNN: (batch_size, timesteps, features), one per batch"),
+    }
+    if stateful:
+        summary["batch_input_shape"] = [plan.size, timesteps, source.n_features]
+    return summary
+
+
+def one_array_roles(plan: BatchPlan, maker: BatchMaker,
+                    targets: np.ndarray | None) -> list[tuple[str, Any]]:
+    count, width = plan.num_batches, int(plan.widths[0]) if plan.num_batches else 0
+    features = maker.source.n_features
+    x = Stream((count, plan.size, width, features), maker.source.dtype, maker.all_batches())
+    arrays: list[tuple[str, Any]] = [
+        ("x", x), ("lengths", plan.lengths.reshape(count, plan.size)), ("order", plan.order)]
+    if targets is not None:
+        rows = row_targets(targets, plan.order)
+        arrays.append(("y", rows.reshape(count, plan.size, *rows.shape[1:])))
+    return arrays
+
+
+def per_batch_roles(plan: BatchPlan, maker: BatchMaker,
+                    targets: np.ndarray | None) -> list[tuple[str, Any]]:
+    arrays: list[tuple[str, Any]] = []
+    offsets = plan.offsets
+    rows = None if targets is None else row_targets(targets, plan.order)
+    features = maker.source.n_features
+    for index in range(plan.num_batches):  # a few small entries per batch, no data yet
+        shape = (int(plan.sizes[index]), int(plan.widths[index]), features)
+        arrays.append((BATCH_KEY.format(role="x", index=index),
+                       Stream(shape, maker.source.dtype, OneBatch(maker, index))))
+        where = slice(int(offsets[index]), int(offsets[index + 1]))
+        arrays.append((BATCH_KEY.format(role="lengths", index=index), plan.lengths[where]))
+        if rows is not None:
+            arrays.append((BATCH_KEY.format(role="y", index=index), rows[where]))
+    arrays.append(("order", plan.order))
+    return arrays
+
+
+def row_targets(targets: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each output row's target; zeros for pad rows."""
+    rows: np.ndarray = targets[np.maximum(order, 0)]
+    rows[order < 0] = 0
+    return rows
+
+
+class OneBatch:
+    """The blocks of one batch's ``x``: computed when the writer gets to it."""
+
+    def __init__(self, maker: BatchMaker, index: int) -> None:
+        self.maker = maker
+        self.index = index
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield self.maker.batch(self.index)
+
+
+class BatchMaker:
+    """Pads batches a chunk at a time, gathering each chunk's samples from the input."""
+
+    def __init__(self, job: Job, source: Source, plan: BatchPlan, side: Side,
+                 value: float) -> None:
+        self.job = job
+        self.source = source
+        self.plan = plan
+        self.side = side
+        self.value = value
+        step_bytes = max(source.n_features * source.dtype.itemsize, 1)
+        real = plan.order >= 0
+        in_steps = np.zeros(plan.order.shape[0], dtype=np.int64)
+        per_sample = (source.lengths if source.timesteps is None
+                      else np.full(source.n_samples, source.timesteps))
+        in_steps[real] = per_sample[plan.order[real]]
+        row_batch = np.repeat(np.arange(plan.num_batches), plan.sizes)
+        in_cost = np.bincount(row_batch, weights=in_steps, minlength=plan.num_batches)
+        costs = (plan.sizes * plan.widths + in_cost.astype(np.int64)) * step_bytes
+        self.chunks = chunk_bounds(costs, job.block_bytes)
+        self.chunk_of = np.repeat(np.arange(len(self.chunks)),
+                                  [stop - start for start, stop in self.chunks])
+        self.blocks = np.array(source.block_bounds(job.block_bytes), dtype=np.int64)
+        self.cached: tuple[int, list[np.ndarray]] | None = None
+
+    def batch(self, index: int) -> np.ndarray:
+        chunk = int(self.chunk_of[index])
+        if self.cached is None or self.cached[0] != chunk:
+            self.cached = None  # free the previous chunk before making the next
+            self.cached = (chunk, self.make_chunk(*self.chunks[chunk]))
+        return self.cached[1][index - self.chunks[chunk][0]]
+
+    def all_batches(self) -> Iterator[np.ndarray]:
+        """Every batch of a uniform plan, a chunk at a time as one ``(chunk, B, T, F)`` block."""
+        plan = self.plan
+        for start, stop in self.chunks:
+            rows = self.rows(start, stop)
+            width = int(plan.widths[start])
+            tensor = pad_batch(rows, width, self.side, self.value).tensor
+            yield tensor.reshape(stop - start, plan.size, width, self.source.n_features)
+            self.report(stop)
+
+    def rows(self, start: int, stop: int) -> SequenceSet:
+        """The output rows of batches ``start:stop``: gathered samples, empty pad rows."""
+        offsets = self.plan.offsets
+        order = self.plan.order[int(offsets[start]):int(offsets[stop])]
+        real = order >= 0
+        picked = gather(self.source, order[real], self.blocks)
+        lengths = np.zeros(order.shape[0], dtype=LENGTH_DTYPE)
+        lengths[real] = picked.lengths
+        return SequenceSet(picked.values, lengths)
+
+    def report(self, stop: int) -> None:
+        offsets = self.plan.offsets
+        if self.job.options.progress is not None:
+            self.job.options.progress(int(offsets[stop]), int(offsets[-1]))
+
+    def make_chunk(self, start: int, stop: int) -> list[np.ndarray]:
+        plan = self.plan
+        offsets = plan.offsets
+        rows = self.rows(start, stop)
+        batches = []
+        for index in range(start, stop):  # one vectorised pad per batch
+            first = int(offsets[index] - offsets[start])
+            last = int(offsets[index + 1] - offsets[start])
+            result = pad_batch(rows.select(first, last), int(plan.widths[index]), self.side,
+                               self.value)
+            batches.append(result.tensor)
+        self.report(stop)
+        return batches
+
+
+def gather(source: Source, indices: np.ndarray, blocks: np.ndarray) -> SequenceSet:
+    """The samples at ``indices`` in that order, reading only the blocks that hold one of them.
+
+    Each such block is read from its first wanted sample to its last, so a stateful plan's few
+    consecutive runs cost little, and a shuffled one at most one pass over the input.
+    """
+    if indices.size == 0:
+        return SequenceSet(np.zeros((0, source.n_features), dtype=source.dtype),
+                           np.zeros(0, dtype=LENGTH_DTYPE))
+    wanted = np.unique(indices)
+    which = np.searchsorted(blocks[:, 0], wanted, side="right") - 1
+    groups = np.split(wanted, np.flatnonzero(np.diff(which)) + 1)
+    values, lengths = [], []
+    for group in groups:  # one read per input block that holds a wanted sample
+        low, high = int(group[0]), int(group[-1]) + 1
+        block = source.read_block(low, high)
+        if group.shape[0] != high - low:
+            block = block.take(group - low)
+        values.append(block.values)
+        lengths.append(block.lengths)
+    found = SequenceSet(np.concatenate(values), np.concatenate(lengths))
+    position = np.searchsorted(wanted, indices)
+    if np.array_equal(position, np.arange(position.shape[0])):
+        return found
+    return found.take(position)
