@@ -65,7 +65,8 @@ def main(argv: list[str]) -> int:
         data = data.map(lambda x, y: (x, tf.reshape(tf.cast(y, "float32"), (-1, outputs))))
     model = build_model(keras, input_shape, pad_value, outputs)
     model.compile(optimizer="adam", loss="mse")
-    history = model.fit(data, epochs=EPOCHS, verbose=0)
+    # the dataset shuffles itself; fit(shuffle=True), the default, would only warn
+    history = model.fit(data, epochs=EPOCHS, verbose=0, shuffle=False)
     loss = float(history.history["loss"][-1])
     target = "y" if target_shape is not None else "stand-in target (sequence mean)"
     print(f"trained LSTM({UNITS}) for {EPOCHS} epoch on {path}: input_shape="
