@@ -24,6 +24,9 @@ _LAZY = {
     "pad": ("lstmshape.ops.pad", "pad"),
     "truncate": ("lstmshape.ops.truncate", "truncate"),
     "split": ("lstmshape.ops.truncate", "split"),
+    "add_feature": ("lstmshape.ops.add_feature", "add_feature"),
+    "batch": ("lstmshape.ops.batch", "batch"),
+    "window": ("lstmshape.ops.window", "window"),
     "verify": ("lstmshape.commands.verify", "verify_file"),
 }
 

@@ -216,7 +216,9 @@ def run_transform(label: str, kwargs: dict[str, Any],
     if not quiet:
         for note in notes:
             render.warn(note)
-        x = manifest["outputs"].get("x") or manifest["outputs"].get("values") or {}
+        outputs = manifest["outputs"]
+        x: dict[str, Any] = (outputs.get("x") or outputs.get("values")
+                             or next(iter(outputs.values()), {}))
         render.summary(f"{label}: wrote {options.output} {render.format_shape(x.get('shape'))} "
                        f"{x.get('dtype', '')}, input_shape={manifest['input_shape']}")
 
@@ -343,6 +345,117 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
     run_transform("truncate", common, lambda options: truncate_file(
         source, options, maxlen=maxlen, truncating=truncating,  # type: ignore[arg-type]
         overflow=overflow))
+
+
+@cli.command("add-feature")
+@click.argument("base", metavar="BASE")
+@click.argument("extras", nargs=-1, required=True, metavar="EXTRA...")
+@click.option("--static", is_flag=True,
+              help="Each EXTRA is (samples,) or (samples, k): one row per sample, repeated "
+                   "over its timesteps.")
+@click.option("--fill", type=PadValue(), default=0.0, show_default=True,
+              help="Value for the timesteps a shorter dense EXTRA lacks.")
+@click.option("--padding", type=SIDE, default="post", show_default=True,
+              help="Side on which a shorter EXTRA is filled.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Name of an added feature; repeat once per added feature.")
+@output_options
+def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, padding: str,
+                names: tuple[str, ...], **common: Any) -> None:
+    """Concatenate the features of EXTRA arrays to BASE along the feature axis.
+
+    An EXTRA is (N, T, k), (N, T) (one feature), ragged with BASE's lengths, or with --static
+    (N, k) / (N,) values repeated over every timestep. Integer and float inputs give a float
+    output; the manifest's feature_names grow by the new names.
+
+    \b
+    Examples:
+      lstmshape add-feature raw.h5:/sensors weather.npy --name temp -o merged.npz
+      lstmshape add-feature train.npy age.npy --static --name age -o train_age.npy
+    """
+    from .commands.add_feature import add_feature_file
+
+    run_transform("add-feature", common, lambda options: add_feature_file(
+        base, extras, options, static=static, fill=fill, padding=padding,  # type: ignore[arg-type]
+        names=names))
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.option("--size", type=click.IntRange(min=1), required=True, help="Samples per batch.")
+@click.option("--remainder", type=click.Choice(["keep", "drop", "pad"]), default="keep",
+              show_default=True,
+              help="The last N % size samples: a short last batch, dropped, or padded with "
+                   "empty rows (order -1).")
+@click.option("--shuffle", is_flag=True, help="Shuffle the samples (deterministic: --seed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --shuffle.")
+@click.option("--bucket-by-length", is_flag=True,
+              help="Batch sequences of similar length; pad each batch to its own longest.")
+@click.option("--maxlen", type=click.IntRange(min=1), default=None,
+              help="Pad/cut every batch to N timesteps (with --bucket-by-length: at most N).")
+@click.option("--stateful", is_flag=True,
+              help="Row j of batch k+1 continues row j of batch k (for stateful LSTMs).")
+@click.option("--padding", type=SIDE, default=None,
+              help="Pad side [default: the input's, else post].")
+@click.option("--value", type=PadValue(), default=None,
+              help="Pad value [default: the input's, else 0].")
+@output_options
+def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
+          bucket_by_length: bool, maxlen: int | None, stateful: bool, padding: str | None,
+          value: float | None, **common: Any) -> None:
+    """Group samples into padded batches, in the order training sees them.
+
+    .npy holds one (num_batches, size, timesteps, features) array; .npz/.h5 hold x_000000,
+    lengths_000000, ... per batch (each padded to its own longest sequence) and 'order', the
+    source sample of every row (-1 for --remainder pad rows).
+
+    \b
+    Examples:
+      lstmshape batch train.npy --size 64 --shuffle --seed 1 -o batches.h5
+      lstmshape batch seqs.npz --size 64 --bucket-by-length --maxlen 200 -o buckets.npz
+      lstmshape batch windows.npy --size 32 --stateful --remainder drop -o stateful.npy
+    """
+    from .commands.batch import batch_file
+
+    run_transform("batch", common, lambda options: batch_file(
+        source, options, size=size, remainder=remainder,  # type: ignore[arg-type]
+        shuffle=shuffle, seed=seed, bucket_by_length=bucket_by_length, stateful=stateful,
+        maxlen=maxlen, padding=padding, value=value))  # type: ignore[arg-type]
+
+
+@cli.command()
+@click.argument("source", metavar="SRC")
+@click.option("--timesteps", type=click.IntRange(min=1), required=True,
+              help="Timesteps per window.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Steps between the starts of consecutive windows.")
+@click.option("--sampling-rate", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Take every R-th step inside a window.")
+@click.option("--target", metavar="COLS",
+              help="Columns to predict (indices or feature names, comma-separated); writes y.")
+@click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True,
+              help="y is the row this many steps after a window's last step.")
+@output_options
+def window(source: str, timesteps: int, stride: int, sampling_rate: int, target: str | None,
+           horizon: int, **common: Any) -> None:
+    """Cut a series (T_total,) or (T_total, F) into (N, timesteps, F) windows.
+
+    Windows start every --stride steps, as keras.utils.timeseries_dataset_from_array selects
+    them. A set of series (ragged, or 3-D) is windowed series by series; 'source_index' says
+    which series each window came from.
+
+    \b
+    Examples:
+      lstmshape window sensor.npy --timesteps 48 --stride 6 -o windows.npy
+      lstmshape window prices.h5:/close --timesteps 30 --target 0 --horizon 5 -o train.npz
+    """
+    from .commands.window import window_file
+
+    if target is None and horizon != 1:
+        raise click.UsageError("--horizon needs --target (the columns to predict)")
+    run_transform("window", common, lambda options: window_file(
+        source, options, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate,
+        target=target, horizon=horizon))
 
 
 @cli.command()

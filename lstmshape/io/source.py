@@ -42,6 +42,8 @@ from .npy import NpyFileArray, read_npy_stream
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 SEQUENCE_KEY_PREFIX = "arr_"
 MANIFEST_SUFFIX = ".json"
+#: ``lstmshape batch`` writes one ``x_NNNNNN`` (+ ``lengths_NNNNNN``) per batch to .npz/.h5.
+FIRST_BATCH_KEY = "x_000000"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Source:
     notes: list[str] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     row_bytes_hint: int = 0
+    #: a single series (``series=True``): reads its rows ``start:stop`` as ``(rows, F)``
+    row_reader: Callable[[int, int], np.ndarray] | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def read_block(self, start: int, stop: int) -> SequenceSet:
@@ -87,11 +91,23 @@ class Source:
     def read_targets(self, start: int, stop: int) -> np.ndarray | None:
         return None if self.targets is None else self.targets.read_rows(start, stop)
 
-    def block_bounds(self, max_bytes: int, extra_per_sample: int = 0) -> list[tuple[int, int]]:
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of a single series as ``(rows, F)``, without reading the rest.
+
+        Only a series source (``layout == "series"``) has rows; ``window`` reads a long series
+        in overlapping row ranges through this.
+        """
+        if self.row_reader is None:
+            raise TypeError(f"{self.location}: a {self.layout} source has no series rows")
+        return self.row_reader(start, stop)
+
+    def block_bounds(self, max_bytes: int,
+                     extra_per_sample: int | np.ndarray = 0) -> list[tuple[int, int]]:
         """Consecutive ``(start, stop)`` sample ranges whose bytes stay under ``max_bytes``.
 
         A dense input costs its full ``T`` timesteps per sample; a ragged one its true length;
-        ``extra_per_sample`` adds what the command's output costs per sample (a padded row).
+        ``extra_per_sample`` adds what the command's output costs per sample (a padded row; an
+        array when it differs per sample, e.g. a sample's windows).
         Every block has at least one sample.
         """
         if self.n_samples == 0:
@@ -150,7 +166,8 @@ def open_source(src: str | Location, *, memory_limit: int = 256 * 10**6,
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
 
     ``series=True`` reads a 1-D ``(T,)`` or 2-D ``(T, F)`` array as one long sequence (for
-    ``window``) instead of as samples.
+    ``window``) instead of as samples; its rows can be read a range at a time
+    (:meth:`Source.read_rows`). A 3-D array or a ragged set stays a set of series.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -224,7 +241,7 @@ class Opener:
         if not keys:
             raise InputError(f"{self.location.path}: empty archive, no arrays in it")
         named = set(keys)
-        if named & {"x", "values"} or len(keys) == 1:
+        if named & {"x", "values", FIRST_BATCH_KEY} or len(keys) == 1:
             return self.from_group({k: archive.array(k) for k in keys}, manifest)
         if all(k.startswith(SEQUENCE_KEY_PREFIX) and k[len(SEQUENCE_KEY_PREFIX):].isdigit()
                for k in keys):
@@ -251,7 +268,7 @@ class Opener:
         children = h5.children(node)
         datasets = {name: child for name, child in children if not h5.is_group(child)}
         groups = [(name, child) for name, child in children if h5.is_group(child)]
-        if datasets.keys() & {"x", "values"}:
+        if datasets.keys() & {"x", "values", FIRST_BATCH_KEY}:
             return self.from_group({n: H5DatasetArray(h5, d) for n, d in datasets.items()},
                                    manifest, node.name)
         if not explicit and len(children) == 1:
@@ -276,6 +293,8 @@ class Opener:
                                  f"{' / '.join(RAGGED_LENGTH_KEYS)} array to split it")
             return self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
                                     manifest)
+        if FIRST_BATCH_KEY in arrays and "x" not in arrays:
+            return self.from_batches(arrays, manifest, prefix)
         if "x" in arrays:
             lengths = arrays.get("lengths")
             source = self.from_array(arrays["x"], prefix + "x", manifest,
@@ -288,6 +307,59 @@ class Opener:
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
 
+    def from_batches(self, arrays: dict[str, Any], manifest: dict[str, Any] | None,
+                     prefix: str) -> Source:
+        """``batch``'s .npz/.h5 output read back as one set: every row of ``x_000000``,
+        ``x_000001``, ... in output order, with its true length (pad rows are empty sequences).
+        ``PATH:x_000003`` still picks a single batch as a plain array."""
+        path = self.location.path
+        keys = sorted((k for k in arrays if k.startswith("x_") and k[2:].isdigit()),
+                      key=natural_key)
+        xs = [arrays[k] for k in keys]
+        for key, x in zip(keys, xs, strict=True):
+            check_dtype(x.dtype, f"{path}:{prefix}{key}")
+            if len(x.shape) != 3 or x.shape[2:] != xs[0].shape[2:] or x.dtype != xs[0].dtype:
+                raise InputError(f"{path}:{prefix}{key}: batches must be 3-D (rows, timesteps, "
+                                 f"features) of one dtype and feature count like {keys[0]} "
+                                 f"{xs[0].shape} {xs[0].dtype}; found {x.shape} {x.dtype}")
+        side: Side = "post"
+        padding = (manifest or {}).get("padding")
+        if isinstance(padding, dict) and padding.get("side") in ("pre", "post"):
+            side = padding["side"]
+        per_batch = []
+        for key, x in zip(keys, xs, strict=True):
+            stored = arrays.get("lengths" + key[1:])
+            rows, width = x.shape[0], x.shape[1]
+            per_batch.append(np.full(rows, width, dtype=LENGTH_DTYPE) if stored is None else
+                             check_lengths(stored.read_rows(0, rows), rows, width,
+                                           f"{path}:{prefix}lengths{key[1:]}"))
+        lengths = np.concatenate(per_batch) if per_batch else np.zeros(0, dtype=LENGTH_DTYPE)
+        offsets = np.concatenate([[0], np.cumsum([x.shape[0] for x in xs])]).astype(np.int64)
+        widths = {x.shape[1] for x in xs}
+        features = xs[0].shape[2]
+
+        def read_batches(start: int, stop: int) -> SequenceSet:
+            first = int(np.searchsorted(offsets, start, side="right")) - 1
+            parts = [np.zeros((0, features), dtype=xs[0].dtype)]
+            for index in range(max(first, 0), len(xs)):  # one read per batch in the range
+                low, high = int(offsets[index]), int(offsets[index + 1])
+                if low >= stop:
+                    break
+                rows = xs[index].read_rows(max(start, low) - low, min(stop, high) - low)
+                part = per_batch[index][max(start, low) - low:min(stop, high) - low]
+                parts.append(SequenceSet.from_dense(rows, part, side).values)
+            return SequenceSet(np.concatenate(parts), lengths[start:stop])
+
+        layout = f"batches: {len(xs)} x_NNNNNN" + padding_summary(manifest)
+        uniform = len(widths) == 1
+        return Source(location=Location(path, prefix.rstrip("/") or None),
+                      kind="dense" if uniform else "ragged", layout=layout,
+                      n_samples=int(offsets[-1]), n_features=features, dtype=xs[0].dtype,
+                      timesteps=widths.pop() if uniform else None, lengths=lengths, side=side,
+                      manifest=manifest, closers=self.closers, block_reader=read_batches,
+                      records=[record(path, prefix + k, x) for k, x in zip(keys, xs,
+                                                                          strict=True)])
+
     def from_array(self, array: StoredArray, key: str | None, manifest: dict[str, Any] | None,
                    lengths_array: StoredArray | None = None) -> Source:
         """A single array: dense samples, a series (``series=True``) or pickled sequences."""
@@ -299,9 +371,11 @@ class Opener:
             return self.from_sequences([MemoryArray(np.asarray(o)) for o in objects.reshape(-1)],
                                        key, f"object array of {objects.size}")
         check_dtype(array.dtype, where)
+        if len(array.shape) == 4 and (manifest or {}).get("command") == "batch":
+            array = BatchRows(array)  # (num_batches, B, T, F) read as its B * num_batches rows
         shape = array.shape
-        if self.series:
-            return self.series_source(array, key, where)
+        if self.series and len(shape) != 3:  # (N, T, F) stays a set of N series
+            return self.series_source(array, key, where, manifest)
         if len(shape) not in (2, 3):
             hint = " (a single series: use 'lstmshape window')" if len(shape) == 1 else ""
             if not shape:
@@ -314,6 +388,9 @@ class Opener:
         side: Side = "post"
         notes: list[str] = []
         layout = "dense"
+        if isinstance(array, BatchRows):
+            layout = f"batches: {array.array.shape} (num_batches, B, T, F)"
+            layout += padding_summary(manifest)
         if lengths_array is not None:
             lengths = check_lengths(lengths_array.read_rows(0, n), n, t,
                                     f"{self.location.path}:lengths")
@@ -332,7 +409,8 @@ class Opener:
             block_reader=dense_reader(array, lengths, side, t),
         )
 
-    def series_source(self, array: StoredArray, key: str | None, where: str) -> Source:
+    def series_source(self, array: StoredArray, key: str | None, where: str,
+                      manifest: dict[str, Any] | None = None) -> Source:
         shape = array.shape
         if len(shape) not in (1, 2):
             raise InputError(f"{where}: expected a series of shape (timesteps,) or (timesteps, "
@@ -345,11 +423,14 @@ class Opener:
             return SequenceSet(rows.reshape(-1, features), np.array([total] * (stop - start),
                                                                     dtype=LENGTH_DTYPE))
 
+        def read_rows(start: int, stop: int) -> np.ndarray:
+            return array.read_rows(start, stop).reshape(-1, features)
+
         return Source(location=Location(self.location.path, key), kind="ragged",
                       layout="series", n_samples=1, n_features=features, dtype=array.dtype,
                       timesteps=None, lengths=np.array([total], dtype=LENGTH_DTYPE), side="post",
                       records=[record(self.location.path, key, array)], closers=self.closers,
-                      block_reader=read_series)
+                      block_reader=read_series, row_reader=read_rows, manifest=manifest)
 
     def from_ragged(self, values: StoredArray, splits: StoredArray, split_key: str, prefix: str,
                     manifest: dict[str, Any] | None) -> Source:
@@ -431,6 +512,41 @@ def looks_like_sequences(datasets: list[Any]) -> bool:
 
 def record(path: str, key: str | None, array: StoredArray) -> ArrayRecord:
     return ArrayRecord(path, key, tuple(array.shape), str(array.dtype))
+
+
+def padding_summary(manifest: dict[str, Any] | None) -> str:
+    """``", 120 padded timesteps (9,000 before bucketing)"`` from a batch output's manifest."""
+    summary = (manifest or {}).get("batches") or {}
+    counts = summary.get("padded_timesteps")
+    if not isinstance(counts, dict):
+        return ""
+    text = f", {counts.get('after', 0):,} padded timesteps"
+    if ((manifest or {}).get("params") or {}).get("bucket_by_length"):
+        text += f" ({counts.get('before', 0):,} before bucketing)"
+    return text
+
+
+class BatchRows:
+    """A ``(num_batches, B, T, F)`` array seen as its ``num_batches * B`` rows ``(T, F)``."""
+
+    def __init__(self, array: StoredArray) -> None:
+        self.array = array
+        count, self.rows, *rest = array.shape
+        self._shape = (count * self.rows, *rest)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        size = max(self.rows, 1)
+        first, last = start // size, -(-stop // size)
+        block = self.array.read_rows(first, last).reshape(-1, *self._shape[1:])
+        return block[start - first * size:stop - first * size]
 
 
 def dense_reader(array: StoredArray, lengths: np.ndarray, side: Side,
@@ -522,6 +638,8 @@ def lengths_from_manifest(manifest: dict[str, Any], path: str, count: int, times
         raw = array.read_rows(0, array.shape[0] if array.shape else 0)
     finally:
         array.close()
+    if raw.ndim == 2 and raw.size == count:  # (num_batches, B) beside a batch output
+        raw = raw.reshape(-1)
     return check_lengths(raw, count, timesteps, lengths_path), []
 
 
