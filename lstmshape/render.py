@@ -77,7 +77,8 @@ class SpeedColumn(ProgressColumn):
 def format_shape(shape: Any) -> str:
     if shape is None:
         return "?"
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+    dims = ["?" if d is None else str(d) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
 def render_inspect(report: dict[str, Any]) -> None:

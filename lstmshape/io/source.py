@@ -291,21 +291,24 @@ class Opener:
             if length_key is None:
                 raise InputError(f"{self.location.path}: has 'values' but no "
                                  f"{' / '.join(RAGGED_LENGTH_KEYS)} array to split it")
-            return self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
-                                    manifest)
+            ragged = self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
+                                      manifest)
+            return self.with_targets(ragged, arrays.get("y"), prefix)
         if FIRST_BATCH_KEY in arrays and "x" not in arrays:
             return self.from_batches(arrays, manifest, prefix)
         if "x" in arrays:
-            lengths = arrays.get("lengths")
-            source = self.from_array(arrays["x"], prefix + "x", manifest,
-                                     lengths_array=lengths)
-            target = arrays.get("y")
-            if target is not None and target.shape[:1] == (source.n_samples,):
-                source.targets = target
-                source.records.append(record(self.location.path, prefix + "y", target))
-            return source
+            dense = self.from_array(arrays["x"], prefix + "x", manifest,
+                                    lengths_array=arrays.get("lengths"))
+            return self.with_targets(dense, arrays.get("y"), prefix)
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
+
+    def with_targets(self, source: Source, target: StoredArray | None, prefix: str) -> Source:
+        """Attach a container's ``y`` (one row per sample) so commands carry it along."""
+        if target is not None and target.shape[:1] == (source.n_samples,):
+            source.targets = target
+            source.records.append(record(self.location.path, prefix + "y", target))
+        return source
 
     def from_batches(self, arrays: dict[str, Any], manifest: dict[str, Any] | None,
                      prefix: str) -> Source:
