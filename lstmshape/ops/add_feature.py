@@ -111,13 +111,15 @@ def extra_mode(base: Shape, extra: Shape, static: bool) -> Mode:
         raise InputError(f"{both}: a 1-D extra has one value per sample; pass --static")
     if base.timesteps is not None and extra.timesteps is not None:
         if extra.timesteps > base.timesteps:
-            raise InputError(f"{both}: {extra.timesteps} timesteps vs {base.timesteps}")
+            hint = "; one row per sample? pass --static" if len(extra.stored) == 2 else ""
+            raise InputError(f"{both}: {extra.timesteps} timesteps vs {base.timesteps}{hint}")
         return "rows"
     differ = np.flatnonzero(extra.lengths != base.lengths)
     if differ.size:
         i = int(differ[0])
+        hint = "; one row per sample? pass --static" if len(extra.stored) == 2 else ""
         raise InputError(f"{both}: sequence {i} has {int(extra.lengths[i])} timesteps vs "
-                         f"{int(base.lengths[i])} ({differ.size} sequences differ)")
+                         f"{int(base.lengths[i])} ({differ.size} sequences differ){hint}")
     return "sequences"
 
 
