@@ -50,6 +50,11 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+class StdoutClosed(BaseException):
+    """stdout's reader went away (``| head``); a BaseException so that click's EPIPE handling
+    (which exits 1) does not see it and :func:`main` can end quietly with 141."""
+
+
 class ReportedError(click.ClickException):
     """An error shown as one ``Error: ...`` line, with the exit code of the library error."""
 
@@ -77,7 +82,8 @@ class LstmshapeGroup(click.Group):
             raise ReportedError("out of memory; lower --memory-limit or use a smaller input",
                                 1) from None
         except BrokenPipeError:
-            raise
+            # click's own main() turns EPIPE into a plain exit 1; main() wants to see it
+            raise StdoutClosed() from None
         except OSError as err:
             if debug:
                 raise
@@ -586,7 +592,7 @@ def run_cli(argv: list[str] | None) -> int:
         else:
             error_line(f"stopped by signal {signal.Signals(stop.signum).name}")
         return signal_exit_code(stop)
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         remove_temp_files()
         quiet_broken_pipe()
 

@@ -293,11 +293,33 @@ class OutputSet:
             if suffix == ".npz":
                 write_npz(temp, arrays)
             elif suffix == ".h5":
-                write_h5(temp, arrays)
+                with h5_write_errors():
+                    write_h5(temp, arrays)
             else:
                 raise OutputError(f"{location.path}: unknown output suffix {suffix or '(none)'!r};"
                                   f" use .npy, .npz or .h5")
             return sha256_file(temp)
+
+
+#: HDF5 puts the system error of a failed write into its message ("..., errno = 28, ...").
+HDF5_ERRNO = re.compile(r"errno = (\d+)")
+
+
+@contextmanager
+def h5_write_errors() -> Iterator[None]:
+    """HDF5 write failures as OSErrors with an errno: h5py raises RuntimeError (e.g. at close,
+    "Can't decrement id ref count (unable to extend file properly, errno = 27, ...)") or an
+    OSError without errno for a full disk or a file size limit."""
+    try:
+        yield
+    except (RuntimeError, OSError) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise
+        found = HDF5_ERRNO.search(str(err))
+        if found is not None:
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from None
+        raise OSError(f"HDF5: {str(err).splitlines()[0] if str(err) else err!r}") from None
 
 
 def current_umask() -> int:
