@@ -131,7 +131,7 @@ def render_inspect(report: dict[str, Any]) -> None:
             bar = "█" * max(1 if count else 0, round(HISTOGRAM_WIDTH * count / peak))
             console.print(f"  {low:>6}-{high:<6} {bar:<{HISTOGRAM_WIDTH}} {count:,}")
     if report["lstm_ready"]:
-        shape = ", ".join(str(d) for d in report["input_shape"])
+        shape = ", ".join("None" if d is None else str(d) for d in report["input_shape"])
         console.print(Text(f"LSTM-ready: input_shape=({shape})", style="green bold"))
     else:
         console.print(Text("Not LSTM-ready: ", style="yellow bold") +

@@ -111,8 +111,11 @@ def describe(source: Source, pad_value: float | None) -> dict[str, Any]:
     dense = source.kind == "dense"
     timesteps = source.timesteps if dense else None
     stored_3d = dense and len(source.records[0].shape) == 3
+    # batch's output: every stored batch is a (B, T_k, F) tensor an LSTM with
+    # input_shape (None, F) takes as it is, even when T_k differs between batches
+    batched = source.layout.startswith("batches")
     padded = dense and bool(np.any(source.lengths != timesteps))
-    ready = dense and stored_3d and stats.nan == 0 and stats.inf == 0
+    ready = (stored_3d or batched) and stats.nan == 0 and stats.inf == 0
     size = source.n_samples * (timesteps or 0) * source.n_features * source.dtype.itemsize
     if not dense:
         size = int(source.lengths.sum()) * source.n_features * source.dtype.itemsize
@@ -137,7 +140,7 @@ def describe(source: Source, pad_value: float | None) -> dict[str, Any]:
         "manifest": (source.manifest or {}).get("_path"),
         "lstm_ready": ready,
         "input_shape": [timesteps, source.n_features] if dense else [None, source.n_features],
-        "suggestion": suggestion(source, stored_3d, stats),
+        "suggestion": None if ready else suggestion(source, stored_3d, stats),
     }
     return report
 
