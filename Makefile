@@ -29,19 +29,45 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-base
 
+$(VENV)/.installed-tf: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[tf]'
+	touch $@ $(VENV)/.installed-base
+
 # -- the demo pipeline ---------------------------------------------------------------------------
 # Each step is a rule: touch an input and only the steps downstream of it run again. lstmshape
 # writes atomically, so an interrupted step never leaves a target that looks up to date.
-demo: $(DEMO)/sensors_padded.npy $(DEMO)/tokens_short.npy
-	$(LS) inspect $(DEMO)/sensors_padded.npy
+#
+#   series.npy --window--> windows.h5 --batch--> windows_batches.h5 --verify, train-->
+#   sensors.npz + weather.npy --add-feature--> sensors_weather.npz --pad--> sensors_padded.npy
+#       --batch--> sensors_batches.h5 --verify, train-->
+#   tokens.npy (+ true lengths) --pad--> tokens_padded.npy --truncate--> tokens_short.npy
+demo: $(DEMO)/windows_batches.h5.verified $(DEMO)/sensors_batches.h5.verified \
+		$(DEMO)/tokens_short.npy
 	$(LS) inspect $(DEMO)/tokens_short.npy --expect-shape '*,20,1'
+	$(BIN)/python sample_data/train_demo.py $(DEMO)/windows_batches.h5
+	$(BIN)/python sample_data/train_demo.py $(DEMO)/sensors_batches.h5
 
 $(DEMO):
 	mkdir -p $@
 
-$(DEMO)/sensors_padded.npy: sample_data/sensors.npz $(VENV)/.installed-base | $(DEMO)
+$(DEMO)/windows.h5: sample_data/series.npy $(VENV)/.installed-base | $(DEMO)
+	$(LS) inspect $<
+	$(LS) window $< --timesteps 48 --stride 4 --target 0 --horizon 1 -o $@
+
+$(DEMO)/windows_batches.h5: $(DEMO)/windows.h5
+	$(LS) batch $< --size 32 --shuffle --seed 1 -o $@
+
+$(DEMO)/sensors_weather.npz: sample_data/sensors.npz sample_data/weather.npy \
+		$(VENV)/.installed-base | $(DEMO)
 	$(LS) inspect sample_data/sensors.npz
-	$(LS) pad sample_data/sensors.npz --maxlen p95 -o $@
+	$(LS) add-feature sample_data/sensors.npz sample_data/weather.npy --static \
+		--name temp --name humidity -o $@
+
+$(DEMO)/sensors_padded.npy: $(DEMO)/sensors_weather.npz
+	$(LS) pad $< --maxlen p95 -o $@
+
+$(DEMO)/sensors_batches.h5: $(DEMO)/sensors_padded.npy
+	$(LS) batch $< --size 16 --remainder pad -o $@
 
 $(DEMO)/tokens_padded.npy: sample_data/tokens.npy sample_data/tokens_lengths.npy \
 		$(VENV)/.installed-base | $(DEMO)
@@ -49,6 +75,11 @@ $(DEMO)/tokens_padded.npy: sample_data/tokens.npy sample_data/tokens_lengths.npy
 
 $(DEMO)/tokens_short.npy: $(DEMO)/tokens_padded.npy
 	$(LS) truncate $< --maxlen 20 --truncating pre -o $@
+
+# verify writes no file: a stamp records that these very bytes passed
+$(DEMO)/%.verified: $(DEMO)/% $(VENV)/.installed-tf
+	$(LS) verify $<
+	touch $@
 
 # -- checks --------------------------------------------------------------------------------------
 lint: $(VENV)/.installed-test

@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     # the dataset shuffles itself; fit(shuffle=True), the default, would only warn
     history = model.fit(data, epochs=EPOCHS, verbose=0, shuffle=False)
     loss = float(history.history["loss"][-1])
-    target = "y" if target_shape is not None else "stand-in target (sequence mean)"
+    target = "y" if target_shape is not None else "each sequence's mean (no y in this output)"
     print(f"trained LSTM({UNITS}) for {EPOCHS} epoch on {path}: input_shape="
           f"{tuple(input_shape)}, target {target}")
     print(f"loss {loss:.6f}")
