@@ -42,6 +42,8 @@ LISTING_GROUP_LIMIT = 16
 SPARSE_RATIO = 100
 #: Soft links followed in one lookup before it is called a loop.
 MAX_SOFT_LINKS = 32
+#: Groups nested deeper than this are not listed (a damaged or hostile file).
+MAX_GROUP_DEPTH = 64
 #: Rows of a vlen dataset read per block while counting its bytes.
 VLEN_BLOCK_ROWS = 4096
 
@@ -106,7 +108,7 @@ class H5File:
     def where(self, name: str) -> str:
         return f"{self.path}:{name}"
 
-    def get(self, name: str, depth: int = 0) -> Any:
+    def get(self, name: str, depth: int = 0, named_types: bool = False) -> Any:
         """The group or dataset at ``name``, after checking every link on the way to it.
 
         Only hard links are entered directly; a soft link is replaced by its target path and that
@@ -118,6 +120,9 @@ class H5File:
                              f"row (a loop?)")
         node = self.file
         parts = [p for p in name.split("/") if p not in ("", ".")]
+        if len(parts) > MAX_GROUP_DEPTH:
+            raise InputError(f"{self.where(name)}: nested more than {MAX_GROUP_DEPTH} groups deep "
+                             f"(a hard link loop?)")
         walked = ""
         for index, part in enumerate(parts):
             walked += "/" + part
@@ -130,7 +135,8 @@ class H5File:
                     parent = walked.rsplit("/", 1)[0] or "/"
                     target = posixpath.normpath(posixpath.join(parent, link.path))
                     rest = "/".join(parts[index + 1:])
-                    return self.get(posixpath.join(target, rest) if rest else target, depth + 1)
+                    return self.get(posixpath.join(target, rest) if rest else target,
+                                    depth + 1, named_types)
                 if isinstance(link, h5py.ExternalLink):
                     raise InputError(
                         f"{self.where(walked)}: external link to {link.filename}:{link.path}; "
@@ -141,6 +147,9 @@ class H5File:
                 node = node[part]
         if isinstance(node, h5py.Dataset):
             self.check_dataset(node)
+        elif isinstance(node, h5py.Datatype) and not named_types:
+            raise InputError(f"{self.where(name)}: a named datatype (a type definition), not a "
+                             f"dataset")
         return node
 
     def check_dataset(self, dataset: Any) -> None:
@@ -179,9 +188,27 @@ class H5File:
                     f"--memory-limit if you trust the file")
 
     def children(self, group: Any) -> list[tuple[str, Any]]:
-        """(name, object) of a group's members in natural order; external links refused."""
-        return [(name, self.get(f"{group.name.rstrip('/')}/{name}"))
-                for name in sorted(group.keys(), key=natural_key)]
+        """(name, object) of a group's members in natural order; external links refused,
+        named datatypes (type definitions, not data) left out."""
+        h5py = h5py_module()
+        found = []
+        for name in self.names(group):
+            node = self.get(f"{group.name.rstrip('/')}/{name}", named_types=True)
+            if not isinstance(node, h5py.Datatype):
+                found.append((name, node))
+        return found
+
+    def names(self, group: Any) -> list[str]:
+        """A group's link names in natural order; HDF5 errors (a damaged B-tree or heap) and
+        names that are not UTF-8 (h5py hands those out as bytes) become InputErrors."""
+        where = self.where(group.name)
+        with h5_errors(where):
+            names = list(group.keys())
+        for name in names:
+            if not isinstance(name, str):
+                raise InputError(f"{where}: link name {name!r} is not UTF-8 text "
+                                 f"(a damaged HDF5 file?)")
+        return sorted(names, key=natural_key)
 
     def dataset_names(self) -> list[str]:
         """Every dataset path in the file (like ``h5ls -r``), links not followed."""
@@ -196,10 +223,16 @@ class H5File:
         h5py = h5py_module()
         found: list[tuple[str, tuple[int, ...], str]] = []
 
-        def walk(group: Any) -> None:
-            names = sorted(group.keys(), key=natural_key)
+        seen: set[int] = set()
+
+        def walk(group: Any, depth: int) -> None:
+            # a hard link may point back up the tree: each group is listed once
+            address = int(h5py.h5o.get_info(group.id).addr)
+            if address in seen or depth > MAX_GROUP_DEPTH:
+                return
+            seen.add(address)
             rows: list[tuple[str, tuple[int, ...], str]] = []
-            for name in names:
+            for name in self.names(group):
                 link = group.get(name, getlink=True)
                 path = f"{group.name.rstrip('/')}/{name}"
                 if isinstance(link, h5py.ExternalLink):
@@ -211,7 +244,9 @@ class H5File:
                 elif isinstance(group[name], h5py.Group):
                     found.extend(rows)
                     rows = []
-                    walk(group[name])
+                    walk(group[name], depth + 1)
+                elif isinstance(group[name], h5py.Datatype):
+                    continue  # a named type definition, not data
                 else:
                     node = group[name]
                     vlen = h5py.check_vlen_dtype(node.dtype)
@@ -224,7 +259,7 @@ class H5File:
             found.extend(rows)
 
         with h5_errors(self.path):
-            walk(self.file)
+            walk(self.file, 0)
         return found
 
     def is_group(self, node: Any) -> bool:
@@ -262,10 +297,11 @@ class H5DatasetArray:
 
 def read_vlen(h5: H5File, dataset: Any) -> list[np.ndarray] | None:
     """The sequences of a variable-length dataset of 1-D arrays, or None if it is not vlen."""
-    base = h5py_module().check_vlen_dtype(dataset.dtype)
+    where = h5.where(dataset.name)
+    with h5_errors(where):
+        base = h5py_module().check_vlen_dtype(dataset.dtype)
     if base is None:
         return None
-    where = h5.where(dataset.name)
     check_dtype(np.dtype(base), where)
     if dataset.ndim != 1:
         raise InputError(f"{where}: vlen dataset of shape {dataset.shape}; expected 1-D "
