@@ -8,6 +8,7 @@ file and what is wrong, exit 1, no traceback, and nothing written to the output 
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import subprocess
@@ -379,6 +380,20 @@ def h5_corrupt_late(folder: Path) -> Case:
     return Case(str(path), ("late.h5", "cannot read HDF5 data"), args=("--memory-limit", MIB))
 
 
+def manifest_case(outputs: object, needle: str) -> Callable[[Path], Case]:
+    """An input whose manifest ``IN.json`` (read for true lengths) has been tampered with."""
+
+    def build(folder: Path) -> Case:
+        path = good_npy(folder, "data.npy")
+        secret = folder.parent / "secret.npy"
+        secret.write_text("token=hunter2\n")
+        manifest = {"schema": "lstmshape/manifest-v1", "outputs": outputs}
+        (folder / "data.npy.json").write_text(json.dumps(manifest))
+        return Case(str(path), ("data.npy.json", needle), forbidden=("hunter2", "token"))
+
+    return build
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "missing": missing,
     "directory": directory,
@@ -433,6 +448,11 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "h5-vlen-over-budget": h5_vlen_over_budget,
     "h5-unknown-key": h5_unknown_key,
     "h5-corrupt-late": h5_corrupt_late,
+    "manifest-lengths-outside": manifest_case({"lengths": {"path": "../secret.npy"}},
+                                              "outside the manifest's folder"),
+    "manifest-lengths-absolute": manifest_case({"lengths": {"path": "/etc/passwd"}},
+                                               "outside the manifest's folder"),
+    "manifest-damaged": manifest_case([1, 2], "damaged manifest"),
 }
 
 #: the output format each case writes, varied so every writer's abort path is exercised
@@ -454,7 +474,8 @@ def test_pad_refuses(name: str, tmp_path: Path) -> None:
     assert proc.stdout == b""
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n.startswith(("npz", "h5", "text", "fifo"))])
+@pytest.mark.parametrize("name", [n for n in CASES
+                                  if n.startswith(("npz", "h5", "text", "fifo", "manifest"))])
 def test_inspect_refuses(name: str, tmp_path: Path) -> None:
     case = CASES[name](tmp_path)
     if name.endswith("-late"):
@@ -482,6 +503,15 @@ def test_declared_size_is_refused_before_allocating(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, case.src], capture_output=True,
                           timeout=60)
     assert_refused(proc, "liar.npy", "truncated")
+
+
+def test_deeply_nested_manifest_is_ignored(tmp_path: Path) -> None:
+    """A manifest too deep for json to parse is not lstmshape's: ignored, as invalid JSON is."""
+    path = good_npy(tmp_path, "data.npy")
+    (tmp_path / "data.npy.json").write_text("[" * 100_000 + "]" * 100_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_ok(run_cli("pad", path, "-o", out / "x.npy"))
 
 
 def test_nan_refused_when_asked(tmp_path: Path) -> None:

@@ -42,6 +42,11 @@ from .npy import NpyFileArray, read_npy_stream
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 SEQUENCE_KEY_PREFIX = "arr_"
 MANIFEST_SUFFIX = ".json"
+#: A manifest beside an input larger than this is refused unread (lstmshape's are a few KB).
+MAX_MANIFEST_BYTES = 16 * 10**6
+#: Types of the manifest keys an input's manifest is read for; other types mean damage.
+MANIFEST_TYPES: dict[str, type] = {"outputs": dict, "history": list, "padding": dict,
+                                   "feature_names": list}
 #: ``lstmshape batch`` writes one ``x_NNNNNN`` (+ ``lengths_NNNNNN``) per batch to .npz/.h5.
 FIRST_BATCH_KEY = "x_000000"
 
@@ -614,13 +619,21 @@ def read_manifest_beside(path: str) -> dict[str, Any] | None:
     manifest_path = path + MANIFEST_SUFFIX
     if not os.path.isfile(manifest_path):
         return None
+    size = os.path.getsize(manifest_path)
+    if size > MAX_MANIFEST_BYTES:  # lstmshape's own are a few KB; never parse a huge one
+        raise InputError(f"{manifest_path}: {size:,} bytes, too large for a manifest beside "
+                         f"{path}; move or delete it")
     try:
         with open(manifest_path, encoding="utf-8") as handle:
             manifest = json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(manifest, dict) or manifest.get("schema") != "lstmshape/manifest-v1":
         return None
+    for key, kind in MANIFEST_TYPES.items():
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise InputError(f"{manifest_path}: damaged manifest: {key!r} is a "
+                             f"{type(manifest[key]).__name__}; move or delete it")
     manifest["_path"] = manifest_path
     return manifest
 
@@ -632,7 +645,13 @@ def lengths_from_manifest(manifest: dict[str, Any], path: str, count: int, times
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         return default, []
     folder = os.path.dirname(manifest.get("_path", path))
-    lengths_path = os.path.join(folder, entry["path"])
+    relative = os.path.normpath(entry["path"])
+    if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir:
+        # lstmshape writes it beside the tensor; anything else would read a file not given
+        raise InputError(f"{manifest.get('_path', path)}: outputs.lengths.path "
+                         f"{entry['path']!r} is outside the manifest's folder; refusing to read "
+                         f"it")
+    lengths_path = os.path.join(folder, relative)
     if not os.path.isfile(lengths_path):
         return default, [f"{path}: its manifest names lengths file {lengths_path}, which is "
                          f"missing; treating every sample as {timesteps} timesteps long"]
