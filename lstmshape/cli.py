@@ -59,8 +59,20 @@ class ReportedError(click.ClickException):
     """An error shown as one ``Error: ...`` line, with the exit code of the library error."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(" ".join(message.split()))
+        super().__init__(one_printable_line(message))
         self.exit_code = exit_code  # type: ignore[misc]
+
+
+def one_printable_line(message: str) -> str:
+    r"""The message on one line, control characters escaped: names from a hostile file (HDF5
+    keys, zip member names) must not reach a terminal as escape sequences or line breaks.
+
+    Example:
+        >>> one_printable_line("no key '/a\x1b[31m';\n keys: /b")
+        "no key '/a\\x1b[31m'; keys: /b"
+    """
+    text = " ".join(message.split())
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class LstmshapeGroup(click.Group):

@@ -364,6 +364,15 @@ def h5_unknown_key(folder: Path) -> Case:
     return Case(f"{folder / 'keys.h5'}:/sensors", ("keys.h5", "no key '/sensors'", "/x"))
 
 
+def h5_escape_in_names(folder: Path) -> Case:
+    """Key names are echoed in errors: a terminal escape in one must arrive escaped."""
+    with h5py.File(folder / "esc.h5", "w") as h5:
+        h5["a\x1b[2J\x07"] = np.zeros((2, 3))
+        h5["b"] = np.zeros((2, 3))
+    return Case(f"{folder / 'esc.h5'}:/nokey", ("esc.h5", "no key", "\\x1b[2J\\x07"),
+                forbidden=("\x1b", "\x07"))
+
+
 def h5_corrupt_late(folder: Path) -> Case:
     """A damaged compressed chunk near the end: found after earlier blocks were written."""
     path = folder / "late.h5"
@@ -448,6 +457,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "h5-vlen-over-budget": h5_vlen_over_budget,
     "h5-unknown-key": h5_unknown_key,
     "h5-corrupt-late": h5_corrupt_late,
+    "h5-escape-in-names": h5_escape_in_names,
     "manifest-lengths-outside": manifest_case({"lengths": {"path": "../secret.npy"}},
                                               "outside the manifest's folder"),
     "manifest-lengths-absolute": manifest_case({"lengths": {"path": "/etc/passwd"}},
