@@ -73,8 +73,8 @@ def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> Np
     if len(magic) < MAGIC_LENGTH or not magic.startswith(MAGIC):
         if not magic:
             raise InputError(f"{where}: empty file, not an NPY file")
-        raise InputError(f"{where}: not an NPY file (it starts with {magic[:8]!r}, "
-                         f"an NPY file starts with {MAGIC!r})")
+        raise InputError(f"{where}: not an NPY file (it holds {describe_start(magic)}, "
+                         f"not the NPY magic {MAGIC!r})")
     version = (magic[-2], magic[-1])
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise InputError(f"{where}: unsupported NPY format version {version[0]}.{version[1]}")
@@ -103,6 +103,23 @@ def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> Np
     else:
         check_dtype(dtype, where)
     return NpyHeader(tuple(shape), dtype, bool(fortran_order), stream.tell())
+
+
+def describe_start(data: bytes) -> str:
+    r"""What a file that is not an NPY file starts with, without quoting its bytes: the path may
+    come from a manifest, and the file's first bytes must not end up in a CI log.
+
+    Example:
+        >>> describe_start(b"time,val"), describe_start(b"PK\x03\x04..")
+        ('text', 'a zip archive (an .npz?)')
+    """
+    if data.startswith(b"PK"):
+        return "a zip archive (an .npz?)"
+    if data.startswith(b"\x89HDF"):
+        return "an HDF5 signature (an .h5?)"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in data):
+        return "text"
+    return "binary data"
 
 
 def parse_header_dict(raw: bytes, version: tuple[int, int],
