@@ -19,6 +19,8 @@ Example (a command that copies its input)::
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 from .io.location import Location, parse_location
 from .io.output import (
     ArrayData,
@@ -38,7 +40,7 @@ from .io.output import (
     sha256_in_background,
 )
 from .io.prefetch import prefetched
-from .io.source import Source, open_source
+from .io.source import Source, open_source, read_manifest_beside
 from .manifest import FileEntry, ManifestData, dumps, history_from, render
 
 DEFAULT_MEMORY_LIMIT = 256 * 10**6
@@ -88,6 +90,9 @@ class Job:
         outputs = [options.output]
         if self.manifest_path is not None:
             outputs.append(self.manifest_path)
+            if same_path(self.manifest_path, options.output):
+                raise OutputError(f"{self.manifest_path}: --manifest is the output itself; "
+                                  f"choose another path (default: OUTPUT.json)")
         check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(), outputs)
         for path in outputs:
             check_writable_folder(path)
@@ -96,7 +101,12 @@ class Job:
         """Files read besides the inputs: ``--lengths`` and each input's manifest ``IN.json``
         (overwriting that one would make the input describe the output)."""
         paths = [parse_location(self.options.lengths).path] if self.options.lengths else []
-        return paths + [loc.path + ".json" for loc in self.locations if not loc.is_stdio]
+        for location in self.locations:
+            if not location.is_stdio:
+                # IN.json and the IN.<role>.npy side files (true lengths, targets) it points to
+                paths.append(location.path + ".json")
+                paths.extend(glob.glob(glob.escape(location.path) + ".*.npy"))
+        return paths
 
     def plan_manifest_path(self) -> str | None:
         if self.options.no_manifest:
@@ -140,6 +150,7 @@ class Job:
     # -- outputs --------------------------------------------------------------------------------
     def run(self, produce: Callable[[Job], Result]) -> dict[str, Any]:
         """Produce the result, write it and its manifest atomically; return the manifest."""
+        previous = stale_candidates(self.output)
         try:
             with OutputSet() as outputs:
                 result = produce(self)
@@ -147,16 +158,33 @@ class Job:
                 self.notes.extend(result.notes)  # after writing: streamed blocks add notes
                 data = result.manifest
                 data.inputs = self.input_entries()
+                self.check_input_manifests()
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)
                 if self.manifest_path is not None:
                     with outputs.writing(self.manifest_path) as temp, \
                             open(temp, "w", encoding="utf-8") as handle:
                         handle.write(dumps(manifest))
-                return manifest
         finally:
             for source in self.sources:
                 source.close()
+        written = {entry.path for entry in entries.values()} | {self.manifest_path or ""}
+        remove_stale(previous, written)
+        return manifest
+
+    def check_input_manifests(self) -> None:
+        """Refuse an input whose manifest describes other bytes (the file was replaced after the
+        manifest was written): its true lengths and names would be applied to unrelated data."""
+        for source in self.sources:
+            path = source.location.path
+            recorded = recorded_sha256(source.manifest, path)
+            if recorded is None or path not in self.hashes:
+                continue
+            if self.hashes[path].result() != recorded:
+                raise InputError(f"{path}: does not match its manifest "
+                                 f"{source.manifest.get('_path') if source.manifest else ''} "
+                                 f"(sha256 differs: the file changed after the manifest was "
+                                 f"written); remake it, or delete the stale manifest")
 
     def write_arrays(self, outputs: OutputSet,
                      arrays: list[tuple[str, ArrayData]]) -> dict[str, FileEntry]:
@@ -178,6 +206,10 @@ class Job:
             # anything is written
             check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(),
                              [location.path for _, location, _ in written])
+            if self.manifest_path is not None and any(
+                    same_path(self.manifest_path, location.path) for _, location, _ in written):
+                raise OutputError(f"{self.manifest_path}: --manifest is one of the output's own "
+                                  f"files; choose another path")
             for role, location, data in written:
                 digest = outputs.write_file(location, [(role, data)])
                 entries[role] = entry_for(location.path, None, data, digest)
@@ -195,6 +227,55 @@ class Job:
             for item in source.records:
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries
+
+
+def same_path(first: str, second: str) -> bool:
+    """The same file, existing or not yet (through links when it exists)."""
+    if first == "-" or second == "-":
+        return False
+    if os.path.exists(first) and os.path.exists(second):
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def recorded_sha256(manifest: dict[str, Any] | None, path: str) -> str | None:
+    """The sha256 a manifest records for the output file at ``path``, if it lists it."""
+    if not manifest:
+        return None
+    folder = os.path.dirname(os.path.abspath(manifest.get("_path", path)))
+    for entry in (manifest.get("outputs") or {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and \
+                same_path(os.path.join(folder, entry["path"]), path):
+            digest = entry.get("sha256")
+            return digest if isinstance(digest, str) else None
+    return None
+
+
+def stale_candidates(output: Location) -> set[str]:
+    """Side files an earlier run wrote beside ``output`` (its default manifest ``OUT.json`` and
+    the ``OUT.<role>.npy`` files that manifest lists). If this run does not write them again
+    they would describe the old tensor -- and later commands read them -- so they go."""
+    if output.is_stdio:
+        return set()
+    manifest = read_manifest_beside(output.path)
+    if manifest is None:
+        return set()
+    found = {output.path + ".json"}
+    folder = os.path.dirname(os.path.abspath(output.path))
+    for entry in (manifest.get("outputs") or {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            path = os.path.join(folder, entry["path"])
+            name = os.path.basename(path)
+            if name.startswith(os.path.basename(output.path) + ".") and name.endswith(".npy"):
+                found.add(path)
+    return found
+
+
+def remove_stale(candidates: set[str], written: set[str]) -> None:
+    for path in candidates:
+        if not any(same_path(path, done) for done in written if done):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def entry_for(path: str, key: str | None, data: ArrayData, digest: str | None) -> FileEntry:
