@@ -3,6 +3,7 @@ seeded; bucketing pads far less; stateful rows continue each other; every format
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -286,4 +287,12 @@ def test_plan_places_every_sample_once(lengths: list[int], size: int, remainder:
     assert np.all(plan.lengths[plan.order >= 0] == np.minimum(np.array(lengths)[real],
                                                               row_widths[plan.order >= 0]))
     if bucket:
-        assert plan.padded_timesteps <= plan.padding_before_bucketing
+        # buckets are contiguous runs of the sorted lengths: taken in order of their shortest
+        # member, no batch holds a sequence longer than the next one's shortest
+        real_lengths = np.array(lengths)[np.maximum(plan.order, 0)]
+        starts = np.cumsum(plan.sizes) - plan.sizes
+        batches = [real_lengths[a:a + k][plan.order[a:a + k] >= 0]
+                   for a, k in zip(starts, plan.sizes, strict=True)]
+        batches = sorted((b for b in batches if b.size), key=lambda b: (b.min(), b.max()))
+        for first, second in itertools.pairwise(batches):
+            assert first.max() <= second.min()

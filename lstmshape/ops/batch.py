@@ -81,7 +81,7 @@ def plan_batches(lengths: npt.ArrayLike, size: int, *, remainder: Remainder = "k
     Example:
         >>> plan = plan_batches([5, 1, 4, 2, 3], 2, bucket=True)
         >>> plan.order.tolist(), plan.widths.tolist()
-        ([1, 3, 2, 0, 4], [2, 5, 3])
+        ([1, 3, 4, 2, 0], [2, 4, 5])
     """
     lengths = np.asarray(lengths, dtype=LENGTH_DTYPE).reshape(-1)
     if size < 1:
@@ -114,9 +114,13 @@ def plan_batches(lengths: npt.ArrayLike, size: int, *, remainder: Remainder = "k
         if remainder == "pad" and rest:
             unsorted = np.concatenate([base, np.full(size - rest, PAD_ROW, dtype=np.int64)])
         if bucket:
-            # stable: equal lengths keep the (shuffled) order, so --seed still matters
-            main = main[np.argsort(lengths[main], kind="stable")]
-            tail = tail[np.argsort(lengths[tail], kind="stable")]
+            # Sort every kept sample, then cut: sorting the remainder apart would leave one
+            # batch of arbitrary lengths, often as wide as the longest sequence. Stable, so
+            # equal lengths keep the (shuffled) order and --seed still matters.
+            kept = main if remainder == "drop" else base
+            kept = kept[np.argsort(lengths[kept], kind="stable")]
+            cut = len(kept) - (rest if remainder != "drop" else 0)
+            main, tail = kept[:cut], kept[cut:]
             if shuffle:
                 main = main.reshape(-1, size)[rng.permutation(len(main) // size)].reshape(-1)
         sizes = np.full(len(main) // size, size, dtype=np.int64)
