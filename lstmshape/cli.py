@@ -96,6 +96,10 @@ class LstmshapeGroup(click.Group):
         except BrokenPipeError:
             # click's own main() turns EPIPE into a plain exit 1; main() wants to see it
             raise StdoutClosed() from None
+        except KeyboardInterrupt:
+            # click's main() would print an empty line before its Abort: the error must stay
+            # one line, so Ctrl-C travels on as a signal of its own
+            raise Terminated(signal.SIGINT) from None
         except OSError as err:
             if debug:
                 raise
@@ -214,6 +218,22 @@ def output_options(command: F) -> F:
     return input_options(command)
 
 
+def check_output_option(output: str, manifest: str | None, no_manifest: bool) -> None:
+    """Usage errors (exit 2) about where the output goes, found before any file is opened."""
+    from .io.location import SUFFIXES, Location
+
+    if manifest is not None and no_manifest:
+        raise click.UsageError("--manifest and --no-manifest exclude each other")
+    if output == "-":
+        if sys.stdout.isatty():
+            raise click.UsageError("-o - writes binary .npy to stdout, which is a terminal; "
+                                   "redirect it to a file or pipe it to a program")
+        return
+    if Location(output).suffix not in SUFFIXES:
+        raise click.BadParameter(f"{output!r} has no .npy, .npz or .h5 suffix (the suffix picks "
+                                 f"the format)", param_hint="'-o' / '--output'")
+
+
 def run_transform(label: str, kwargs: dict[str, Any],
                   call: Callable[[Any], dict[str, Any]]) -> None:
     """Build IOOptions from the shared options, run the command, print warnings and summary."""
@@ -222,6 +242,7 @@ def run_transform(label: str, kwargs: dict[str, Any],
 
     quiet = kwargs.pop("quiet")
     progress = kwargs.pop("progress")
+    check_output_option(kwargs["output"], kwargs["manifest"], kwargs["no_manifest"])
     show_progress = not quiet and (progress if progress is not None else sys.stderr.isatty())
     notes: list[str] = []
     with render.progress_bar(label, show_progress) as callback:
@@ -328,7 +349,7 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
     \b
     Examples:
       lstmshape pad sensors.npz --maxlen p95 -o train.npy
-      lstmshape pad tokens.npy --maxlen 20 --padding pre -o - | python train.py
+      lstmshape pad tokens.npy --lengths tokens_lengths.npy --padding pre -o - | python train.py
     """
     from .commands.pad import pad_file
 
@@ -388,7 +409,8 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
 
     \b
     Examples:
-      lstmshape add-feature raw.h5:/sensors weather.npy --name temp -o merged.npz
+      lstmshape add-feature raw.h5:/sensors temp.npy --name temp -o merged.npz
+      lstmshape add-feature sensors.npz weather.npy --static --name temp --name humidity -o m.npz
       lstmshape add-feature train.npy age.npy --static --name age -o train_age.npy
     """
     from .commands.add_feature import add_feature_file
@@ -599,7 +621,9 @@ def run_cli(argv: list[str] | None) -> int:
         error_line("interrupted")
         return EXIT_INTERRUPTED
     except Terminated as stop:
-        if stop.signum == signal.SIGTERM:
+        if stop.signum == signal.SIGINT:
+            error_line("interrupted")
+        elif stop.signum == signal.SIGTERM:
             error_line("terminated")
         else:
             error_line(f"stopped by signal {signal.Signals(stop.signum).name}")

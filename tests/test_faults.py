@@ -144,7 +144,11 @@ def test_unknown_output_suffix_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     proc = run_cli("pad", source, "-o", out / "x.csv")
-    assert_refused(proc, "x.csv", "suffix", folder=out)
+    # a usage error (exit 2, click's usage text): found before any file is opened
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert "Error: Invalid value for '-o' / '--output'" in stderr and "suffix" in stderr
+    assert files_in(out) == []
 
 
 # ---------------------------------------------------------------------------------------------

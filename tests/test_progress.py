@@ -57,3 +57,12 @@ def test_pipe_gets_nothing(source: Path, tmp_path: Path) -> None:
                            "--memory-limit", "1MiB", "-o", str(tmp_path / "o.npy")],
                           capture_output=True, timeout=60)
     assert done.returncode == 0 and done.stderr == b"" and done.stdout == b""
+
+
+def test_binary_to_a_terminal_is_refused(source: Path) -> None:
+    master, slave = pty.openpty()
+    done = subprocess.run([sys.executable, "-m", "lstmshape", "pad", str(source), "-o", "-"],
+                          stdout=slave, stderr=subprocess.PIPE, timeout=60)
+    os.close(slave)
+    os.close(master)
+    assert done.returncode == 2 and b"terminal" in done.stderr

@@ -63,3 +63,12 @@ def test_input_replaced_after_its_manifest_is_refused(tmp_path: Path, invoke: An
     assert result.exit_code == 1
     assert "does not match its manifest" in result.output
     assert not (tmp_path / "b.npz").exists()
+
+
+def test_manifest_and_no_manifest_together_is_a_usage_error(tmp_path: Path,
+                                                            invoke: Any) -> None:
+    src = ragged_source(tmp_path)
+    result = invoke("pad", src, "-o", tmp_path / "o.npy", "--no-manifest",
+                    "--manifest", tmp_path / "m.json")
+    assert result.exit_code == 2 and "exclude each other" in result.output
+    assert files_in(tmp_path) == ["seqs.npz"]

@@ -67,6 +67,16 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         if promoted:
             listed = ", ".join(f"{w} {d}" for w, d in dtypes.items())
             notes.append(f"mixed integer and float inputs ({listed}): the output is {dtype}")
+        for extra, mode in zip(extras, modes, strict=True):
+            # (N, k) with k < T reads as k timesteps of one feature, filled to T -- or was it
+            # k values per sample? Both are legal; say which was taken.
+            if (mode == "rows" and len(extra.records[0].shape) == 2
+                    and extra.timesteps is not None and base.timesteps is not None
+                    and extra.timesteps < base.timesteps):
+                notes.append(f"{extra.location}: shape {extra.records[0].shape} taken as "
+                             f"{extra.timesteps} timesteps of one feature, filled to "
+                             f"{base.timesteps} with {fill:g}; if it is one row of values per "
+                             f"sample, pass --static")
 
         def blocks() -> Iterator[np.ndarray]:
             steps = (base.lengths if base.timesteps is None
