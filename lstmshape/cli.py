@@ -212,6 +212,8 @@ def output_options(command: F) -> F:
         click.option("-q", "--quiet", is_flag=True, help="No warnings, no progress, no summary."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr (default: when stderr is a terminal)."),
+        click.option("--nan", type=click.Choice(["keep", "error"]), default="keep",
+                     show_default=True, help="'error' refuses NaN/inf in the data."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -250,7 +252,7 @@ def run_transform(label: str, kwargs: dict[str, Any],
             output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
-            progress=callback, notes=notes)
+            progress=callback, notes=notes, nan=kwargs.pop("nan"))
         manifest = call(options)
     if not quiet:
         for note in notes:
@@ -314,16 +316,31 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
             parse_expected_shape(expect_shape)
         except LstmshapeError as err:
             raise click.BadParameter(str(err), param_hint="--expect-shape") from None
-    reports = [inspect_file(src, memory_limit=memory_limit, allow_pickle=allow_pickle,
-                            lengths=lengths, pad_value=pad_value, expect_shape=expect_shape)
-               for src in sources]
+    # Every SRC is reported even when an earlier one is bad; the failures come last, as one
+    # error line (exit 1), so a CI gate over many files names every file that failed.
+    reports: list[dict[str, Any]] = []
+    failures: list[LstmshapeError] = []
+    for src in sources:
+        try:
+            reports.append(inspect_file(src, memory_limit=memory_limit,
+                                        allow_pickle=allow_pickle, lengths=lengths,
+                                        pad_value=pad_value, expect_shape=expect_shape))
+        except LstmshapeError as err:
+            if len(sources) == 1:
+                raise
+            failures.append(err)
+            reports.append({"path": src, "error": str(err)})
     if as_json:
         payload: Any = reports[0] if len(reports) == 1 else reports
         click.echo(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False,
                               default=str))
-        return
-    for report in reports:
-        render.render_inspect(report)
+    else:
+        for report in reports:
+            if "error" not in report:
+                render.render_inspect(report)
+    if failures:
+        raise type(failures[0])(f"{len(failures)} of {len(sources)} inputs failed: "
+                                + "; ".join(map(str, failures)))
 
 
 @cli.command()

@@ -42,6 +42,7 @@ from .io.output import (
 from .io.prefetch import prefetched
 from .io.source import Source, open_source, read_manifest_beside
 from .manifest import FileEntry, ManifestData, dumps, history_from, render
+from .sequences import SequenceSet
 
 DEFAULT_MEMORY_LIMIT = 256 * 10**6
 #: A block of input may take this share of the budget; the rest is for its output and temporaries.
@@ -62,6 +63,8 @@ class IOOptions:
     allow_pickle: bool = False
     lengths: str | None = None
     progress: ProgressCallback | None = None
+    #: ``"error"``: refuse NaN/inf in real timesteps (``--nan error``); ``"keep"``: pass them on.
+    nan: str = "keep"
     #: Warnings for the user (pad value collisions, ignored manifests); the CLI prints them.
     notes: list[str] = field(default_factory=list)
 
@@ -124,6 +127,8 @@ class Job:
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
                              lengths_file=self.options.lengths if with_lengths else None)
+        if self.options.nan == "error":
+            refuse_non_finite(source)
         self.sources.append(source)
         self.notes.extend(source.notes)
         if not location.is_stdio and location.path not in self.hashes:
@@ -227,6 +232,39 @@ class Job:
             for item in source.records:
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries
+
+
+def refuse_non_finite(source: Source) -> None:
+    """Make every block read from ``source`` fail on NaN or inf, naming where it is."""
+    if source.dtype.kind != "f":
+        return
+    read = source.block_reader
+
+    def checked(start: int, stop: int) -> SequenceSet:
+        block = read(start, stop)
+        bad = np.flatnonzero(~np.isfinite(block.values).all(axis=1))
+        if bad.size:
+            row = int(bad[0])
+            ends = np.cumsum(block.lengths)
+            sample = int(np.searchsorted(ends, row, side="right"))
+            step = row - (int(ends[sample - 1]) if sample else 0)
+            value = block.values[row][~np.isfinite(block.values[row])][0]
+            raise InputError(f"{source.location}: {value} at sample {start + sample}, timestep "
+                             f"{step} (--nan error refuses NaN and inf)")
+        return block
+
+    source.block_reader = checked
+    rows = source.row_reader
+    if rows is not None:  # a long series, read by row ranges (window)
+        def checked_rows(start: int, stop: int) -> np.ndarray:
+            values = rows(start, stop)
+            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            if bad.size:
+                raise InputError(f"{source.location}: NaN or inf at timestep "
+                                 f"{start + int(bad[0])} (--nan error refuses NaN and inf)")
+            return values
+
+        source.row_reader = checked_rows
 
 
 def same_path(first: str, second: str) -> bool:

@@ -75,7 +75,7 @@ def test_container_listing_like_h5ls(tmp_path: Path, invoke: Any) -> None:
     result = invoke("inspect", path, "--json")
     report = json.loads(result.output)
     assert [a["key"] for a in report["arrays"]] == ["/a/b/x", "/labels"]
-    assert report["kind"] is None and "KEY" in report["suggestion"]
+    assert report["kind"] is None and "f.h5:/a/b/x" in report["suggestion"]
     report = json.loads(invoke("inspect", f"{path}:/a/b/x", "--json").output)
     assert report["input_shape"] == [3, 4]
 
@@ -105,3 +105,14 @@ def test_no_color_and_pipe_have_no_escape_codes(tmp_path: Path) -> None:
     done = run_lstmshape("inspect", tmp_path / "x.npy", env={"NO_COLOR": "1",
                                                              "FORCE_COLOR": ""})
     assert done.returncode == 0 and b"\x1b[" not in done.stdout
+
+
+def test_several_sources_report_every_one_then_fail(tmp_path: Path) -> None:
+    np.save(tmp_path / "good.npy", np.ones((2, 3, 1)))
+    (tmp_path / "bad.npy").write_text("not an array")
+    done = run_lstmshape("inspect", tmp_path / "bad.npy", tmp_path / "good.npy", "--json")
+    assert done.returncode == 1
+    reports = json.loads(done.stdout)
+    assert "not an NPY file" in reports[0]["error"] and reports[1]["lstm_ready"] is True
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: 1 of 2 inputs failed: ")

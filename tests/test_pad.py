@@ -186,3 +186,14 @@ def test_nan_value_is_recorded_in_manifest(invoke: Any, tmp_path: Path) -> None:
     assert manifest["padding"] == {"side": "post", "value": "nan"}
     x = np.load(out)["x"]
     assert math.isnan(x[0, 3, 0]) and x[1, 3, 0] == 1
+
+
+def test_nan_error_names_the_sample_and_timestep(invoke: Any, tmp_path: Path) -> None:
+    seqs = [np.ones((n, 2), np.float32) for n in (4, 6, 3)]
+    seqs[1][4, 1] = np.inf
+    src = write_ragged(tmp_path, "npz-lengths", seqs)
+    assert invoke("pad", src, "-o", tmp_path / "kept.npy").exit_code == 0  # default: keep
+    result = invoke("pad", src, "--nan", "error", "-o", tmp_path / "o.npy")
+    assert result.exit_code == 1
+    assert "inf at sample 1, timestep 4" in result.output
+    assert not (tmp_path / "o.npy").exists()

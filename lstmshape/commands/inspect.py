@@ -91,8 +91,11 @@ def inspect_file(src: str, *, memory_limit: int = 256 * 10**6, allow_pickle: boo
                              lengths_file=lengths)
     except InputError as err:
         if len(report["arrays"]) > 1 and location.key is None and "pick one" in str(err):
+            keys = [shlex.quote(f"{location.path}:{entry['key']}")
+                    for entry in report["arrays"][:3]]
             report.update(kind=None, lstm_ready=False, input_shape=None,
-                          suggestion=f"pick an array: lstmshape inspect {location.path}:KEY")
+                          suggestion=f"pick an array or group: lstmshape inspect {keys[0]}"
+                                     + "".join(f" (or {key})" for key in keys[1:]))
             return report
         raise
     with source:

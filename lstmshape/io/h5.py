@@ -218,7 +218,7 @@ class H5File:
         """(path, shape, dtype) of every dataset, recursively, without following links.
 
         A group of more than :data:`LISTING_GROUP_LIMIT` datasets (a group of sequences) is one
-        row: ``/group/{first..last}`` with the shape of its first member and a count.
+        row: the group's path, ``(count,)``, and a description of its first member.
         """
         h5py = h5py_module()
         found: list[tuple[str, tuple[int, ...], str]] = []
@@ -253,9 +253,11 @@ class H5File:
                     dtype = f"vlen {vlen}" if vlen is not None else str(node.dtype)
                     rows.append((path, tuple(node.shape), dtype))
             if len(rows) > LISTING_GROUP_LIMIT:
+                # the group itself is the useful KEY: a group of sequences reads as one set
                 first, last = rows[0][0].rsplit("/", 1)[1], rows[-1][0].rsplit("/", 1)[1]
-                rows = [(f"{group.name.rstrip('/')}/{{{first}..{last}}}", rows[0][1],
-                         f"{rows[0][2]} ({len(rows)} datasets; shape of the first)")]
+                rows = [(group.name, (len(rows),),
+                         f"group of {len(rows)} datasets {first}..{last}, the first "
+                         f"{rows[0][1]} {rows[0][2]}")]
             found.extend(rows)
 
         with h5_errors(self.path):

@@ -75,14 +75,15 @@ def length_statistics(lengths: np.ndarray) -> dict[str, Any]:
     Example:
         >>> import numpy as np
         >>> length_statistics(np.array([1, 2, 3, 10]))["p50"]
-        2.5
+        2
     """
     if lengths.size == 0:
-        return {"min": 0, "p50": 0.0, "p95": 0.0, "max": 0, "mean": 0.0}
+        return {"min": 0, "p50": 0, "p95": 0, "max": 0, "mean": 0.0}
     return {
         "min": int(lengths.min()),
-        "p50": float(np.percentile(lengths, 50)),
-        "p95": float(np.percentile(lengths, 95)),
+        # the same real lengths `pad --maxlen p50/p95` would pick
+        "p50": int(np.percentile(lengths, 50, method="inverted_cdf")),
+        "p95": int(np.percentile(lengths, 95, method="inverted_cdf")),
         "max": int(lengths.max()),
         "mean": round(float(lengths.mean()), 6),
     }
