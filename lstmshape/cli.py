@@ -523,10 +523,12 @@ def window(source: str, timesteps: int, stride: int, sampling_rate: int, target:
               help="Skip the Keras model check (then TensorFlow is not needed).")
 @click.option("--debug", is_flag=True, help="Let TensorFlow's own log lines through to stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing when every check passes (for Makefiles); errors still show.")
 @click.option("--memory-limit", type=ByteSize(), default="256MB", show_default=True,
               help="Memory budget; the tensor is read in blocks that fit it.")
 def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_json: bool,
-           memory_limit: int) -> None:
+           quiet: bool, memory_limit: int) -> None:
     """Check an output against its manifest and run it through a small Keras LSTM.
 
     Checks shape, dtype and sha256 of every output file, lengths and input_shape, counts
@@ -538,6 +540,7 @@ def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_js
     Examples:
       lstmshape verify train.npy
       lstmshape verify batches.h5 --no-model --json | jq .ok
+      lstmshape verify -q train.npy && touch train.npy.verified    # a Makefile rule
     """
     import json
 
@@ -553,6 +556,8 @@ def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_js
         raise
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+    if quiet:
+        return
     for note in report["warnings"]:
         render.warn(note)
     if not as_json:

@@ -228,7 +228,7 @@ class Job:
         entries = []
         for source in self.sources:
             path = source.location.path
-            digest = self.hashes[path].result() if path in self.hashes else None
+            digest = self.hashes[path].result() if path in self.hashes else source.sha256
             for item in source.records:
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries

@@ -219,7 +219,7 @@ def test_missing_and_foreign_manifests(invoke: Any, tmp_path: Path, ragged: str)
     moved.mkdir()
     os.replace(second + ".json", moved / "m.json")
     relocated = invoke("verify", second, "--manifest", moved / "m.json", "--no-model")
-    assert relocated.exit_code == 1 and "b.npz (outputs.x) is missing" in relocated.stderr
+    assert relocated.exit_code == 1 and "describes b.npz, not this file" in relocated.stderr
 
 
 def test_a_damaged_tensor_fails_in_one_line(invoke: Any, tmp_path: Path, ragged: str) -> None:
@@ -345,3 +345,22 @@ def test_batch_npy_output_passes(invoke: Any, tmp_path: Path, ragged: str) -> No
     out = make(invoke, "batch", padded, "--size", "8", "-o", tmp_path / "b.npy")
     report = verify_file(out, model=False)
     assert report["ok"] and report["layout"] == "batched"
+
+
+def test_manifest_naming_other_files_is_not_followed(invoke: Any, tmp_path: Path,
+                                                     ragged: str) -> None:
+    out = make(invoke, "pad", ragged, "-o", tmp_path / "train.npy")
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.zeros(3))
+    manifest = json.loads(Path(out + ".json").read_text())
+    manifest["outputs"]["lengths"]["path"] = "secret.npy"
+    Path(out + ".json").write_text(json.dumps(manifest))
+    result = invoke("verify", out, "--no-model")
+    assert result.exit_code == 1
+    assert "'secret.npy', which is not one of" in result.stderr
+
+
+def test_quiet_verify_prints_nothing(invoke: Any, tmp_path: Path, ragged: str) -> None:
+    out = make(invoke, "pad", ragged, "-o", tmp_path / "train.npy")
+    result = invoke("verify", "-q", out, "--no-model")
+    assert result.exit_code == 0 and result.output == ""

@@ -186,7 +186,12 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
     folder = os.path.dirname(os.path.abspath(manifest_path))
     hashes: dict[str, Future[str]] = {}
     rows: list[dict[str, Any]] = []
-    described = False
+    named = [os.path.join(folder, entry["path"]) for entry in outputs.values()
+             if isinstance(entry, dict) and isinstance(entry.get("path"), str)]
+    if not any(same_file(file, path) for file in named):
+        listed = ", ".join(sorted({os.path.relpath(f, folder) for f in named})) or "nothing"
+        failures.append(f"{manifest_path} describes {listed}, not this file")
+        return hashes, rows
     with ArrayFiles(memory_limit) as stored:
         for role, entry in sorted(outputs.items()):
             if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
@@ -200,10 +205,15 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
                    "shape": entry["shape"], "dtype": entry["dtype"],
                    "sha256": entry.get("sha256"), "sha256_ok": None}
             rows.append(row)
+            if not own_file(file, path):
+                # lstmshape writes OUT and OUT.<role>.npy only: a manifest naming any other
+                # file (../secret) is not read, whatever it says
+                failures.append(f"outputs.{role} names {entry['path']!r}, which is not one of "
+                                f"{display(path)}'s own files; not reading it")
+                continue
             if not os.path.isfile(file):
                 failures.append(f"{display(file)} (outputs.{role}) is missing")
                 continue
-            described = described or same_file(file, path)
             if file not in hashes:
                 hashes[file] = sha256_in_background(file)
             try:
@@ -218,10 +228,16 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
             if not same_dtype(array.dtype, entry["dtype"]):
                 failures.append(f"{where} has dtype {array.dtype} but the manifest records "
                                 f"{entry['dtype']}")
-    if not described:
-        listed = ", ".join(sorted({row["path"] for row in rows})) or "nothing"
-        failures.append(f"{manifest_path} describes {listed}, not this file")
     return hashes, rows
+
+
+def own_file(file: str, output: str) -> bool:
+    """``output`` itself or one of its ``output.<role>.npy`` side files (same folder)."""
+    if same_file(file, output):
+        return True
+    folder, name = os.path.split(os.path.abspath(file))
+    out_folder, out_name = os.path.split(os.path.abspath(output))
+    return folder == out_folder and name.startswith(out_name + ".") and name.endswith(".npy")
 
 
 def same_file(first: str, second: str) -> bool:

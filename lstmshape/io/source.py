@@ -23,6 +23,7 @@ container; ``--lengths FILE``; the input's manifest ``IN.json`` (``outputs.lengt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -81,6 +82,8 @@ class Source:
     notes: list[str] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     row_bytes_hint: int = 0
+    #: sha256 of what was read from stdin (files are hashed by the Job, in the background)
+    sha256: str | None = None
     #: a single series (``series=True``): reads its rows ``start:stop`` as ``(rows, F)``
     row_reader: Callable[[int, int], np.ndarray] | None = None
 
@@ -208,9 +211,12 @@ class Opener:
     def open(self) -> Source:
         location = self.location
         if location.is_stdio:
-            data = read_npy_stream(sys.stdin.buffer, "<stdin>", self.allow_pickle,
+            stdin = HashingReader(sys.stdin.buffer)
+            data = read_npy_stream(stdin, "<stdin>", self.allow_pickle,  # type: ignore[arg-type]
                                    self.memory_limit)
-            return self.from_array(MemoryArray(data), None, None)
+            source = self.from_array(MemoryArray(data), None, None)
+            source.sha256 = stdin.digest.hexdigest()  # a pipe cannot be hashed again later
+            return source
         check_readable_file(location.path)
         suffix = location.suffix
         if suffix == ".npy":
@@ -516,6 +522,24 @@ def looks_like_sequences(datasets: list[Any]) -> bool:
     and the same feature count -- not, say, a tensor beside its labels."""
     shapes = {(d.ndim, tuple(d.shape[1:]), str(d.dtype)) for d in datasets}
     return len(shapes) == 1 and next(iter(shapes))[0] in (1, 2)
+
+
+class HashingReader:
+    """A binary stream wrapper that hashes every byte read through it."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count: int = self.stream.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:count])
+        return count
 
 
 def record(path: str, key: str | None, array: StoredArray) -> ArrayRecord:
