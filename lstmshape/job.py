@@ -45,8 +45,10 @@ from .manifest import FileEntry, ManifestData, dumps, history_from, render
 from .sequences import SequenceSet
 
 DEFAULT_MEMORY_LIMIT = 256 * 10**6
-#: A block of input may take this share of the budget; the rest is for its output and temporaries.
-BLOCK_SHARE = 6
+#: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
+#: blocks are alive at once (being read, queued, being written and hashed), plus temporaries.
+#: 8 keeps pad/truncate of a 4 GB input near 200 MB peak RSS and measured faster than 6.
+BLOCK_SHARE = 8
 MAIN_ROLES = ("x", "values")
 
 ProgressCallback = Callable[[int, int], None]

@@ -147,7 +147,7 @@ def test_names_grow_and_carry_forward(tmp_path: Path, invoke: Any,
     assert clash.exit_code == 1 and "'f0' appears twice" in error_line(clash)
     count = invoke("add-feature", path, tmp_path / "temp.npy", "--name", "a", "--name", "b",
                    "-o", tmp_path / "n.npy")
-    assert count.exit_code == 1 and "--name given 2 times for 1" in error_line(count)
+    assert count.exit_code == 1 and "2 --name for 1 added feature" in error_line(count)
 
 
 def test_int_and_float_promote_to_float_and_say_so(tmp_path: Path, invoke: Any,

@@ -15,7 +15,7 @@ from lstmshape.commands.truncate import truncate_file
 from lstmshape.io.source import open_source
 from lstmshape.job import IOOptions
 
-#: block_bytes is a sixth of the limit with a 64 KB floor: ~1 MB inputs span 10+ blocks.
+#: a budget small enough that ~1 MB inputs span 10+ blocks (the library takes any budget)
 SMALL = 64 * 1024 * 6
 LARGE = 10**9
 

@@ -162,8 +162,9 @@ def feature_names(base: Source, extras: list[Source], widths: list[int],
     ``f<position>``; duplicates are refused."""
     total = sum(widths)
     if given and len(given) != total:
-        raise OptionError(f"--name given {len(given)} times for {total} added feature"
-                          f"{'s' if total != 1 else ''}")
+        raise OptionError(f"{len(given)} --name for {total} added feature"
+                          f"{'s' if total != 1 else ''}: give one --name per added feature, "
+                          f"or none")
     if given:
         names = given
     else:
