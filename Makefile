@@ -25,13 +25,13 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@ $(VENV)/.installed-base
-
-$(VENV)/.installed-tf: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-tf: $(VENV)/.installed-base
 	$(BIN)/pip install --quiet -e '.[tf]'
-	touch $@ $(VENV)/.installed-base
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-tf
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
 
 # -- the demo pipeline ---------------------------------------------------------------------------
 # Each step is a rule: touch an input and only the steps downstream of it run again. lstmshape
@@ -50,7 +50,7 @@ demo: $(DEMO)/windows_batches.h5.verified $(DEMO)/sensors_batches.h5.verified \
 $(DEMO):
 	mkdir -p $@
 
-$(DEMO)/windows.h5: sample_data/series.npy $(VENV)/.installed-base | $(DEMO)
+$(DEMO)/windows.h5: sample_data/series.npy | $(VENV)/.installed-base $(DEMO)
 	$(LS) inspect $<
 	$(LS) window $< --timesteps 48 --stride 4 --target 0 --horizon 1 -o $@
 
@@ -58,7 +58,7 @@ $(DEMO)/windows_batches.h5: $(DEMO)/windows.h5
 	$(LS) batch $< --size 32 --shuffle --seed 1 -o $@
 
 $(DEMO)/sensors_weather.npz: sample_data/sensors.npz sample_data/weather.npy \
-		$(VENV)/.installed-base | $(DEMO)
+		| $(VENV)/.installed-base $(DEMO)
 	$(LS) inspect sample_data/sensors.npz
 	$(LS) add-feature sample_data/sensors.npz sample_data/weather.npy --static \
 		--name temp --name humidity -o $@
@@ -70,14 +70,14 @@ $(DEMO)/sensors_batches.h5: $(DEMO)/sensors_padded.npy
 	$(LS) batch $< --size 16 --remainder pad -o $@
 
 $(DEMO)/tokens_padded.npy: sample_data/tokens.npy sample_data/tokens_lengths.npy \
-		$(VENV)/.installed-base | $(DEMO)
+		| $(VENV)/.installed-base $(DEMO)
 	$(LS) pad sample_data/tokens.npy --lengths sample_data/tokens_lengths.npy --padding pre -o $@
 
 $(DEMO)/tokens_short.npy: $(DEMO)/tokens_padded.npy
 	$(LS) truncate $< --maxlen 20 --truncating pre -o $@
 
 # verify writes no file: a stamp records that these very bytes passed
-$(DEMO)/%.verified: $(DEMO)/% $(VENV)/.installed-tf
+$(DEMO)/%.verified: $(DEMO)/% | $(VENV)/.installed-tf
 	$(LS) verify $<
 	touch $@
 
