@@ -36,7 +36,6 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 EXIT_TERMINATED = 143
 DEBUG_ENV = "LSTMSHAPE_DEBUG"
-M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
 SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
               "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
               "tib": 2**40}
@@ -81,7 +80,6 @@ class LstmshapeGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(os.environ.get(DEBUG_ENV))
-        return_freed_blocks_to_the_os()
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -112,22 +110,6 @@ class LstmshapeGroup(click.Group):
                 raise
             raise ReportedError(f"internal error ({type(err).__name__}: {err}); this is a bug "
                                 f"in lstmshape -- set {DEBUG_ENV}=1 for a traceback", 1) from None
-
-
-def return_freed_blocks_to_the_os() -> None:
-    """Pin glibc's mmap threshold at 1 MiB for this process.
-
-    glibc raises the threshold after each large free (up to 32 MB), so later block-sized arrays
-    come from the heap and stay resident once freed, in every thread's arena: peak RSS of
-    ``pad`` on a 2 GB ragged .h5 was 250 MB, 163 MB with the threshold pinned (same speed).
-    Elsewhere than glibc there is no ``mallopt`` and nothing is changed.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
