@@ -105,10 +105,13 @@ def check_writable_folder(path: str) -> None:
 
 
 def sha256_file(path: str) -> str:
+    """sha256 of a file's bytes, read into one reused buffer (no allocation per block)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
+    buffer = bytearray(HASH_BLOCK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
     return digest.hexdigest()
 
 
