@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OutputError
-from .io.location import Location, parse_location
+from .io.location import Location, is_side_file, parse_location
 from .io.output import (
     ArrayData,
     OutputSet,
@@ -299,7 +299,10 @@ def stale_candidates(output: Location) -> set[str]:
     they would describe the old tensor -- and later commands read them -- so they go."""
     if output.is_stdio:
         return set()
-    manifest = read_manifest_beside(output.path)
+    try:
+        manifest = read_manifest_beside(output.path)
+    except InputError:  # a damaged old manifest is replaced like any other
+        return {output.path + ".json"}
     if manifest is None:
         return set()
     found = {output.path + ".json"}
@@ -307,13 +310,13 @@ def stale_candidates(output: Location) -> set[str]:
     for entry in (manifest.get("outputs") or {}).values():
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             path = os.path.join(folder, entry["path"])
-            name = os.path.basename(path)
-            if name.startswith(os.path.basename(output.path) + ".") and name.endswith(".npy"):
+            if is_side_file(path, output.path):  # never a file elsewhere, whatever it says
                 found.add(path)
     return found
 
 
 def remove_stale(candidates: set[str], written: set[str]) -> None:
+    """Delete the side files of an earlier run that this run did not write again."""
     for path in candidates:
         if not any(same_path(path, done) for done in written if done):
             with contextlib.suppress(FileNotFoundError):

@@ -50,7 +50,7 @@ import numpy as np
 
 from .errors import InputError, LstmshapeError
 from .io.arrays import StoredArray
-from .io.location import Location
+from .io.location import Location, is_side_file
 from .io.source import Source, check_lengths, dense_reader, lengths_from_splits
 from .sequences import LENGTH_DTYPE, SequenceSet, Side
 
@@ -318,7 +318,8 @@ class OutputReader:
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             candidate = os.path.join(os.path.dirname(os.path.abspath(self.manifest_path)),
                                      entry["path"])
-            if os.path.isfile(candidate) and Location(candidate).suffix == ".npy":
+            # only OUT.<role>.npy beside the output, whatever the manifest names (../secret)
+            if os.path.isfile(candidate) and is_side_file(candidate, self.path):
                 return candidate
         conventional = f"{self.path}.{role}.npy"
         return conventional if os.path.isfile(conventional) else None

@@ -72,3 +72,38 @@ def test_manifest_and_no_manifest_together_is_a_usage_error(tmp_path: Path,
                     "--manifest", tmp_path / "m.json")
     assert result.exit_code == 2 and "exclude each other" in result.output
     assert files_in(tmp_path) == ["seqs.npz"]
+
+
+def test_planted_old_manifest_cannot_delete_files_elsewhere(tmp_path: Path,
+                                                            invoke: Any) -> None:
+    import json
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "victim").mkdir()
+    np.save(tmp_path / "work" / "in.npy", np.ones((2, 3, 1), np.float32))
+    precious = tmp_path / "victim" / "out.npy.precious.npy"
+    np.save(precious, np.arange(3))
+    planted = {"schema": "lstmshape/manifest-v1",
+               "outputs": {"e": {"path": "../victim/out.npy.precious.npy"}}}
+    (tmp_path / "work" / "out.npy.json").write_text(json.dumps(planted))
+    result = invoke("pad", tmp_path / "work" / "in.npy", "-o", tmp_path / "work" / "out.npy")
+    assert result.exit_code == 0
+    assert precious.exists()
+
+
+def test_dataset_reader_ignores_side_files_outside_the_output(tmp_path: Path,
+                                                              invoke: Any) -> None:
+    import json
+
+    from lstmshape.tf import OutputReader
+
+    src = ragged_source(tmp_path)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "t.npy"
+    assert invoke("pad", src, "-o", out).exit_code == 0
+    (tmp_path / "s.npy").write_text("password=hunter2\n")
+    manifest = json.loads(Path(f"{out}.json").read_text())
+    manifest["outputs"]["lengths"]["path"] = "../s.npy"
+    Path(f"{out}.json").write_text(json.dumps(manifest))
+    with OutputReader(str(out)) as reader:
+        assert reader.side_file("lengths") == f"{out}.lengths.npy"

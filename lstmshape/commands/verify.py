@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckFailed, InputError
-from ..io.location import parse_location
+from ..io.location import is_side_file, parse_location
 from ..io.output import sha256_in_background
 from ..io.source import check_readable_file
 from ..ops.pad import pad
@@ -233,11 +233,7 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
 
 def own_file(file: str, output: str) -> bool:
     """``output`` itself or one of its ``output.<role>.npy`` side files (same folder)."""
-    if same_file(file, output):
-        return True
-    folder, name = os.path.split(os.path.abspath(file))
-    out_folder, out_name = os.path.split(os.path.abspath(output))
-    return folder == out_folder and name.startswith(out_name + ".") and name.endswith(".npy")
+    return same_file(file, output) or is_side_file(file, output)
 
 
 def same_file(first: str, second: str) -> bool:

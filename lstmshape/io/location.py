@@ -60,3 +60,11 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """
     parts = re.split(r"(\d+)", name)
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p)
+
+
+def is_side_file(path: str, output: str) -> bool:
+    """``output.<role>.npy`` in ``output``'s own folder: the only files lstmshape writes beside
+    an output, and so the only ones it may ever remove or read on an output's behalf."""
+    folder, name = os.path.split(os.path.abspath(path))
+    out_folder, out_name = os.path.split(os.path.abspath(output))
+    return folder == out_folder and name.startswith(out_name + ".") and name.endswith(".npy")
