@@ -30,12 +30,14 @@ from rich.text import Text
 HISTOGRAM_WIDTH = 30
 
 
+# markup=False: keys, paths and names come from the user's files; "[f0, f1]" or an HDF5 key
+# "a[/]" must print as written, not be parsed as rich styles. Styles go through Text objects.
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)
 
 
 def stderr_console() -> Console:
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def warn(message: str) -> None:

@@ -162,3 +162,18 @@ def test_manifest_paths_are_relative_to_manifest_folder(tmp_path: Path, invoke: 
     assert manifest["inputs"][0]["path"] == "in/x.npy"
     assert manifest["outputs"]["x"]["path"] == "out/y.npy"
     assert manifest["outputs"]["lengths"]["path"] == "out/y.npy.lengths.npy"
+
+
+def test_h5_root_of_unrelated_arrays_is_not_a_sequence_set(tmp_path: Path) -> None:
+    path = tmp_path / "tt.h5"
+    with h5py.File(path, "w") as h5:
+        h5["train"] = np.ones((10, 5), np.int32)
+        h5["test"] = np.ones((2, 5), np.int32)
+    with pytest.raises(InputError, match="keys found: /test, /train"):
+        open_source(str(path))
+    numbered = tmp_path / "seqs.h5"
+    with h5py.File(numbered, "w") as h5:
+        for i in range(3):
+            h5[f"s{i}"] = np.ones((i + 1, 2))
+    with open_source(str(numbered)) as source:  # s0, s1, s2: one numbered set
+        assert source.lengths.tolist() == [1, 2, 3]

@@ -116,3 +116,15 @@ def test_several_sources_report_every_one_then_fail(tmp_path: Path) -> None:
     assert "not an NPY file" in reports[0]["error"] and reports[1]["lstm_ready"] is True
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: 1 of 2 inputs failed: ")
+
+
+def test_names_from_files_are_not_rich_markup(tmp_path: Path, invoke: Any) -> None:
+    path = tmp_path / "mk.h5"
+    with h5py.File(path, "w") as h5:
+        h5["a[/]"] = np.ones((2, 3, 1))
+        h5["b[red]"] = np.ones((2, 3))
+    result = invoke("inspect", f"{path}:/a[/]")
+    assert result.exit_code == 0
+    assert "/a[/]" in result.output and "/b[red]" in result.output
+    np.save(tmp_path / "x3.npy", np.ones((2, 3, 3)))
+    assert "[f0, f1, f2]" in invoke("inspect", tmp_path / "x3.npy").output

@@ -107,3 +107,20 @@ def test_dataset_reader_ignores_side_files_outside_the_output(tmp_path: Path,
     Path(f"{out}.json").write_text(json.dumps(manifest))
     with OutputReader(str(out)) as reader:
         assert reader.side_file("lengths") == f"{out}.lengths.npy"
+
+
+def test_a_damaged_manifest_beside_an_input_is_reported(tmp_path: Path, invoke: Any) -> None:
+    src = ragged_source(tmp_path)
+    out = tmp_path / "t.npy"
+    assert invoke("pad", src, "-o", out).exit_code == 0
+    manifest = Path(f"{out}.json")
+    good = manifest.read_text()
+    manifest.write_text(good[:40])  # cut short: its true lengths would be lost silently
+    result = invoke("inspect", out)
+    assert result.exit_code == 1 and "damaged manifest" in result.output
+    manifest.write_text(good.replace('"value": 0', '"value": "zero"'))
+    result = invoke("truncate", out, "--maxlen", 2, "-o", tmp_path / "c.npy")
+    assert result.exit_code == 1 and "padding value 'zero'" in result.output
+    # rerunning the step that made it replaces the damaged manifest
+    assert invoke("pad", src, "-o", out).exit_code == 0
+    assert manifest.read_text() == good

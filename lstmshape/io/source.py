@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable
@@ -46,6 +47,10 @@ MANIFEST_SUFFIX = ".json"
 #: A manifest beside an input larger than this is refused unread (lstmshape's are a few KB).
 MAX_MANIFEST_BYTES = 16 * 10**6
 #: Types of the manifest keys an input's manifest is read for; other types mean damage.
+#: How a manifest lstmshape wrote begins (sorted keys, 2-space indent), and what it holds:
+#: an unparsable IN.json that looks like this is a damaged manifest, not someone else's file.
+MANIFEST_START = b'{\n  "'
+SCHEMA_MARK = b'"lstmshape/manifest-v1"'
 MANIFEST_TYPES: dict[str, type] = {"outputs": dict, "history": list, "padding": dict,
                                    "feature_names": list}
 #: ``lstmshape batch`` writes one ``x_NNNNNN`` (+ ``lengths_NNNNNN``) per batch to .npz/.h5.
@@ -285,7 +290,10 @@ class Opener:
         if not explicit and len(children) == 1:
             self.location = Location(self.location.path, children[0][1].name)
             return self.open_h5()
-        if datasets and not groups and looks_like_sequences(list(datasets.values())):
+        # Without a KEY, the root is a sequence set only when its names say so (s0, s1, ...):
+        # a file with "train" and "test" beside each other is two arrays, not two sequences.
+        numbered = explicit or is_numbered_set(list(datasets))
+        if datasets and not groups and numbered and looks_like_sequences(list(datasets.values())):
             arrays = [H5DatasetArray(h5, d) for d in datasets.values()]
             return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets")
         names = h5.dataset_names()
@@ -517,6 +525,18 @@ class Opener:
 # Helpers
 
 
+def is_numbered_set(names: list[str]) -> bool:
+    """True for names like ``arr_0, arr_1, ...`` or ``s0, s1, ...``: one prefix, then a number.
+
+    Example:
+        >>> is_numbered_set(["s0", "s1", "s10"]), is_numbered_set(["train", "test"])
+        (True, False)
+    """
+    matches = [re.fullmatch(r"(.*?)\d+", name) for name in names]
+    prefixes = {match.group(1) for match in matches if match is not None}
+    return bool(names) and None not in matches and len(prefixes) == 1
+
+
 def looks_like_sequences(datasets: list[Any]) -> bool:
     """True when a group's datasets can be sequences of one set: same dtype, same ndim (1 or 2)
     and the same feature count -- not, say, a tensor beside its labels."""
@@ -648,9 +668,15 @@ def read_manifest_beside(path: str) -> dict[str, Any] | None:
         raise InputError(f"{manifest_path}: {size:,} bytes, too large for a manifest beside "
                          f"{path}; move or delete it")
     try:
-        with open(manifest_path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
+        with open(manifest_path, "rb") as handle:
+            text = handle.read()
+        manifest = json.loads(text)
     except (OSError, ValueError, RecursionError):
+        # Someone else's file of that name is none of our business; one of ours that no longer
+        # parses (cut short by a full disk, edited by hand) would silently drop the true lengths
+        if text.startswith(MANIFEST_START) or SCHEMA_MARK in text[:65536]:
+            raise InputError(f"{manifest_path}: damaged manifest (not valid JSON) beside "
+                             f"{path}; remake it, or move or delete it") from None
         return None
     if not isinstance(manifest, dict) or manifest.get("schema") != "lstmshape/manifest-v1":
         return None
@@ -658,6 +684,11 @@ def read_manifest_beside(path: str) -> dict[str, Any] | None:
         if manifest.get(key) is not None and not isinstance(manifest[key], kind):
             raise InputError(f"{manifest_path}: damaged manifest: {key!r} is a "
                              f"{type(manifest[key]).__name__}; move or delete it")
+    value = (manifest.get("padding") or {}).get("value", 0)
+    if not ((isinstance(value, int | float) and not isinstance(value, bool))
+            or value in ("nan", "inf", "-inf")):
+        raise InputError(f"{manifest_path}: damaged manifest: padding value {value!r} is not a "
+                         f"number; move or delete it")
     manifest["_path"] = manifest_path
     return manifest
 
