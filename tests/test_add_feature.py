@@ -266,3 +266,21 @@ def test_library_matches_the_numpy_reference(n: int, t: int, f: int, k: int, sho
     assert isinstance(ragged, SequenceSet)
     np.testing.assert_array_equal(ragged.values, SequenceSet.from_dense(
         np.concatenate([base, reference], axis=2), lengths).values)
+
+
+def test_int_with_float16_promotes_to_float32_and_inexact_ints_are_refused(
+        invoke: Any, tmp_path: Path) -> None:
+    np.save(tmp_path / "ids.npy", np.array([[[70000], [1]], [[2], [100000]]], np.int32))
+    np.save(tmp_path / "h.npy", np.zeros((2, 2, 1), np.float16))
+    result = invoke("add-feature", tmp_path / "ids.npy", tmp_path / "h.npy",
+                    "-o", tmp_path / "af.npy")
+    assert result.exit_code == 0
+    merged = np.load(tmp_path / "af.npy")
+    assert merged.dtype == np.float32
+    assert merged[..., 0].tolist() == [[70000, 1], [2, 100000]]  # no inf
+    np.save(tmp_path / "big.npy", np.array([[[16_777_217], [1]]], np.int64))
+    np.save(tmp_path / "f.npy", np.zeros((1, 2, 1), np.float32))
+    result = invoke("add-feature", tmp_path / "big.npy", tmp_path / "f.npy",
+                    "-o", tmp_path / "af2.npy")
+    assert result.exit_code == 1 and "16777217 cannot be stored exactly" in result.output
+    assert not (tmp_path / "af2.npy").exists()

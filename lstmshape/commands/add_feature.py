@@ -18,7 +18,7 @@ from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
-from ..ops.add_feature import Mode, Shape, aligned_values, common_dtype, extra_mode
+from ..ops.add_feature import Mode, Shape, aligned_values, as_result, common_dtype, extra_mode
 from ..ops.pad import check_value_fits, pad
 from ..sequences import SequenceSet, Side
 
@@ -192,7 +192,7 @@ def combine(base: Source, extras: list[Source], modes: list[Mode], start: int, s
     block = base.read_block(start, stop)
     shape = Shape(str(base.location), stop - start, base.timesteps, base.n_features,
                   block.lengths, ())
-    columns = [block.values.astype(dtype, copy=False)]
+    columns = [as_result(block.values, dtype, str(base.location))]
     for extra, mode in zip(extras, modes, strict=True):
         data: np.ndarray | Any
         if mode == "static":
@@ -201,7 +201,8 @@ def combine(base: Source, extras: list[Source], modes: list[Mode], start: int, s
             data = extra.read_block(start, stop)
         else:
             data = full_rows(extra, start, stop)
-        columns.append(aligned_values(shape, data, mode, base.side, padding, fill, dtype))
+        columns.append(aligned_values(shape, data, mode, base.side, padding, fill, dtype,
+                                      str(extra.location)))
     values = np.concatenate(columns, axis=1)
     if base.timesteps is None:
         return values

@@ -353,7 +353,7 @@ class Opener:
             stored = arrays.get("lengths" + key[1:])
             rows, width = x.shape[0], x.shape[1]
             per_batch.append(np.full(rows, width, dtype=LENGTH_DTYPE) if stored is None else
-                             check_lengths(stored.read_rows(0, rows), rows, width,
+                             check_lengths(read_all(stored), rows, width,
                                            f"{path}:{prefix}lengths{key[1:]}"))
         lengths = np.concatenate(per_batch) if per_batch else np.zeros(0, dtype=LENGTH_DTYPE)
         offsets = np.concatenate([[0], np.cumsum([x.shape[0] for x in xs])]).astype(np.int64)
@@ -414,7 +414,7 @@ class Opener:
             layout = f"batches: {array.array.shape} (num_batches, B, T, F)"
             layout += padding_summary(manifest)
         if lengths_array is not None:
-            lengths = check_lengths(lengths_array.read_rows(0, n), n, t,
+            lengths = check_lengths(read_all(lengths_array), n, t,
                                     f"{self.location.path}:lengths")
             layout = "x+lengths"
         elif manifest is not None and self.location.suffix == ".npy":
@@ -523,6 +523,11 @@ class Opener:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def read_all(array: StoredArray) -> np.ndarray:
+    """Every row of a small array (lengths, splits): all of it, so a count mismatch shows."""
+    return array.read_rows(0, array.shape[0] if array.shape else 1)
 
 
 def is_numbered_set(names: list[str]) -> bool:

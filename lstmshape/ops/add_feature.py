@@ -61,9 +61,11 @@ class Shape:
 def common_dtype(dtypes: Sequence[npt.DTypeLike], names: Sequence[str]) -> tuple[np.dtype, bool]:
     """The dtype of the result, and whether ints (or bools) were promoted to a float type.
 
-    Floats win over ints and bools: the widest float among the inputs (a float16 feature stays
-    float16). Ints of different widths give numpy's common int type; ``uint64`` beside a signed
-    int has none and is refused.
+    Floats win over ints and bools: the widest float among the inputs, but at least float32
+    beside an integer input (float16 holds whole numbers exactly only up to 2,048; values
+    beyond what the float holds exactly are refused block by block, see :func:`as_result`).
+    Ints of different widths give numpy's common int type; ``uint64`` beside a signed int has
+    none and is refused.
 
     Example:
         >>> common_dtype(["int64", "float32"], ["a", "b"])
@@ -75,6 +77,8 @@ def common_dtype(dtypes: Sequence[npt.DTypeLike], names: Sequence[str]) -> tuple
     floats = [d for d in types if d.kind == "f"]
     if floats:
         widest = max(floats, key=lambda d: d.itemsize)
+        if any(d.kind in "iu" for d in types):
+            widest = max(widest, np.dtype(np.float32), key=lambda d: d.itemsize)
         return widest, len(floats) < len(types)
     result = types[0]
     for dtype, name in zip(types[1:], names[1:], strict=True):
@@ -123,6 +127,27 @@ def extra_mode(base: Shape, extra: Shape, static: bool) -> Mode:
     return "sequences"
 
 
+def as_result(values: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
+    """``values`` in the result dtype; integers a float cannot hold exactly are refused.
+
+    Example:
+        >>> import numpy as np
+        >>> as_result(np.array([16_777_217]), np.dtype("float32"), "ids.npy")
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.InputError: ids.npy: integer 16777217 cannot be stored exactly as ...
+    """
+    if values.dtype.kind in "iu" and dtype.kind == "f" and values.size:
+        exact = 2 ** (np.finfo(dtype).nmant + 1)
+        low, high = int(values.min()), int(values.max())
+        worst = high if abs(high) >= abs(low) else low
+        if abs(worst) > exact:
+            raise InputError(f"{where}: integer {worst} cannot be stored exactly as {dtype} "
+                             f"(whole numbers are exact up to {exact:,}); store the float "
+                             f"inputs as float64 to add these features")
+    return values.astype(dtype, copy=False)
+
+
 def filled_rows(tensor: np.ndarray, timesteps: int, padding: Side, fill: float,
                 dtype: np.dtype) -> np.ndarray:
     """``(n, T_e, k)`` rows filled with ``fill`` on the ``padding`` side up to ``timesteps``.
@@ -154,9 +179,14 @@ def real_mask(lengths: np.ndarray, timesteps: int, side: Side) -> np.ndarray:
 
 
 def aligned_values(base: Shape, extra: np.ndarray | SequenceSet, mode: Mode, side: Side,
-                   padding: Side, fill: float, dtype: np.dtype) -> np.ndarray:
+                   padding: Side, fill: float, dtype: np.dtype,
+                   where: str = "extra") -> np.ndarray:
     """The extra's features for every real timestep of the base, ``(sum(lengths), k)``."""
     lengths = base.lengths
+    if isinstance(extra, SequenceSet):
+        extra = SequenceSet(as_result(extra.values, dtype, where), extra.lengths)
+    else:
+        extra = as_result(np.asarray(extra), dtype, where)
     if mode == "static":
         assert isinstance(extra, np.ndarray)
         width = 1 if extra.ndim == 1 else extra.shape[1]
@@ -210,12 +240,12 @@ def add_feature(base: npt.ArrayLike | SequenceSet, *extras: np.ndarray | Sequenc
         check_value_fits(fill, dtype)
     except OptionError as err:
         raise OptionError(str(err).replace("--value", "--fill")) from None
-    columns = [seqs.values.astype(dtype, copy=False)]
+    columns = [as_result(seqs.values, dtype, "base")]
     for name, extra in zip(names[1:], extras, strict=True):
         extra_shape = Shape.of(name, extra if isinstance(extra, SequenceSet)
                                else np.asarray(extra))
         mode = extra_mode(shape, extra_shape, static)
-        columns.append(aligned_values(shape, extra, mode, side, padding, fill, dtype))
+        columns.append(aligned_values(shape, extra, mode, side, padding, fill, dtype, name))
     values = np.concatenate(columns, axis=1)
     if dense is None:
         return SequenceSet(values, seqs.lengths)
