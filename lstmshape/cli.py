@@ -315,7 +315,8 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
         try:
             parse_expected_shape(expect_shape)
         except LstmshapeError as err:
-            raise click.BadParameter(str(err), param_hint="--expect-shape") from None
+            raise click.BadParameter(str(err).removeprefix(f"--expect-shape {expect_shape!r}: "),
+                                     param_hint="--expect-shape") from None
     # Every SRC is reported even when an earlier one is bad; the failures come last, as one
     # error line (exit 1), so a CI gate over many files names every file that failed.
     reports: list[dict[str, Any]] = []

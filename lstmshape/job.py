@@ -13,7 +13,7 @@ rest, the same way for every command:
 Example (a command that copies its input)::
 
     def copy(job: Job) -> Result:
-        source = job.open(job.inputs[0])
+        source = job.open(job.locations[0])
         return Result(arrays=[("values", source.read().values)], ...)
 """
 

@@ -658,9 +658,7 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         signature = (x_spec, tf.TensorSpec(shape=(None, *target_shape),
                                            dtype=tf.as_dtype(target_dtype)))
     data = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    if layout == "batched":
-        if shuffle:
-            pass  # the generator already permutes the order of the stored batches
+    if layout == "batched":  # with shuffle, the generator permutes the stored batches
         count = num_batches
     else:
         assert batch_size is not None

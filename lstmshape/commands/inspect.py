@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckFailed, InputError
+from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import Source, open_source
 from ..ops.stats import ValueStats, length_histogram, length_statistics
@@ -62,10 +62,13 @@ def parse_expected_shape(text: str) -> list[int | None]:
     """
     parts = [p.strip() for p in text.split(",")]
     try:
-        return [None if p in ("*", "") else int(p) for p in parts]
+        shape = [None if p in ("*", "") else int(p) for p in parts]
     except ValueError:
-        raise InputError(f"--expect-shape {text!r}: expected comma-separated integers or '*', "
-                         f"e.g. '*,100,8'") from None
+        shape = []
+    if len(shape) != 3:
+        raise OptionError(f"--expect-shape {text!r}: expected samples,timesteps,features as "
+                          f"three comma-separated integers or '*', e.g. '*,100,8'")
+    return shape
 
 
 def inspect_file(src: str, *, memory_limit: int = 256 * 10**6, allow_pickle: bool = False,

@@ -11,7 +11,7 @@ from ..io.output import Stream
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
 from ..ops.pad import pad
-from ..ops.truncate import split, truncate
+from ..ops.truncate import split, split_lengths, truncate
 from ..sequences import LENGTH_DTYPE, Side
 
 OVERFLOW_CHOICES = ("drop", "split")
@@ -37,12 +37,10 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         lengths = source.lengths
+        source_index: np.ndarray | None = None
         if overflow == "split":
-            counts = np.maximum(1, -(-lengths // maxlen))
-            source_index = np.repeat(np.arange(source.n_samples, dtype=np.int64), counts)
-            new_lengths = split_lengths(lengths, maxlen, truncating)
+            new_lengths, source_index = split_lengths(lengths, maxlen, truncating)
         else:
-            source_index = None
             new_lengths = np.minimum(lengths, maxlen).astype(LENGTH_DTYPE)
         dense = source.timesteps is not None
         width = min(maxlen, source.timesteps) if source.timesteps is not None else None
@@ -96,10 +94,3 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
 
     return Job("truncate", [src], options).run(produce)
 
-
-def split_lengths(lengths: np.ndarray, maxlen: int, side: Side) -> np.ndarray:
-    """The piece lengths :func:`~lstmshape.ops.truncate.split` gives, from the lengths alone."""
-    from ..sequences import SequenceSet
-
-    empty = SequenceSet(np.zeros((int(lengths.sum()), 0)), lengths)
-    return split(empty, maxlen, side)[0].lengths

@@ -31,6 +31,7 @@ from ..errors import CheckFailed, InputError
 from ..io.location import is_side_file, parse_location
 from ..io.output import sha256_in_background
 from ..io.source import check_readable_file
+from ..job import BLOCK_SHARE, DEFAULT_MEMORY_LIMIT
 from ..ops.pad import pad
 from ..ops.stats import ValueStats
 from ..sequences import SequenceSet
@@ -46,9 +47,6 @@ from ..tf import (
     tensorflow_available,
 )
 
-DEFAULT_MEMORY_LIMIT = 256 * 10**6
-#: Like a transforming command, one block of input may take a sixth of the budget.
-BLOCK_SHARE = 6
 MODEL_SAMPLES = 64
 LSTM_UNITS = 4
 

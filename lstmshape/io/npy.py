@@ -68,7 +68,6 @@ def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> Np
         >>> h = read_header(buf, "mem.npy"); (h.shape, str(h.dtype))
         ((2, 3), 'float32')
     """
-    stream.tell()
     magic = stream.read(MAGIC_LENGTH)
     if len(magic) < MAGIC_LENGTH or not magic.startswith(MAGIC):
         if not magic:

@@ -157,7 +157,9 @@ def lossy_cast_reason(values: np.ndarray, target: np.dtype) -> str | None:
         return None
     info = np.iinfo(target)
     for extreme in (low, high):
-        if not info.min <= extreme <= info.max:
+        # compare as Python numbers: in float64, 2.0**63 == int64's max + 1 would pass
+        exact = int(extreme) if float(extreme).is_integer() else float(extreme)
+        if not info.min <= exact <= info.max:
             return f"value {extreme} outside {target} range {info.min}..{info.max}"
     return None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,6 @@ class ValueStats:
     minimum: float | None = None
     maximum: float | None = None
     collisions: int = 0
-    per_feature_min: list[float] = field(default_factory=list)
 
     def add(self, block: SequenceSet) -> None:
         values = block.values

@@ -9,24 +9,30 @@ returned ``source_index`` says which input sample each piece came from.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
+from ..errors import OptionError
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side
 from .pad import truncated_values
 
 
-def truncate(seqs: SequenceSet, maxlen: int, side: Side = "post") -> SequenceSet:
+def truncate(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int,
+             side: Side = "post") -> SequenceSet:
     """Cut every sequence to at most ``maxlen`` timesteps.
 
     Example:
-        >>> cut = truncate(SequenceSet.from_sequences([[1, 2, 3], [4]]), 2, side="pre")
+        >>> cut = truncate([[1, 2, 3], [4]], 2, side="pre")
         >>> cut.values.ravel().tolist(), cut.lengths.tolist()
         ([2, 3, 4], [2, 1])
     """
+    seqs = as_sequence_set(seqs)
+    check_maxlen(maxlen)
     values, lengths = truncated_values(seqs.values, seqs.lengths, maxlen, side)
     return SequenceSet(values, lengths)
 
 
-def split(seqs: SequenceSet, maxlen: int, side: Side = "post") -> tuple[SequenceSet, np.ndarray]:
+def split(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int,
+          side: Side = "post") -> tuple[SequenceSet, np.ndarray]:
     """Cut every sequence into consecutive pieces of at most ``maxlen`` timesteps.
 
     With ``side="post"`` the pieces are cut from the start (the last piece may be short); with
@@ -38,9 +44,24 @@ def split(seqs: SequenceSet, maxlen: int, side: Side = "post") -> tuple[Sequence
         >>> pieces.lengths.tolist(), source.tolist()
         ([2, 2, 1, 1], [0, 0, 0, 1])
     """
-    lengths = seqs.lengths
+    seqs = as_sequence_set(seqs)
+    pieces, source_index = split_lengths(seqs.lengths, maxlen, side)
+    return SequenceSet(seqs.values, pieces), source_index
+
+
+def split_lengths(lengths: np.ndarray, maxlen: int,
+                  side: Side = "post") -> tuple[np.ndarray, np.ndarray]:
+    """The piece lengths :func:`split` cuts, and each piece's source sample, from the lengths
+    alone (a streaming command knows them before it reads any value).
+
+    Example:
+        >>> pieces, source = split_lengths(np.array([5, 0]), 2, side="pre")
+        >>> pieces.tolist(), source.tolist()
+        ([1, 2, 2, 0], [0, 0, 0, 1])
+    """
+    check_maxlen(maxlen)
     counts = np.maximum(1, -(-lengths // maxlen))
-    source_index = np.repeat(np.arange(seqs.n_samples, dtype=np.int64), counts)
+    source_index = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), counts)
     pieces = np.full(int(counts.sum()), maxlen, dtype=LENGTH_DTYPE)
     first_piece = np.cumsum(counts) - counts
     short = lengths - (counts - 1) * maxlen  # length of the one piece that may be short
@@ -48,4 +69,13 @@ def split(seqs: SequenceSet, maxlen: int, side: Side = "post") -> tuple[Sequence
         pieces[first_piece + counts - 1] = short
     else:
         pieces[first_piece] = short
-    return SequenceSet(seqs.values, pieces), source_index
+    return pieces, source_index
+
+
+def check_maxlen(maxlen: int) -> None:
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int | np.integer) or maxlen < 1:
+        raise OptionError(f"maxlen must be a positive integer, got {maxlen!r}")
+
+
+def as_sequence_set(seqs: SequenceSet | list[npt.ArrayLike]) -> SequenceSet:
+    return seqs if isinstance(seqs, SequenceSet) else SequenceSet.from_sequences(seqs)
