@@ -40,7 +40,13 @@ from .io.output import (
     sha256_in_background,
 )
 from .io.prefetch import prefetched
-from .io.source import Source, open_source, read_manifest_beside
+from .io.source import (
+    PADDING_SIDE_CODES,
+    PADDING_SIDE_KEY,
+    Source,
+    open_source,
+    read_manifest_beside,
+)
 from .manifest import FileEntry, ManifestData, dumps, history_from, render
 from .sequences import SequenceSet
 
@@ -163,7 +169,13 @@ class Job:
         try:
             with OutputSet() as outputs:
                 result = produce(self)
-                entries = self.write_arrays(outputs, result.arrays)
+                arrays = result.arrays
+                padding = result.manifest.padding
+                if (self.output.suffix in (".npz", ".h5") and padding is not None
+                        and arrays and arrays[0][0] == "x"):
+                    code = PADDING_SIDE_CODES[padding["side"]]
+                    arrays = [*arrays, (PADDING_SIDE_KEY, np.array([code], np.uint8))]
+                entries = self.write_arrays(outputs, arrays)
                 self.notes.extend(result.notes)  # after writing: streamed blocks add notes
                 data = result.manifest
                 data.inputs = self.input_entries()

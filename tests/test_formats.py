@@ -177,3 +177,15 @@ def test_h5_root_of_unrelated_arrays_is_not_a_sequence_set(tmp_path: Path) -> No
             h5[f"s{i}"] = np.ones((i + 1, 2))
     with open_source(str(numbered)) as source:  # s0, s1, s2: one numbered set
         assert source.lengths.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_container_keeps_its_padding_side_without_a_manifest(tmp_path: Path, invoke: Any,
+                                                             suffix: str) -> None:
+    src = write_ragged(tmp_path, "npz-lengths", [np.array([[1.0], [2.0], [3.0]]),
+                                                 np.array([[4.0]])])
+    padded = tmp_path / f"pre{suffix}"
+    assert invoke("pad", src, "--padding", "pre", "--no-manifest", "-o", padded).exit_code == 0
+    again = tmp_path / "post.npy"
+    assert invoke("pad", padded, "--maxlen", 3, "--no-manifest", "-o", again).exit_code == 0
+    assert np.load(again)[:, :, 0].tolist() == [[1, 2, 3], [4, 0, 0]]  # the 4 is not lost

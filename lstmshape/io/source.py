@@ -55,6 +55,10 @@ MANIFEST_TYPES: dict[str, type] = {"outputs": dict, "history": list, "padding": 
                                    "feature_names": list}
 #: ``lstmshape batch`` writes one ``x_NNNNNN`` (+ ``lengths_NNNNNN``) per batch to .npz/.h5.
 FIRST_BATCH_KEY = "x_000000"
+#: ``.npz``/``.h5`` outputs holding a padded ``x`` also hold which side the padding is on, so
+#: their true timesteps are found even without the manifest: 0 = post, 1 = pre.
+PADDING_SIDE_KEY = "padding_side"
+PADDING_SIDE_CODES: dict[Side, int] = {"post": 0, "pre": 1}
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,8 @@ class Opener:
             return self.from_batches(arrays, manifest, prefix)
         if "x" in arrays:
             dense = self.from_array(arrays["x"], prefix + "x", manifest,
-                                    lengths_array=arrays.get("lengths"))
+                                    lengths_array=arrays.get("lengths"),
+                                    side_array=arrays.get(PADDING_SIDE_KEY))
             return self.with_targets(dense, arrays.get("y"), prefix)
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
@@ -383,7 +388,8 @@ class Opener:
                                                                           strict=True)])
 
     def from_array(self, array: StoredArray, key: str | None, manifest: dict[str, Any] | None,
-                   lengths_array: StoredArray | None = None) -> Source:
+                   lengths_array: StoredArray | None = None,
+                   side_array: StoredArray | None = None) -> Source:
         """A single array: dense samples, a series (``series=True``) or pickled sequences."""
         where = str(Location(self.location.path, key)) if key else self.location.path
         if self.location.is_stdio:
@@ -423,6 +429,8 @@ class Opener:
             padding = manifest.get("padding")
             if isinstance(padding, dict) and padding.get("side") in ("pre", "post"):
                 side = padding["side"]
+        elif side_array is not None:  # the container's own record, for when no manifest is by
+            side = side_from_code(read_all(side_array), f"{self.location.path}:{PADDING_SIDE_KEY}")
         return Source(
             location=Location(self.location.path, key), kind="dense", layout=layout,
             n_samples=n, n_features=features, dtype=array.dtype, timesteps=t, lengths=lengths,
@@ -523,6 +531,14 @@ class Opener:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def side_from_code(raw: np.ndarray, where: str) -> Side:
+    codes = {code: side for side, code in PADDING_SIDE_CODES.items()}
+    if raw.shape != (1,) or raw.dtype.kind not in "iu" or int(raw[0]) not in codes:
+        raise InputError(f"{where}: expected one value, 0 (post) or 1 (pre), found "
+                         f"{raw.tolist()}")
+    return codes[int(raw[0])]
 
 
 def read_all(array: StoredArray) -> np.ndarray:
