@@ -38,13 +38,16 @@ _SUBMODULES = ("tf",)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        import importlib
+    import importlib
 
+    if name in _SUBMODULES:
         return importlib.import_module(f"lstmshape.{name}")
     if name in _LAZY:
-        import importlib
-
         module, attribute = _LAZY[name]
         return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'lstmshape' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion in notebooks."""
+    return sorted({*__all__, *_SUBMODULES, *(n for n in globals() if n.startswith("__"))})

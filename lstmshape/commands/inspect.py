@@ -16,9 +16,8 @@ import numpy as np
 from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import Source, open_source
+from ..job import BLOCK_SHARE
 from ..ops.stats import ValueStats, length_histogram, length_statistics
-
-DEFAULT_BLOCK_BYTES = 32 * 10**6
 
 
 def list_arrays(location: Location, memory_limit: int) -> list[dict[str, Any]]:
@@ -102,17 +101,18 @@ def inspect_file(src: str, *, memory_limit: int = 256 * 10**6, allow_pickle: boo
             return report
         raise
     with source:
-        report.update(describe(source, pad_value))
+        report.update(describe(source, pad_value, max(memory_limit // BLOCK_SHARE, 1 << 16)))
     if expect_shape is not None:
         check_expected_shape(report, expect_shape)
     return report
 
 
-def describe(source: Source, pad_value: float | None) -> dict[str, Any]:
+def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[str, Any]:
+    """The report's fields for an opened input, reading it block by block."""
     if pad_value is None:
         pad_value = source.pad_value if source.pad_value is not None else 0.0
     stats = ValueStats(pad_value=pad_value)
-    for start, stop in source.block_bounds(DEFAULT_BLOCK_BYTES):
+    for start, stop in source.block_bounds(block_bytes):
         stats.add(source.read_block(start, stop))
     dense = source.kind == "dense"
     timesteps = source.timesteps if dense else None

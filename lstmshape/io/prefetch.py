@@ -29,32 +29,47 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     """Iterate ``items`` produced on a daemon thread, ``depth`` items ahead of the consumer.
 
     An exception in the producer is raised in the consumer at the point it would have
-    occurred. If the consumer stops early (an error while writing, Ctrl-C), the daemon thread
-    is abandoned blocked on the queue and dies with the process.
+    occurred. If the consumer stops early (an error while writing, Ctrl-C in a notebook), the
+    producer is told to stop at its next item, so no thread and no block outlive the call.
 
     Example:
         >>> list(prefetch(x * x for x in range(4)))
         [0, 1, 4, 9]
     """
     handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                handoff.put(item)
+                if not hand_over(item):
+                    return
         except BaseException as error:  # handed to the consumer, raised there
-            handoff.put(_Failure(error))
+            hand_over(_Failure(error))
             return
-        handoff.put(_DONE)
+        hand_over(_DONE)
 
-    threading.Thread(target=produce, name="lstmshape-prefetch", daemon=True).start()
-    while True:
-        item = handoff.get()
-        if item is _DONE:
-            return
-        if isinstance(item, _Failure):
-            raise item.error
-        yield item  # type: ignore[misc]
+    thread = threading.Thread(target=produce, name="lstmshape-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
 
 
 def prefetched(data: ArrayData) -> ArrayData:

@@ -329,9 +329,13 @@ class Opener:
 
     def with_targets(self, source: Source, target: StoredArray | None, prefix: str) -> Source:
         """Attach a container's ``y`` (one row per sample) so commands carry it along."""
-        if target is not None and target.shape[:1] == (source.n_samples,):
-            source.targets = target
-            source.records.append(record(self.location.path, prefix + "y", target))
+        if target is None:
+            return source
+        if target.shape[:1] != (source.n_samples,):
+            raise InputError(f"{self.location.path}:{prefix}y has shape {target.shape}, not one "
+                             f"row per sample of the {source.n_samples} samples; fix or drop it")
+        source.targets = target
+        source.records.append(record(self.location.path, prefix + "y", target))
         return source
 
     def from_batches(self, arrays: dict[str, Any], manifest: dict[str, Any] | None,
