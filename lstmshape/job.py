@@ -57,7 +57,6 @@ DEFAULT_MEMORY_LIMIT = 256 * 10**6
 #: a 2 GB ragged .h5, 256 MB budget): peak RSS 271 MB at 8, 211 MB at 12, 195 MB at 16, and
 #: W1 end to end no slower (reused heap pages cost no page faults; fresh mmap'd ones do).
 BLOCK_SHARE = 16
-MAIN_ROLES = ("x", "values")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -209,11 +208,18 @@ class Job:
 
     def write_arrays(self, outputs: OutputSet,
                      arrays: list[tuple[str, ArrayData]]) -> dict[str, FileEntry]:
+        """Write the result's named arrays as the output's suffix says; the manifest entries.
+
+        ``.npz``/``.h5``: one file, a key per role. ``.npy``: the tensor (role ``x``; a ragged
+        result is refused) in OUT, each other role in ``OUT.<role>.npy`` -- only when a manifest
+        points to them, except ``y``, which is data, not metadata. Streamed arrays are produced
+        one block ahead of the writer (:func:`~lstmshape.io.prefetch.prefetched`).
+        """
         entries: dict[str, FileEntry] = {}
         arrays = [(role, prefetched(data)) for role, data in arrays]
         if self.output.suffix == ".npy":
             (main_role, main), *side = arrays
-            if main_role not in MAIN_ROLES or main_role == "values":
+            if main_role != "x":
                 raise OutputError(f"{self.output.path}: the result is ragged (variable-length "
                                   f"sequences) and an .npy holds one dense tensor; pad it first "
                                   f"or write .npz/.h5")

@@ -104,7 +104,8 @@ def render_inspect(report: dict[str, Any]) -> None:
     lengths = report["lengths"]
     rows = [
         ("kind", report["kind"] if report["layout"] == report["kind"]
-         else f"{report['kind']} ({report['layout']})"),
+         else f"{report['kind']} ({report['layout']}"
+              + (f": {report['layout_detail']})" if report.get("layout_detail") else ")")),
         ("samples", f"{report['samples']:,}"),
         ("timesteps", str(report["timesteps"]) if report["timesteps"] is not None
          else "variable"),

@@ -165,7 +165,7 @@ def test_bucketing_pads_at_least_forty_percent_less(tmp_path: Path, invoke: Any)
     assert capped < bucketed  # a cap cuts the longest sequences: less padding still
     assert max(capped_summary["widths"]) == 100
     report = inspect_file(str(tmp_path / "out.npz"))
-    assert report["samples"] == 1500 and "before bucketing" in report["layout"]
+    assert report["samples"] == 1500 and "before bucketing" in report["layout_detail"]
 
 
 def test_stateful_rows_continue_on_a_windowed_series(tmp_path: Path, invoke: Any) -> None:
@@ -241,7 +241,7 @@ def test_inspect_reads_a_batch_output(tmp_path: Path, invoke: Any, suffix: str) 
     assert result.exit_code == 0, result.output
     report = inspect_file(str(out))
     assert report["samples"] == 16 and report["features"] == 2
-    assert report["layout"].startswith("batches")
+    assert report["layout"] == "batches"
     order = (np.load(f"{out}.order.npy") if suffix == ".npy" else read_batches(out)[2])
     assert report["lengths"]["min"] == min(len(s) for s in seqs)
     assert report["lengths"]["max"] == max(len(s) for s in seqs)

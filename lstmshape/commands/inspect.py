@@ -119,7 +119,7 @@ def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[
     stored_3d = dense and len(source.records[0].shape) == 3
     # batch's output: every stored batch is a (B, T_k, F) tensor an LSTM with
     # input_shape (None, F) takes as it is, even when T_k differs between batches
-    batched = source.layout.startswith("batches")
+    batched = source.layout == "batches"
     padded = dense and bool(np.any(source.lengths != timesteps))
     ready = (stored_3d or batched) and stats.nan == 0 and stats.inf == 0
     size = source.n_samples * (timesteps or 0) * source.n_features * source.dtype.itemsize
@@ -129,6 +129,7 @@ def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[
         "key": source.location.key,
         "kind": "dense" if dense else "ragged",
         "layout": source.layout,
+        "layout_detail": source.detail,
         "samples": source.n_samples,
         "timesteps": timesteps,
         "features": source.n_features,

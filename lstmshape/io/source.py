@@ -91,6 +91,8 @@ class Source:
     notes: list[str] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     row_bytes_hint: int = 0
+    #: what a person reads about the layout (``inspect``); ``layout`` is what code compares
+    detail: str = ""
     #: sha256 of what was read from stdin (files are hashed by the Job, in the background)
     sha256: str | None = None
     #: a single series (``series=True``): reads its rows ``start:stop`` as ``(rows, F)``
@@ -381,10 +383,10 @@ class Opener:
                 parts.append(SequenceSet.from_dense(rows, part, side).values)
             return SequenceSet(np.concatenate(parts), lengths[start:stop])
 
-        layout = f"batches: {len(xs)} x_NNNNNN" + padding_summary(manifest)
+        detail = f"{len(xs)} x_NNNNNN" + padding_summary(manifest)
         uniform = len(widths) == 1
         return Source(location=Location(path, prefix.rstrip("/") or None),
-                      kind="dense" if uniform else "ragged", layout=layout,
+                      kind="dense" if uniform else "ragged", layout="batches", detail=detail,
                       n_samples=int(offsets[-1]), n_features=features, dtype=xs[0].dtype,
                       timesteps=widths.pop() if uniform else None, lengths=lengths, side=side,
                       manifest=manifest, closers=self.closers, block_reader=read_batches,
@@ -419,10 +421,10 @@ class Opener:
         lengths = np.full(n, t, dtype=LENGTH_DTYPE)
         side: Side = "post"
         notes: list[str] = []
-        layout = "dense"
+        layout, detail = "dense", ""
         if isinstance(array, BatchRows):
-            layout = f"batches: {array.array.shape} (num_batches, B, T, F)"
-            layout += padding_summary(manifest)
+            layout = "batches"
+            detail = f"{array.array.shape} (num_batches, B, T, F)" + padding_summary(manifest)
         if lengths_array is not None:
             lengths = check_lengths(read_all(lengths_array), n, t,
                                     f"{self.location.path}:lengths")
@@ -437,8 +439,8 @@ class Opener:
             side = side_from_code(read_all(side_array), f"{self.location.path}:{PADDING_SIDE_KEY}")
         return Source(
             location=Location(self.location.path, key), kind="dense", layout=layout,
-            n_samples=n, n_features=features, dtype=array.dtype, timesteps=t, lengths=lengths,
-            side=side, manifest=manifest, notes=notes, closers=self.closers,
+            detail=detail, n_samples=n, n_features=features, dtype=array.dtype, timesteps=t,
+            lengths=lengths, side=side, manifest=manifest, notes=notes, closers=self.closers,
             records=[record(self.location.path, key, array)],
             block_reader=dense_reader(array, lengths, side, t),
         )
