@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import CheckFailed, InputError
 from ..io.location import is_side_file, parse_location
 from ..io.output import sha256_in_background
+from ..io.output_reader import ArrayFiles, Block, OutputReader, load_manifest
 from ..io.source import check_readable_file
 from ..job import BLOCK_SHARE, DEFAULT_MEMORY_LIMIT
 from ..ops.pad import pad
@@ -37,12 +38,8 @@ from ..ops.stats import ValueStats
 from ..sequences import SequenceSet
 from ..tf import (
     INSTALL_HINT,
-    ArrayFiles,
-    Block,
-    OutputReader,
     TensorFlowMissing,
     import_tensorflow,
-    load_manifest,
     quiet_stderr,
     tensorflow_available,
 )
