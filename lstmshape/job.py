@@ -19,8 +19,6 @@ Example (a command that copies its input)::
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -30,14 +28,18 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OutputError
-from .io.location import Location, is_side_file, parse_location
+from .io.location import Location, parse_location
 from .io.output import (
     ArrayData,
     OutputSet,
     Stream,
     check_not_inputs,
     check_writable_folder,
+    remove_stale,
+    same_path,
     sha256_in_background,
+    side_files_of,
+    stale_candidates,
 )
 from .io.prefetch import prefetched
 from .io.source import (
@@ -45,7 +47,6 @@ from .io.source import (
     PADDING_SIDE_KEY,
     Source,
     open_source,
-    read_manifest_beside,
 )
 from .manifest import FileEntry, ManifestData, dumps, history_from, render
 from .sequences import SequenceSet
@@ -117,7 +118,7 @@ class Job:
             if not location.is_stdio:
                 # IN.json and the IN.<role>.npy side files (true lengths, targets) it points to
                 paths.append(location.path + ".json")
-                paths.extend(glob.glob(glob.escape(location.path) + ".*.npy"))
+                paths.extend(side_files_of(location.path))
         return paths
 
     def plan_manifest_path(self) -> str | None:
@@ -182,9 +183,7 @@ class Job:
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)
                 if self.manifest_path is not None:
-                    with outputs.writing(self.manifest_path) as temp, \
-                            open(temp, "w", encoding="utf-8") as handle:
-                        handle.write(dumps(manifest))
+                    outputs.write_text(self.manifest_path, dumps(manifest))
         finally:
             for source in self.sources:
                 source.close()
@@ -289,15 +288,6 @@ def refuse_non_finite(source: Source) -> None:
         source.row_reader = checked_rows
 
 
-def same_path(first: str, second: str) -> bool:
-    """The same file, existing or not yet (through links when it exists)."""
-    if first == "-" or second == "-":
-        return False
-    if os.path.exists(first) and os.path.exists(second):
-        return os.path.samefile(first, second)
-    return os.path.realpath(first) == os.path.realpath(second)
-
-
 def recorded_sha256(manifest: dict[str, Any] | None, path: str) -> str | None:
     """The sha256 a manifest records for the output file at ``path``, if it lists it."""
     if not manifest:
@@ -309,36 +299,6 @@ def recorded_sha256(manifest: dict[str, Any] | None, path: str) -> str | None:
             digest = entry.get("sha256")
             return digest if isinstance(digest, str) else None
     return None
-
-
-def stale_candidates(output: Location) -> set[str]:
-    """Side files an earlier run wrote beside ``output`` (its default manifest ``OUT.json`` and
-    the ``OUT.<role>.npy`` files that manifest lists). If this run does not write them again
-    they would describe the old tensor -- and later commands read them -- so they go."""
-    if output.is_stdio:
-        return set()
-    try:
-        manifest = read_manifest_beside(output.path)
-    except InputError:  # a damaged old manifest is replaced like any other
-        return {output.path + ".json"}
-    if manifest is None:
-        return set()
-    found = {output.path + ".json"}
-    folder = os.path.dirname(os.path.abspath(output.path))
-    for entry in (manifest.get("outputs") or {}).values():
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            path = os.path.join(folder, entry["path"])
-            if is_side_file(path, output.path):  # never a file elsewhere, whatever it says
-                found.add(path)
-    return found
-
-
-def remove_stale(candidates: set[str], written: set[str]) -> None:
-    """Delete the side files of an earlier run that this run did not write again."""
-    for path in candidates:
-        if not any(same_path(path, done) for done in written if done):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
 
 
 def entry_for(path: str, key: str | None, data: ArrayData, digest: str | None) -> FileEntry:

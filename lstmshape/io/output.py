@@ -18,7 +18,9 @@ input (same path, or the same inode through a symlink or a hard link).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import hashlib
 import os
 import queue
@@ -35,10 +37,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from .arrays import little_endian
-from .location import STDIO, Location
+from .location import STDIO, Location, is_side_file
 from .npy import NpyWriter
+from .source import read_manifest_beside
 
 HASH_BLOCK = 1 << 22
 
@@ -310,6 +313,11 @@ class OutputSet:
         except OSError as err:
             raise OutputError(describe_os_error(final, err)) from None
 
+    def write_text(self, final: str, text: str) -> None:
+        """Write ``text`` (UTF-8) to ``final`` through a temp file, like every other output."""
+        with self.writing(final) as temp, open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
     def write_file(self, location: Location, arrays: list[tuple[str, ArrayData]]) -> str | None:
         """Write named arrays to ``location`` in the format its suffix picks; returns its sha256.
 
@@ -403,3 +411,51 @@ def write_h5(path: str, arrays: list[tuple[str, ArrayData]]) -> None:
                 if len(block):
                     dataset[row:row + len(block)] = little_endian(block)
                 row += len(block)
+
+
+# ---------------------------------------------------------------------------------------------
+# Side files of an earlier run
+
+
+def side_files_of(path: str) -> list[str]:
+    """The ``PATH.<role>.npy`` files that exist beside ``path``."""
+    return glob.glob(glob.escape(path) + ".*.npy")
+
+
+def same_path(first: str, second: str) -> bool:
+    """The same file, existing or not yet (through links when it exists)."""
+    if first == "-" or second == "-":
+        return False
+    if os.path.exists(first) and os.path.exists(second):
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def stale_candidates(output: Location) -> set[str]:
+    """Side files an earlier run wrote beside ``output`` (its default manifest ``OUT.json`` and
+    the ``OUT.<role>.npy`` files that manifest lists). If this run does not write them again
+    they would describe the old tensor -- and later commands read them -- so they go."""
+    if output.is_stdio:
+        return set()
+    try:
+        manifest = read_manifest_beside(output.path)
+    except InputError:  # a damaged old manifest is replaced like any other
+        return {output.path + ".json"}
+    if manifest is None:
+        return set()
+    found = {output.path + ".json"}
+    folder = os.path.dirname(os.path.abspath(output.path))
+    for entry in (manifest.get("outputs") or {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            path = os.path.join(folder, entry["path"])
+            if is_side_file(path, output.path):  # never a file elsewhere, whatever it says
+                found.add(path)
+    return found
+
+
+def remove_stale(candidates: set[str], written: set[str]) -> None:
+    """Delete the side files of an earlier run that this run did not write again."""
+    for path in candidates:
+        if not any(same_path(path, done) for done in written if done):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
