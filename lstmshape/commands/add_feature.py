@@ -18,7 +18,7 @@ from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
-from ..ops.add_feature import Mode, Shape, aligned_values, as_result, common_dtype, extra_mode
+from ..ops.add_feature import Mode, Shape, common_dtype, extra_mode, join_features
 from ..ops.pad import check_value_fits, pad
 from ..sequences import SequenceSet, Side
 
@@ -53,10 +53,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         modes = [extra_mode(base_shape, shape_of(e, static), static) for e in extras]
         where = [str(base.location), *(str(e.location) for e in extras)]
         dtype, promoted = common_dtype([base.dtype, *(e.dtype for e in extras)], where)
-        try:
-            check_value_fits(fill, dtype)
-        except OptionError as err:
-            raise OptionError(str(err).replace("--value", "--fill")) from None
+        check_value_fits(fill, dtype, "--fill")
         pad_value = base.pad_value if base.pad_value is not None else 0.0
         widths = [e.n_features for e in extras]
         new_names = feature_names(base, extras, widths, list(names))
@@ -192,22 +189,18 @@ def combine(base: Source, extras: list[Source], modes: list[Mode], start: int, s
     block = base.read_block(start, stop)
     shape = Shape(str(base.location), stop - start, base.timesteps, base.n_features,
                   block.lengths, ())
-    columns = [as_result(block.values, dtype, str(base.location))]
+    aligned: list[tuple[str, np.ndarray | SequenceSet, Mode]] = []
     for extra, mode in zip(extras, modes, strict=True):
-        data: np.ndarray | Any
+        data: np.ndarray | SequenceSet
         if mode == "static":
             data = extra.read_rows(start, stop)
         elif mode == "sequences":
             data = extra.read_block(start, stop)
         else:
             data = full_rows(extra, start, stop)
-        columns.append(aligned_values(shape, data, mode, base.side, padding, fill, dtype,
-                                      str(extra.location)))
-    values = np.concatenate(columns, axis=1)
-    if base.timesteps is None:
-        return values
-    return pad(SequenceSet(values, block.lengths), base.timesteps, base.side,
-               value=pad_value).tensor
+        aligned.append((str(extra.location), data, mode))
+    return join_features(shape, block.values, aligned, base.side, padding, fill, dtype,
+                         pad_value)
 
 
 def full_rows(extra: Source, start: int, stop: int) -> np.ndarray:

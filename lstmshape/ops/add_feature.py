@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError, OptionError
+from ..errors import InputError
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, as_three_d, rows_as_scalars
 from .pad import check_value_fits, pad
 
@@ -236,18 +236,33 @@ def add_feature(base: npt.ArrayLike | SequenceSet, *extras: np.ndarray | Sequenc
                       tuple(np.shape(base)))
     names = ["base", *(f"extra {i + 1}" for i in range(len(extras)))]
     dtype, _ = common_dtype([seqs.dtype, *(e.dtype for e in extras)], names)
-    try:
-        check_value_fits(fill, dtype)
-    except OptionError as err:
-        raise OptionError(str(err).replace("--value", "--fill")) from None
-    columns = [as_result(seqs.values, dtype, "base")]
+    check_value_fits(fill, dtype, "--fill")
+    aligned: list[tuple[str, np.ndarray | SequenceSet, Mode]] = []
     for name, extra in zip(names[1:], extras, strict=True):
         extra_shape = Shape.of(name, extra if isinstance(extra, SequenceSet)
                                else np.asarray(extra))
-        mode = extra_mode(shape, extra_shape, static)
-        columns.append(aligned_values(shape, extra, mode, side, padding, fill, dtype, name))
-    values = np.concatenate(columns, axis=1)
+        aligned.append((name, extra, extra_mode(shape, extra_shape, static)))
+    joined = join_features(shape, seqs.values, aligned, side, padding, fill, dtype, pad_value)
     if dense is None:
-        return SequenceSet(values, seqs.lengths)
-    return pad(SequenceSet(values, seqs.lengths), dense.shape[1], side, value=pad_value,
+        return SequenceSet(joined, seqs.lengths)
+    return joined
+
+
+def join_features(base: Shape, values: np.ndarray,
+                  extras: Sequence[tuple[str, np.ndarray | SequenceSet, Mode]], side: Side,
+                  padding: Side, fill: float, dtype: np.dtype,
+                  pad_value: float) -> np.ndarray:
+    """The base's real timesteps (flat ``values``) with every extra's features beside them.
+
+    Returns flat ``(sum(lengths), F')`` values for a ragged base, a ``(n, T, F')`` tensor
+    padded with ``pad_value`` on ``side`` for a dense one. :func:`add_feature` calls this for
+    a whole set, ``lstmshape add-feature`` once per block of samples.
+    """
+    columns = [as_result(values, dtype, base.name)]
+    for name, extra, mode in extras:
+        columns.append(aligned_values(base, extra, mode, side, padding, fill, dtype, name))
+    joined = np.concatenate(columns, axis=1)
+    if base.timesteps is None:
+        return joined
+    return pad(SequenceSet(joined, base.lengths), base.timesteps, side, value=pad_value,
                dtype=dtype).tensor

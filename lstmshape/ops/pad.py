@@ -101,22 +101,23 @@ def parse_pad_value(text: str | float) -> float:
         raise OptionError(f"--value {text!r}: expected a number or 'nan'") from None
 
 
-def check_value_fits(value: float, dtype: np.dtype) -> None:
-    """Refuse a pad value the output dtype cannot hold exactly (``nan`` in ints, -1 in uint8)."""
+def check_value_fits(value: float, dtype: np.dtype, option: str = "--value") -> None:
+    """Refuse a pad value the output dtype cannot hold exactly (``nan`` in ints, -1 in uint8);
+    ``option`` is how the user gave it (``--value``, ``--fill``)."""
     if dtype.kind == "f":
         if math.isfinite(value) and abs(value) > float(np.finfo(dtype).max):
-            raise OptionError(f"--value {value:g} does not fit dtype {dtype}")
+            raise OptionError(f"{option} {value:g} does not fit dtype {dtype}")
         return
     if not math.isfinite(value) or not float(value).is_integer():
-        raise OptionError(f"--value {value:g} cannot be stored in {dtype} data; "
+        raise OptionError(f"{option} {value:g} cannot be stored in {dtype} data; "
                           f"use a whole number or a float --dtype")
     if dtype.kind == "b":
         if value not in (0, 1):
-            raise OptionError(f"--value {value:g} cannot be stored in bool data (0 or 1)")
+            raise OptionError(f"{option} {value:g} cannot be stored in bool data (0 or 1)")
         return
     info = np.iinfo(dtype)
     if not info.min <= value <= info.max:
-        raise OptionError(f"--value {value:g} is outside the range of {dtype} "
+        raise OptionError(f"{option} {value:g} is outside the range of {dtype} "
                           f"({info.min}..{info.max})")
 
 
