@@ -63,6 +63,23 @@ def positions_in_sequence(lengths: np.ndarray) -> np.ndarray:
     return positions
 
 
+def real_mask(lengths: np.ndarray, timesteps: int, side: Side) -> np.ndarray:
+    """``(n, T)`` True where a dense row holds a real timestep of a sequence of ``lengths``:
+    the first ``len_i`` slots for ``side="post"`` padding, the last ``len_i`` for ``"pre"``.
+
+    Example:
+        >>> import numpy as np
+        >>> real_mask(np.array([1, 3]), 3, "pre").astype(int).tolist()
+        [[0, 0, 1], [1, 1, 1]]
+    """
+    steps = np.arange(timesteps)
+    if side == "post":
+        mask: np.ndarray = steps[None, :] < lengths[:, None]
+    else:
+        mask = steps[None, :] >= (timesteps - lengths)[:, None]
+    return mask
+
+
 @dataclass(frozen=True)
 class SequenceSet:
     """N sequences of F features: flat ``values (sum(lengths), F)`` and ``lengths (N,)``."""
@@ -111,12 +128,7 @@ class SequenceSet:
                              f"{int(true_lengths.min())}..{int(true_lengths.max())}")
         if bool(np.all(true_lengths == t)):
             return cls(tensor.reshape(n * t, f), true_lengths)
-        steps = np.arange(t)
-        if side == "post":
-            real = steps[None, :] < true_lengths[:, None]
-        else:
-            real = steps[None, :] >= (t - true_lengths)[:, None]
-        return cls(tensor[real], true_lengths)
+        return cls(tensor[real_mask(true_lengths, t, side)], true_lengths)
 
     @classmethod
     def from_sequences(cls, sequences: Sequence[npt.ArrayLike],

@@ -35,7 +35,7 @@ from ..io.source import check_readable_file
 from ..job import BLOCK_SHARE, DEFAULT_MEMORY_LIMIT
 from ..ops.pad import pad
 from ..ops.stats import ValueStats
-from ..sequences import SequenceSet
+from ..sequences import SequenceSet, real_mask
 from ..tf import (
     INSTALL_HINT,
     TensorFlowMissing,
@@ -362,12 +362,7 @@ def model_inputs(head: Block, layout: str, side: str) -> tuple[np.ndarray, np.nd
         side = "post"
     else:
         x = head.x.astype(np.float32)
-    steps = np.arange(x.shape[1])
-    if side == "pre":
-        mask = steps[None, :] >= (x.shape[1] - lengths)[:, None]
-    else:
-        mask = steps[None, :] < lengths[:, None]
-    return x, mask
+    return x, real_mask(lengths, x.shape[1], "pre" if side == "pre" else "post")
 
 
 def run_model(head: Block, input_shape: list[int | None], pad_value: float | None, side: str,

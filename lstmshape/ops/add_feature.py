@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import InputError
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side, as_three_d, rows_as_scalars
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, as_three_d, real_mask, rows_as_scalars
 from .pad import check_value_fits, pad
 
 Mode = Literal["static", "sequences", "rows"]
@@ -166,16 +166,6 @@ def filled_rows(tensor: np.ndarray, timesteps: int, padding: Side, fill: float,
     else:
         out[:, timesteps - have:] = tensor
     return out
-
-
-def real_mask(lengths: np.ndarray, timesteps: int, side: Side) -> np.ndarray:
-    """``(n, T)`` True where a dense row holds a real timestep of a sequence of ``lengths``."""
-    steps = np.arange(timesteps)
-    if side == "post":
-        mask: np.ndarray = steps[None, :] < lengths[:, None]
-    else:
-        mask = steps[None, :] >= (timesteps - lengths)[:, None]
-    return mask
 
 
 def aligned_values(base: Shape, extra: np.ndarray | SequenceSet, mode: Mode, side: Side,

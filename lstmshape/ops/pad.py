@@ -25,7 +25,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import InputError, OptionError
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side, positions_in_sequence, rows_as_scalars
+from ..sequences import (
+    LENGTH_DTYPE,
+    SequenceSet,
+    Side,
+    positions_in_sequence,
+    real_mask,
+    rows_as_scalars,
+)
 
 #: Samples are padded in blocks of about this many bytes (input + output): small enough that
 #: a block's temporaries stay cheap, large enough that per-block numpy overhead is noise.
@@ -272,9 +279,5 @@ def place(tensor: np.ndarray, values: np.ndarray, lengths: np.ndarray,
     if values.shape[0] == count * maxlen:  # every sequence exactly maxlen long: one copy
         tensor.reshape(-1, features)[...] = values
         return
-    steps = np.arange(maxlen)
-    if side == "post":
-        slots = steps[None, :] < lengths[:, None]
-    else:
-        slots = steps[None, :] >= (maxlen - lengths)[:, None]
+    slots = real_mask(lengths, maxlen, side)
     rows_as_scalars(tensor.reshape(-1, features))[slots.reshape(-1)] = rows_as_scalars(values)
