@@ -281,6 +281,11 @@ class Opener:
         manifest = read_manifest_beside(self.location.path)
         node = h5.get(self.location.key or "/")
         explicit = self.location.key is not None
+        while not explicit and h5.is_group(node) and len(h5.children(node)) == 1:
+            # one group or dataset at the top and no KEY: that is the data
+            node = h5.children(node)[0][1]
+            self.location = Location(self.location.path, node.name)
+            explicit = True
         if not h5.is_group(node):
             sequences = read_vlen(h5, node)
             if sequences is not None:
@@ -293,9 +298,6 @@ class Opener:
         if datasets.keys() & {"x", "values", FIRST_BATCH_KEY}:
             return self.from_group({n: H5DatasetArray(h5, d) for n, d in datasets.items()},
                                    manifest, node.name)
-        if not explicit and len(children) == 1:
-            self.location = Location(self.location.path, children[0][1].name)
-            return self.open_h5()
         # Without a KEY, the root is a sequence set only when its names say so (s0, s1, ...):
         # a file with "train" and "test" beside each other is two arrays, not two sequences.
         numbered = explicit or is_numbered_set(list(datasets))
