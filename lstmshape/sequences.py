@@ -80,6 +80,28 @@ def real_mask(lengths: np.ndarray, timesteps: int, side: Side) -> np.ndarray:
     return mask
 
 
+def bounds_within(costs: npt.ArrayLike, budget: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges of items whose summed cost stays under ``budget``.
+
+    Every range holds at least one item, so an item over budget gets a range of its own. The
+    one way lstmshape cuts work into blocks: samples of an input, output batches, pad's
+    per-thread blocks.
+
+    Example:
+        >>> bounds_within([3, 3, 3, 10, 1], 6)
+        [(0, 2), (2, 3), (3, 4), (4, 5)]
+    """
+    ends = np.cumsum(np.asarray(costs, dtype=np.int64))
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < ends.shape[0]:
+        base = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, base + budget, side="right")), start + 1)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
 @dataclass(frozen=True)
 class SequenceSet:
     """N sequences of F features: flat ``values (sum(lengths), F)`` and ``lengths (N,)``."""

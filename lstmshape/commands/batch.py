@@ -28,13 +28,12 @@ from ..ops.batch import (
     PAD_ROW,
     BatchPlan,
     Remainder,
-    chunk_bounds,
     pad_batch,
     plan_batches,
     with_uniform_width,
 )
 from ..ops.pad import check_value_fits
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 
 #: Key pattern of one batch's arrays in an .npz/.h5 output.
 BATCH_KEY = "{role}_{index:06d}"
@@ -199,7 +198,7 @@ class BatchMaker:
         row_batch = np.repeat(np.arange(plan.num_batches), plan.sizes)
         in_cost = np.bincount(row_batch, weights=in_steps, minlength=plan.num_batches)
         costs = (plan.sizes * plan.widths + in_cost.astype(np.int64)) * step_bytes
-        self.chunks = chunk_bounds(costs, job.block_bytes)
+        self.chunks = bounds_within(costs, job.block_bytes)
         self.chunk_of = np.repeat(np.arange(len(self.chunks)),
                                   [stop - start for start, stop in self.chunks])
         self.blocks = np.array(source.block_bounds(job.block_bytes), dtype=np.int64)

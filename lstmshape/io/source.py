@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
 from .npy import NpyFileArray, read_npy_stream
@@ -136,17 +136,7 @@ class Source:
             per_sample = np.full(self.n_samples, self.timesteps * step_bytes, dtype=np.int64)
         else:
             per_sample = self.lengths * step_bytes
-        per_sample = per_sample + self.row_bytes_hint + extra_per_sample
-        ends = np.cumsum(per_sample)
-        bounds: list[tuple[int, int]] = []
-        start = 0
-        while start < self.n_samples:
-            base = ends[start - 1] if start else 0
-            stop = int(np.searchsorted(ends, base + max_bytes, side="right"))
-            stop = max(stop, start + 1)
-            bounds.append((start, stop))
-            start = stop
-        return bounds
+        return bounds_within(per_sample + self.row_bytes_hint + extra_per_sample, max_bytes)
 
     @property
     def feature_names(self) -> list[str]:

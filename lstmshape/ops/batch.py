@@ -172,26 +172,6 @@ def with_uniform_width(plan: BatchPlan) -> BatchPlan:
     return BatchPlan(plan.order, plan.sizes, widths, plan.lengths, plan.size, padding)
 
 
-def chunk_bounds(costs: npt.ArrayLike, budget: int) -> list[tuple[int, int]]:
-    """Consecutive ``(start, stop)`` ranges of items whose summed cost stays under ``budget``.
-
-    Every range holds at least one item, so an item over budget gets a range of its own.
-
-    Example:
-        >>> chunk_bounds([3, 3, 3, 10, 1], 6)
-        [(0, 2), (2, 3), (3, 4), (4, 5)]
-    """
-    ends = np.cumsum(np.asarray(costs, dtype=np.int64))
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    while start < ends.shape[0]:
-        base = int(ends[start - 1]) if start else 0
-        stop = max(int(np.searchsorted(ends, base + budget, side="right")), start + 1)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
-
-
 def pad_batch(seqs: SequenceSet, width: int, padding: Side = "post", value: float = 0.0,
               dtype: npt.DTypeLike | None = None) -> PadResult:
     """One batch: its sequences (empty ones for pad rows) padded or cut to ``width`` steps."""
