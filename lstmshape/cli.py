@@ -18,6 +18,7 @@ Imports of numpy, h5py and rich happen inside the commands, so ``lstmshape --hel
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -238,8 +239,11 @@ def check_output_option(output: str, manifest: str | None, no_manifest: bool) ->
 
 def run_transform(label: str, kwargs: dict[str, Any],
                   call: Callable[[Any], dict[str, Any]]) -> None:
-    """Build IOOptions from the shared options, run the command, print warnings and summary."""
-    from . import render
+    """Build IOOptions from the shared options, run the command, print warnings and summary.
+
+    rich (``render``) is imported only when something is shown: a piped run in a Makefile
+    never pays for it.
+    """
     from .job import IOOptions
 
     quiet = kwargs.pop("quiet")
@@ -247,14 +251,21 @@ def run_transform(label: str, kwargs: dict[str, Any],
     check_output_option(kwargs["output"], kwargs["manifest"], kwargs["no_manifest"])
     show_progress = not quiet and (progress if progress is not None else sys.stderr.isatty())
     notes: list[str] = []
-    with render.progress_bar(label, show_progress) as callback:
+    with contextlib.ExitStack() as stack:
+        callback = None
+        if show_progress:
+            from . import render
+
+            callback = stack.enter_context(render.progress_bar(label, True))
         options = IOOptions(
             output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
             progress=callback, notes=notes, nan=kwargs.pop("nan"))
         manifest = call(options)
-    if not quiet:
+    if not quiet and (notes or sys.stderr.isatty()):
+        from . import render
+
         for note in notes:
             render.warn(note)
         outputs = manifest["outputs"]
