@@ -189,3 +189,14 @@ def test_container_keeps_its_padding_side_without_a_manifest(tmp_path: Path, inv
     again = tmp_path / "post.npy"
     assert invoke("pad", padded, "--maxlen", 3, "--no-manifest", "-o", again).exit_code == 0
     assert np.load(again)[:, :, 0].tolist() == [[1, 2, 3], [4, 0, 0]]  # the 4 is not lost
+
+
+def test_unrelated_arrays_under_one_group_still_need_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "grp.h5"
+    with h5py.File(path, "w") as h5:
+        h5["data/train"] = np.ones((5, 4))
+        h5["data/test"] = np.ones((3, 4))
+    with pytest.raises(InputError, match="pick one"):
+        open_source(str(path))
+    with open_source(f"{path}:/data") as source:  # asked for by name: a group of sequences
+        assert source.lengths.tolist() == [3, 5]

@@ -124,3 +124,28 @@ def test_a_damaged_manifest_beside_an_input_is_reported(tmp_path: Path, invoke: 
     # rerunning the step that made it replaces the damaged manifest
     assert invoke("pad", src, "-o", out).exit_code == 0
     assert manifest.read_text() == good
+
+
+def test_rerun_over_a_damaged_old_manifest_removes_its_side_files(tmp_path: Path,
+                                                                  invoke: Any) -> None:
+    src = ragged_source(tmp_path)
+    out = tmp_path / "out.npy"
+    assert invoke("pad", src, "-o", out).exit_code == 0
+    manifest = Path(f"{out}.json")
+    manifest.write_text(manifest.read_text()[:200])
+    assert invoke("pad", src, "--no-manifest", "-o", out).exit_code == 0
+    assert files_in(tmp_path) == ["out.npy", "seqs.npz"]
+
+
+def test_an_unreadable_manifest_beside_an_input_is_one_line(tmp_path: Path,
+                                                            invoke: Any) -> None:
+    from hostile import assert_refused, run_cli, unprivileged_preexec
+
+    src = ragged_source(tmp_path)
+    out = tmp_path / "a.npy"
+    assert invoke("pad", src, "-o", out).exit_code == 0
+    Path(f"{out}.json").chmod(0)
+    (tmp_path / "cut").mkdir()
+    proc = run_cli("truncate", out, "--maxlen", 1, "-o", tmp_path / "cut" / "t.npy",
+                   preexec_fn=unprivileged_preexec())
+    assert_refused(proc, "a.npy.json", "cannot read the manifest", folder=tmp_path / "cut")

@@ -439,8 +439,8 @@ def stale_candidates(output: Location) -> set[str]:
         return set()
     try:
         manifest = read_manifest_beside(output.path)
-    except InputError:  # a damaged old manifest is replaced like any other
-        return {output.path + ".json"}
+    except InputError:  # a damaged old manifest is replaced, with every side file beside it
+        return {output.path + ".json", *side_files_of(output.path)}
     if manifest is None:
         return set()
     found = {output.path + ".json"}

@@ -270,7 +270,7 @@ class Opener:
         self.closers.append(h5.close)
         manifest = read_manifest_beside(self.location.path)
         node = h5.get(self.location.key or "/")
-        explicit = self.location.key is not None
+        explicit = user_key = self.location.key is not None
         while not explicit and h5.is_group(node) and len(h5.children(node)) == 1:
             # one group or dataset at the top and no KEY: that is the data
             node = h5.children(node)[0][1]
@@ -290,7 +290,7 @@ class Opener:
                                    manifest, node.name)
         # Without a KEY, the root is a sequence set only when its names say so (s0, s1, ...):
         # a file with "train" and "test" beside each other is two arrays, not two sequences.
-        numbered = explicit or is_numbered_set(list(datasets))
+        numbered = user_key or is_numbered_set(list(datasets))
         if datasets and not groups and numbered and looks_like_sequences(list(datasets.values())):
             arrays = [H5DatasetArray(h5, d) for d in datasets.values()]
             return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets")
@@ -689,8 +689,13 @@ def read_manifest_beside(path: str) -> dict[str, Any] | None:
     try:
         with open(manifest_path, "rb") as handle:
             text = handle.read()
+    except OSError as err:
+        raise InputError(f"{manifest_path}: cannot read the manifest beside {path} "
+                         f"({err.strerror or err}); fix its permissions, or move or delete "
+                         f"it") from None
+    try:
         manifest = json.loads(text)
-    except (OSError, ValueError, RecursionError):
+    except (ValueError, RecursionError):
         # Someone else's file of that name is none of our business; one of ours that no longer
         # parses (cut short by a full disk, edited by hand) would silently drop the true lengths
         if text.startswith(MANIFEST_START) or SCHEMA_MARK in text[:65536]:
