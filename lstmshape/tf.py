@@ -53,9 +53,8 @@ from .io.output_reader import (
     OutputReader,
     StoredBatch,
     load_manifest,
-    pad_value_of,
-    side_of,
 )
+from .io.source import pad_value_of, side_of
 
 INSTALL_HINT = "pip install 'lstmshape[tf]'"
 #: The TensorFlow-free readers live in lstmshape.io.output_reader; importable from here too.

@@ -30,6 +30,8 @@ from .source import (
     check_lengths,
     dense_reader,
     lengths_from_splits,
+    pad_value_of,
+    side_of,
 )
 
 #: Bytes of samples one read hands out; callers split them further.
@@ -62,22 +64,6 @@ def load_manifest(manifest_path: str, described: str | None = None) -> dict[str,
         raise InputError(f"{manifest_path}: not an lstmshape manifest (expected \"schema\": "
                          f"\"{MANIFEST_SCHEMA}\")")
     return manifest
-
-
-def pad_value_of(manifest: dict[str, Any] | None) -> float | None:
-    """The manifest's ``padding.value`` as a float (``"nan"`` -> NaN), None when unpadded."""
-    padding = (manifest or {}).get("padding")
-    if not isinstance(padding, dict) or "value" not in padding:
-        return None
-    value = padding["value"]
-    return float(value) if isinstance(value, (int, float, str)) else None
-
-
-def side_of(manifest: dict[str, Any] | None) -> Side:
-    padding = (manifest or {}).get("padding")
-    if isinstance(padding, dict) and padding.get("side") == "pre":
-        return "pre"
-    return "post"
 
 
 class ArrayFiles:

@@ -147,11 +147,7 @@ class Source:
 
     @property
     def pad_value(self) -> float | None:
-        padding = (self.manifest or {}).get("padding")
-        if isinstance(padding, dict) and "value" in padding:
-            value = padding["value"]
-            return float("nan") if value == "nan" else float(value)
-        return None
+        return pad_value_of(self.manifest)
 
     def close(self) -> None:
         for close in self.closers:
@@ -347,10 +343,7 @@ class Opener:
                 raise InputError(f"{path}:{prefix}{key}: batches must be 3-D (rows, timesteps, "
                                  f"features) of one dtype and feature count like {keys[0]} "
                                  f"{xs[0].shape} {xs[0].dtype}; found {x.shape} {x.dtype}")
-        side: Side = "post"
-        padding = (manifest or {}).get("padding")
-        if isinstance(padding, dict) and padding.get("side") in ("pre", "post"):
-            side = padding["side"]
+        side = side_of(manifest)
         per_batch = []
         for key, x in zip(keys, xs, strict=True):
             stored = arrays.get("lengths" + key[1:])
@@ -424,9 +417,7 @@ class Opener:
         elif manifest is not None and self.location.suffix == ".npy":
             lengths, notes = lengths_from_manifest(manifest, self.location.path, n, t, lengths)
         if manifest is not None:
-            padding = manifest.get("padding")
-            if isinstance(padding, dict) and padding.get("side") in ("pre", "post"):
-                side = padding["side"]
+            side = side_of(manifest)
         elif side_array is not None:  # the container's own record, for when no manifest is by
             side = side_from_code(read_all(side_array), f"{self.location.path}:{PADDING_SIDE_KEY}")
         return Source(
@@ -529,6 +520,26 @@ class Opener:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def pad_value_of(manifest: dict[str, Any] | None) -> float | None:
+    """The manifest's ``padding.value`` as a float (``"nan"`` -> NaN), None when unpadded.
+
+    Example:
+        >>> pad_value_of({"padding": {"side": "post", "value": "nan"}})
+        nan
+    """
+    padding = (manifest or {}).get("padding")
+    if not isinstance(padding, dict) or "value" not in padding:
+        return None
+    value = padding["value"]  # read_manifest_beside has checked it is a number or "nan"/"inf"
+    return float(value) if isinstance(value, int | float | str) else None
+
+
+def side_of(manifest: dict[str, Any] | None) -> Side:
+    """Where a manifest says the padding is: ``"pre"`` or (also when unpadded) ``"post"``."""
+    padding = (manifest or {}).get("padding")
+    return "pre" if isinstance(padding, dict) and padding.get("side") == "pre" else "post"
 
 
 def side_from_code(raw: np.ndarray, where: str) -> Side:
