@@ -19,10 +19,8 @@ from .commands.inspect import inspect_file
 from .errors import OutputError
 from .io.location import Location
 from .io.output import ArrayData, OutputSet, check_writable_folder
-from .io.source import open_source
+from .io.source import DEFAULT_MEMORY_LIMIT, open_source
 from .sequences import SequenceSet, as_three_d
-
-DEFAULT_MEMORY_LIMIT = 256 * 10**6
 
 
 def read(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pickle: bool = False,

@@ -43,6 +43,7 @@ from .io.output import (
 )
 from .io.prefetch import prefetched
 from .io.source import (
+    DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
     PADDING_SIDE_KEY,
     Source,
@@ -51,7 +52,6 @@ from .io.source import (
 from .manifest import FileEntry, ManifestData, dumps, history_from, render
 from .sequences import SequenceSet
 
-DEFAULT_MEMORY_LIMIT = 256 * 10**6
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
 #: and glibc keeps freed block-sized arrays for reuse in each thread's arena. Measured (pad of
@@ -150,14 +150,13 @@ class Job:
         """How many bytes of input one block may hold, from ``--memory-limit``."""
         return max(self.options.memory_limit // BLOCK_SHARE, 1 << 16)
 
-    def blocks(self, source: Source, extra_per_sample: int = 0) -> Iterator[tuple[int, int]]:
+    def blocks(self, source: Source,
+               extra_per_sample: int | np.ndarray = 0) -> Iterator[tuple[int, int]]:
         """The source's block bounds, reporting progress as each block is handed out."""
-        done = 0
         for start, stop in source.block_bounds(self.block_bytes, extra_per_sample):
             yield start, stop
-            done = stop
             if self.options.progress is not None:
-                self.options.progress(done, source.n_samples)
+                self.options.progress(stop, source.n_samples)
 
     def history(self) -> list[dict[str, Any]]:
         return history_from([source.manifest for source in self.sources])

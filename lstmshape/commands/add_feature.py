@@ -79,10 +79,8 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
             steps = (base.lengths if base.timesteps is None
                      else np.full(base.n_samples, base.timesteps))
             extra_cost = steps * out_step + sum(extra_row_bytes(e, steps) for e in extras)
-            for start, stop in base.block_bounds(job.block_bytes, extra_cost):
+            for start, stop in job.blocks(base, extra_cost):
                 yield combine(base, extras, modes, start, stop, padding, fill, dtype, pad_value)
-                if job.options.progress is not None:
-                    job.options.progress(stop, base.n_samples)
 
         lengths = base.lengths
         arrays: list[tuple[str, Any]]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
-from ..io.source import Source, open_source
+from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
 from ..job import BLOCK_SHARE
 from ..ops.stats import ValueStats, length_histogram, length_statistics
 
@@ -70,7 +70,7 @@ def parse_expected_shape(text: str) -> list[int | None]:
     return shape
 
 
-def inspect_file(src: str, *, memory_limit: int = 256 * 10**6, allow_pickle: bool = False,
+def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pickle: bool = False,
                  lengths: str | None = None, pad_value: float | None = None,
                  expect_shape: str | None = None) -> dict[str, Any]:
     """Describe ``src``: layout, shape, length statistics, value checks and an LSTM verdict.

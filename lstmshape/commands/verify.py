@@ -29,10 +29,10 @@ import numpy as np
 
 from ..errors import CheckFailed, InputError
 from ..io.location import is_side_file, parse_location
-from ..io.output import sha256_in_background
+from ..io.output import same_path, sha256_in_background
 from ..io.output_reader import ArrayFiles, Block, OutputReader, load_manifest
-from ..io.source import check_readable_file
-from ..job import BLOCK_SHARE, DEFAULT_MEMORY_LIMIT
+from ..io.source import DEFAULT_MEMORY_LIMIT, check_readable_file
+from ..job import BLOCK_SHARE
 from ..ops.pad import pad
 from ..ops.stats import ValueStats
 from ..sequences import SequenceSet, real_mask
@@ -100,7 +100,7 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
     }
     hashes, files = check_entries(path, data, manifest_path, memory_limit, failures)
     report["files"] = files
-    if not any(same_file(row["file"], path) for row in files):
+    if not any(same_path(row["file"], path) for row in files):
         # Another output's manifest: nothing in it applies to this file.
         wait_for_hashes(hashes)
         raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
@@ -127,7 +127,7 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
             if row["file"] == file:
                 row["sha256_ok"] = actual == expected
         if expected is not None and actual != expected:
-            which = "" if same_file(file, path) else f"{display(file)}: "
+            which = "" if same_path(file, path) else f"{display(file)}: "
             failures.append(f"{which}sha256 {actual[:12]}... differs from the "
                             f"{str(expected)[:12]}... recorded in "
                             f"{os.path.basename(manifest_path)} (the file changed after its "
@@ -183,7 +183,7 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
     rows: list[dict[str, Any]] = []
     named = [os.path.join(folder, entry["path"]) for entry in outputs.values()
              if isinstance(entry, dict) and isinstance(entry.get("path"), str)]
-    if not any(same_file(file, path) for file in named):
+    if not any(same_path(file, path) for file in named):
         listed = ", ".join(sorted({os.path.relpath(f, folder) for f in named})) or "nothing"
         failures.append(f"{manifest_path} describes {listed}, not this file")
         return hashes, rows
@@ -228,14 +228,7 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
 
 def own_file(file: str, output: str) -> bool:
     """``output`` itself or one of its ``output.<role>.npy`` side files (same folder)."""
-    return same_file(file, output) or is_side_file(file, output)
-
-
-def same_file(first: str, second: str) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return False
+    return same_path(file, output) or is_side_file(file, output)
 
 
 def same_dtype(actual: np.dtype, recorded: str) -> bool:

@@ -24,6 +24,7 @@ from ..sequences import LENGTH_DTYPE, SequenceSet, Side
 from .arrays import StoredArray
 from .location import Location, is_side_file
 from .source import (
+    DEFAULT_MEMORY_LIMIT,
     MAX_MANIFEST_BYTES,
     RAGGED_LENGTH_KEYS,
     Source,
@@ -36,7 +37,6 @@ from .source import (
 
 #: Bytes of samples one read hands out; callers split them further.
 DEFAULT_BLOCK_BYTES = 16 * 10**6
-DEFAULT_MEMORY_LIMIT = 256 * 10**6
 BATCH_KEY = re.compile(r"^x_(\d+)$")
 
 def load_manifest(manifest_path: str, described: str | None = None) -> dict[str, Any]:

@@ -44,6 +44,8 @@ from .npy import NpyFileArray, read_npy_stream
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 SEQUENCE_KEY_PREFIX = "arr_"
 MANIFEST_SUFFIX = ".json"
+#: ``--memory-limit``'s default, for the CLI and the library alike.
+DEFAULT_MEMORY_LIMIT = 256 * 10**6
 #: A manifest beside an input larger than this is refused unread (lstmshape's are a few KB).
 MAX_MANIFEST_BYTES = 16 * 10**6
 #: Types of the manifest keys an input's manifest is read for; other types mean damage.
@@ -165,7 +167,7 @@ class Source:
 # Opening
 
 
-def open_source(src: str | Location, *, memory_limit: int = 256 * 10**6,
+def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                 allow_pickle: bool = False, lengths_file: str | None = None,
                 series: bool = False) -> Source:
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
