@@ -4,7 +4,8 @@ A command is a function that takes :class:`Job` and returns a :class:`Result`; t
 rest, the same way for every command:
 
 1. before anything is read, refuse outputs that are inputs and outputs whose folder is missing;
-2. open each input as a :class:`~lstmshape.io.source.Source` and hash its file in the background;
+2. open each input as a :class:`~lstmshape.io.source.Source` and hash its file as it is read
+   (:class:`~lstmshape.io.digest.InputDigest`);
 3. write the result's arrays -- streamed block by block -- to temp files, by the output's suffix:
    ``.npy`` holds the main array and each other role goes to ``OUT.<role>.npy`` beside it
    (``OUT.lengths.npy``, ``OUT.y.npy``); ``.npz``/``.h5`` hold every role as a key;
@@ -21,13 +22,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError, OutputError
+from .io.digest import InputDigest
 from .io.location import Location, parse_location
 from .io.output import (
     ArrayData,
@@ -37,7 +38,6 @@ from .io.output import (
     check_writable_folder,
     remove_stale,
     same_path,
-    sha256_in_background,
     side_files_of,
     stale_candidates,
 )
@@ -98,7 +98,7 @@ class Job:
         self.output = Location(options.output)
         self.manifest_path = self.plan_manifest_path()
         self.sources: list[Source] = []
-        self.hashes: dict[str, Future[str]] = {}
+        self.hashes: dict[str, InputDigest] = {}
         self.notes = options.notes
         outputs = [options.output]
         if self.manifest_path is not None:
@@ -134,15 +134,19 @@ class Job:
     def open(self, location: Location, *, series: bool = False,
              with_lengths: bool = True) -> Source:
         """Open an input; it is closed and hashed when the job ends."""
+        digest = None
+        if not location.is_stdio:
+            digest = self.hashes.setdefault(location.path, InputDigest(location.path))
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
-                             lengths_file=self.options.lengths if with_lengths else None)
+                             lengths_file=self.options.lengths if with_lengths else None,
+                             digest=digest)
         if self.options.nan == "error":
             refuse_non_finite(source)
         self.sources.append(source)
         self.notes.extend(source.notes)
-        if not location.is_stdio and location.path not in self.hashes:
-            self.hashes[location.path] = sha256_in_background(location.path)
+        if digest is not None and not digest.observers:
+            digest.hash_whole_file()  # nothing is read as raw file bytes: read it all to hash it
         return source
 
     @property
@@ -186,6 +190,8 @@ class Job:
         finally:
             for source in self.sources:
                 source.close()
+            for digest in self.hashes.values():
+                digest.close()
         written = {entry.path for entry in entries.values()} | {self.manifest_path or ""}
         remove_stale(previous, written)
         return manifest

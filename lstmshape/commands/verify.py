@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckFailed, InputError
+from ..io.digest import sha256_in_background
 from ..io.location import is_side_file, parse_location
-from ..io.output import same_path, sha256_in_background
+from ..io.output import same_path
 from ..io.output_reader import ArrayFiles, Block, OutputReader, load_manifest
 from ..io.source import DEFAULT_MEMORY_LIMIT, check_readable_file
 from ..job import BLOCK_SHARE

@@ -7,6 +7,7 @@ into a fresh C-ordered array. That is what lets every command stream inputs larg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +28,12 @@ DTYPE_NAMES = {
     "M": "datetime",
     "m": "timedelta",
 }
+
+
+#: Called by a file-backed array with each block of rows it read, as the file's raw bytes, and
+#: the block's offset in the file (``watch``; :class:`~lstmshape.io.digest.InputDigest` hashes
+#: the input from them instead of reading it twice).
+RowObserver = Callable[[int, np.ndarray], None]
 
 
 class StoredArray(Protocol):

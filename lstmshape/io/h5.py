@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .arrays import check_dtype, nbytes_of
+from .arrays import RowObserver, check_dtype, nbytes_of
 from .location import natural_key
 
 #: Groups with more datasets than this are listed as one row (they are usually sequences).
@@ -279,6 +279,7 @@ class H5DatasetArray:
             self._shape = tuple(int(d) for d in dataset.shape)
             self._dtype = np.dtype(dataset.dtype)
         check_dtype(self._dtype, self.where)
+        self._observe: RowObserver | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -289,11 +290,33 @@ class H5DatasetArray:
         dtype: np.dtype = self._dtype
         return dtype
 
+    def watch(self, observe: RowObserver) -> bool:
+        """Hand each block of rows read to ``observe`` with its offset in the file. Only a
+        dataset stored in one contiguous, unfiltered span, whose type in the file is the one it
+        is read as (no conversion), is read as the file's own bytes; for any other, False."""
+        dataset = self.dataset
+        with h5_errors(self.where):
+            offset = dataset.id.get_offset()
+            if (offset is None or dataset.chunks is not None or len(self._shape) == 0
+                    or int(dataset.id.get_storage_size()) != nbytes_of(self._shape, self._dtype)
+                    or not dataset.id.get_type().equal(
+                        h5py_module().h5t.py_create(dataset.dtype))):
+                return False
+        row_bytes = nbytes_of(self._shape[1:], self._dtype)
+
+        def in_file(start: int, block: np.ndarray) -> None:
+            observe(offset + start * row_bytes, block)
+
+        self._observe = in_file
+        return True
+
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         with h5_errors(self.where):
             if not self._shape:
                 return np.asarray(self.dataset[()])
             block = np.asarray(self.dataset[start:stop])
+        if self._observe is not None:
+            self._observe(min(start, self._shape[0]), block)
         return np.ascontiguousarray(block.astype(block.dtype.newbyteorder("="), copy=False))
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError
-from .arrays import check_dtype, little_endian, nbytes_of
+from .arrays import RowObserver, check_dtype, little_endian, nbytes_of
 
 MAGIC = b"\x93NUMPY"
 MAGIC_LENGTH = len(MAGIC) + 2
@@ -217,6 +217,7 @@ class NpyFileArray:
             self._file.close()
             raise
         self._whole: np.ndarray | None = None
+        self._observe: RowObserver | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -229,10 +230,18 @@ class NpyFileArray:
     def close(self) -> None:
         self._file.close()
 
+    def watch(self, observe: RowObserver) -> bool:
+        """Hand each block of rows read, as the file's bytes, to ``observe`` with its offset in
+        the file; False (and nothing observed) when the rows are not read as raw bytes."""
+        if self.header.fortran_order or self.header.dtype.hasobject:
+            return False
+        self._observe = observe
+        return True
+
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         if self.header.fortran_order or self.header.dtype.hasobject:
             return np.ascontiguousarray(self._load_whole()[start:stop])
-        return read_rows_at(self._file, self.header, start, stop, self.path)
+        return read_rows_at(self._file, self.header, start, stop, self.path, self._observe)
 
     def _load_whole(self) -> np.ndarray:
         if self._whole is None:
@@ -245,14 +254,16 @@ class NpyFileArray:
 
 
 def read_rows_at(stream: IO[bytes], header: NpyHeader, start: int, stop: int,
-                 where: str) -> np.ndarray:
-    """Read rows ``start:stop`` of a C-ordered array whose data starts at ``data_offset``."""
+                 where: str, observe: RowObserver | None = None) -> np.ndarray:
+    """Read rows ``start:stop`` of a C-ordered array whose data starts at ``data_offset``;
+    ``observe`` gets the raw block and its offset in ``stream`` before any byte swap."""
     row_shape = header.shape[1:]
     stop = min(stop, header.shape[0]) if header.shape else 0
     start = min(start, stop)
     block = np.empty((stop - start, *row_shape), dtype=header.dtype)
     row_bytes = nbytes_of(row_shape, header.dtype)
-    stream.seek(header.data_offset + start * row_bytes)
+    offset = header.data_offset + start * row_bytes
+    stream.seek(offset)
     target = block.reshape(-1).view(np.uint8)
     filled = 0
     while filled < target.size:
@@ -261,6 +272,8 @@ def read_rows_at(stream: IO[bytes], header: NpyHeader, start: int, stop: int,
             raise InputError(f"{where}: truncated while reading rows {start}..{stop} "
                              f"(the file changed or is damaged)")
         filled += count
+    if observe is not None:
+        observe(offset, block)
     return block if header.dtype.isnative else block.astype(header.dtype.newbyteorder("="))
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError
-from .arrays import little_endian, nbytes_of
+from .arrays import RowObserver, little_endian, nbytes_of
 from .npy import (
     NpyHeader,
     NpyWriter,
@@ -45,6 +45,9 @@ from .npy import (
 )
 
 MEMBER_SUFFIX = ".npy"
+#: a zip local file header: its signature and fixed size (APPNOTE.TXT 4.3.7)
+LOCAL_HEADER_MAGIC = b"PK\x03\x04"
+LOCAL_HEADER_SIZE = 30
 #: decompressed/compressed size above which (and above the memory budget) a member is a zip bomb.
 ZIP_BOMB_RATIO = 100
 #: DOS timestamps cannot go before 1980; every member gets this one, for reproducible bytes.
@@ -125,6 +128,16 @@ class NpzArchive:
     def array(self, key: str) -> NpzMemberArray:
         return NpzMemberArray(self, key)
 
+    def data_start(self, info: zipfile.ZipInfo) -> int:
+        """Where a member's bytes start in the archive: after its local file header (30 bytes,
+        then the name and the extra field, whose lengths are at bytes 26 and 28)."""
+        assert self._zip.fp is not None
+        header = os.pread(self._zip.fp.fileno(), LOCAL_HEADER_SIZE, info.header_offset)
+        if len(header) != LOCAL_HEADER_SIZE or header[:4] != LOCAL_HEADER_MAGIC:
+            raise zipfile.BadZipFile(f"bad local file header at {info.header_offset}")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        return int(info.header_offset) + LOCAL_HEADER_SIZE + int(name_length) + int(extra_length)
+
     def open_member(self, key: str) -> IO[bytes]:
         with member_errors(f"{self.path}:{key}"):
             return self._zip.open(self.members[key])
@@ -152,6 +165,7 @@ class NpzMemberArray:
         check_data_size(self.header, info.file_size - self.header.data_offset, self.where)
         check_budget(self.header, archive.memory_limit, self.where)
         self._whole: np.ndarray | None = None
+        self._observe: RowObserver | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -161,11 +175,28 @@ class NpzMemberArray:
     def dtype(self) -> np.dtype:
         return self.header.dtype
 
+    def watch(self, observe: RowObserver) -> bool:
+        """Hand each block of rows read to ``observe`` with its offset in the archive file; only
+        a stored (uncompressed) member's rows are the archive's own bytes."""
+        info = self.archive.members[self.key]
+        if (info.compress_type != zipfile.ZIP_STORED or self.header.dtype.hasobject
+                or self.header.fortran_order or not self.header.shape):
+            return False
+        with member_errors(self.where):
+            start = self.archive.data_start(info)
+
+        def in_archive(offset: int, block: np.ndarray) -> None:
+            observe(start + offset, block)
+
+        self._observe = in_archive
+        return True
+
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         if self.header.dtype.hasobject or self.header.fortran_order or not self.header.shape:
             return np.ascontiguousarray(self._load_whole()[start:stop])
         with member_errors(self.where):
-            return read_rows_at(self._stream, self.header, start, stop, self.where)
+            return read_rows_at(self._stream, self.header, start, stop, self.where,
+                                self._observe)
 
     def _load_whole(self) -> np.ndarray:
         if self._whole is None:

@@ -31,7 +31,7 @@ import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
 from .npy import NpyFileArray, read_npy_stream
+
+if TYPE_CHECKING:
+    from .digest import InputDigest
 
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 SEQUENCE_KEY_PREFIX = "arr_"
@@ -169,12 +172,15 @@ class Source:
 
 def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                 allow_pickle: bool = False, lengths_file: str | None = None,
-                series: bool = False) -> Source:
+                series: bool = False, digest: InputDigest | None = None) -> Source:
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
 
     ``series=True`` reads a 1-D ``(T,)`` or 2-D ``(T, F)`` array as one long sequence (for
     ``window``) instead of as samples; its rows can be read a range at a time
     (:meth:`Source.read_rows`). A 3-D array or a ragged set stays a set of series.
+
+    ``digest``: hashes the file from the rows read as they are read, where the layout allows
+    (its ``observers`` counts the arrays that report to it; see :mod:`lstmshape.io.digest`).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -184,7 +190,7 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
         ('dense', 4, 5, 1)
     """
     location = parse_location(src) if isinstance(src, str) else src
-    opener = Opener(location, memory_limit, allow_pickle, series)
+    opener = Opener(location, memory_limit, allow_pickle, series, digest)
     try:
         source = opener.open()
         if lengths_file is not None:
@@ -200,12 +206,21 @@ class Opener:
     """Resolves a location to a layout; holds the open files until the Source owns them."""
 
     def __init__(self, location: Location, memory_limit: int, allow_pickle: bool,
-                 series: bool) -> None:
+                 series: bool, digest: InputDigest | None = None) -> None:
         self.location = location
         self.memory_limit = memory_limit
         self.allow_pickle = allow_pickle
         self.series = series
+        self.digest = digest
         self.closers: list[Callable[[], None]] = []
+
+    def watch(self, array: StoredArray) -> None:
+        """Let the digest hash the rows read from ``array`` -- the bulk of the file -- from
+        memory as they are read, when they are the file's raw bytes."""
+        inner = array.array if isinstance(array, BatchRows) else array
+        watch = getattr(inner, "watch", None)  # file-backed arrays only
+        if self.digest is not None and watch is not None and watch(self.digest.observe):
+            self.digest.observers += 1
 
     def open(self) -> Source:
         location = self.location
@@ -357,6 +372,8 @@ class Opener:
         offsets = np.concatenate([[0], np.cumsum([x.shape[0] for x in xs])]).astype(np.int64)
         widths = {x.shape[1] for x in xs}
         features = xs[0].shape[2]
+        for x in xs:
+            self.watch(x)
 
         def read_batches(start: int, stop: int) -> SequenceSet:
             first = int(np.searchsorted(offsets, start, side="right")) - 1
@@ -422,6 +439,7 @@ class Opener:
             side = side_of(manifest)
         elif side_array is not None:  # the container's own record, for when no manifest is by
             side = side_from_code(read_all(side_array), f"{self.location.path}:{PADDING_SIDE_KEY}")
+        self.watch(array)
         return Source(
             location=Location(self.location.path, key), kind="dense", layout=layout,
             detail=detail, n_samples=n, n_features=features, dtype=array.dtype, timesteps=t,
@@ -438,6 +456,7 @@ class Opener:
                              f"features), found shape {shape}")
         total = shape[0]
         features = shape[1] if len(shape) == 2 else 1
+        self.watch(array)
 
         def read_series(start: int, stop: int) -> SequenceSet:
             rows = array.read_rows(0, total) if stop > start else array.read_rows(0, 0)
@@ -473,6 +492,7 @@ class Opener:
             raise InputError(f"{split_where}: lengths add up to {int(lengths.sum())} timesteps but "
                              f"{where} has {total} (shape {values.shape})")
         offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.watch(values)
 
         def read_ragged(start: int, stop: int) -> SequenceSet:
             rows = values.read_rows(int(offsets[start]), int(offsets[stop]))

@@ -1,0 +1,206 @@
+"""Input hashing from the bytes a command reads (issue 4: "hash each chunk while it is in memory
+anyway ... rather than reading any file twice"), and early writeback of outputs.
+
+The manifest's input sha256 must be that of the whole file whatever a command reads, in whatever
+order: a digest fed blocks in order, out of order, overlapping, or not at all. And the readers
+that can feed it must actually do so, or the optimisation silently disappears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import random_sequences, write_ragged
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lstmshape.io.digest import InputDigest, sha256_file
+from lstmshape.io.source import open_source
+from lstmshape.io.writeback import WRITEBACK_BYTES, WritebackFile, sync_file_range
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(str(path).split(":")[0]).read_bytes()).hexdigest()
+
+
+# -- the digest on its own --------------------------------------------------------------------
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(min_size=0, max_size=3000),
+       reads=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 700)), max_size=12))
+def test_any_reads_give_the_whole_files_sha256(tmp_path: Path, data: bytes,
+                                               reads: list[tuple[int, int]]) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    digest = InputDigest(str(path))
+    digest.observers = 1
+    for offset, size in reads:
+        offset = min(offset, len(data))
+        block = np.frombuffer(data[offset:offset + size], dtype=np.uint8).copy()
+        digest.observe(offset, block)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()  # asked twice: same answer
+
+
+def test_unobserved_file_is_read_whole_and_observations_are_then_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * 40_000)
+    digest = InputDigest(str(path))
+    digest.hash_whole_file()
+    digest.observe(0, np.zeros(100, np.uint8))  # wrong bytes: must not count
+    assert digest.hexdigest() == sha256_file(str(path)) == file_sha256(path)
+
+
+def test_a_closed_digest_leaves_no_thread_behind(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 10_000)
+    before = threading.active_count()
+    digest = InputDigest(str(path))
+    digest.observe(100, np.frombuffer(b"x" * 100, np.uint8).copy())
+    digest.close()
+    for thread in threading.enumerate():
+        if thread.name == "lstmshape-sha256-in":
+            thread.join(timeout=5)
+    assert threading.active_count() == before
+
+
+# -- readers feed it ----------------------------------------------------------------------------
+
+def observable_inputs(folder: Path) -> dict[str, str]:
+    """Inputs whose bulk is raw bytes in the file: each reader that can feed a digest."""
+    rng = np.random.default_rng(3)  # each input spans several 64 KB blocks of a 1 MiB budget
+    seqs = random_sequences(rng, 1000, 60, 3, min_length=1)
+    dense = rng.normal(size=(400, 50, 3)).astype(np.float32)
+    np.save(folder / "dense.npy", dense)
+    np.save(folder / "big_endian.npy", dense.astype(">f4"))
+    np.save(folder / "series.npy", rng.normal(size=(20_000, 2)))
+    with h5py.File(folder / "dense.h5", "w") as h5:
+        h5["x"] = dense
+    return {
+        "npy": str(folder / "dense.npy"),
+        "npy-big-endian": str(folder / "big_endian.npy"),
+        "h5-dense": str(folder / "dense.h5"),
+        "h5-lengths": write_ragged(folder, "h5-lengths", seqs, name="h5lengths"),
+        "h5-offsets": write_ragged(folder, "h5-offsets", seqs, name="h5offsets"),
+        "npz-lengths": write_ragged(folder, "npz-lengths", seqs, name="npzlengths"),
+        "npz-row-splits": write_ragged(folder, "npz-row-splits", seqs, name="npzsplits"),
+        "series": str(folder / "series.npy"),
+    }
+
+
+def unobservable_inputs(folder: Path) -> dict[str, str]:
+    """Inputs whose rows are not the file's bytes: compressed, chunked, one array per sequence."""
+    rng = np.random.default_rng(4)
+    seqs = random_sequences(rng, 20, 30, 2, min_length=1)
+    values = np.concatenate(seqs)
+    lengths = np.array([len(s) for s in seqs])
+    np.savez_compressed(folder / "compressed.npz", values=values, lengths=lengths)
+    with h5py.File(folder / "chunked.h5", "w") as h5:
+        h5.create_dataset("values", data=values, chunks=(16, 2), compression="gzip")
+        h5["lengths"] = lengths
+    return {
+        "npz-compressed": str(folder / "compressed.npz"),
+        "h5-chunked": str(folder / "chunked.h5"),
+        "npz-savez": write_ragged(folder, "npz-savez", seqs, name="savez"),
+        "h5-group": write_ragged(folder, "h5-group", seqs, name="group"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["npy", "npy-big-endian", "h5-dense", "h5-lengths",
+                                  "h5-offsets", "npz-lengths", "npz-row-splits", "series"])
+def test_raw_readers_feed_the_digest(tmp_path: Path, kind: str) -> None:
+    src = observable_inputs(tmp_path)[kind]
+    digest = InputDigest(src.split(":")[0])
+    with open_source(src, digest=digest, memory_limit=1 << 16, series=kind == "series") as source:
+        assert digest.observers >= 1, "this layout's rows are raw bytes: they must be observed"
+        for start, stop in source.block_bounds(2_000):  # many small blocks, in order
+            source.read_block(start, stop)
+    assert digest.hexdigest() == file_sha256(src)
+
+
+@pytest.mark.parametrize("kind", ["npz-compressed", "h5-chunked", "npz-savez", "h5-group"])
+def test_other_readers_do_not_claim_to_feed_it(tmp_path: Path, kind: str) -> None:
+    src = unobservable_inputs(tmp_path)[kind]
+    digest = InputDigest(src.split(":")[0])
+    with open_source(src, digest=digest) as source:
+        assert digest.observers == 0
+        source.read()
+    digest.hash_whole_file()
+    assert digest.hexdigest() == file_sha256(src)
+
+
+# -- through the commands: every access pattern ----------------------------------------------
+
+def command_runs(inputs: dict[str, str]) -> dict[str, list[str]]:
+    return {
+        "pad-h5": ["pad", inputs["h5-lengths"], "--maxlen", "10"],
+        "pad-big-endian": ["pad", inputs["npy-big-endian"], "--maxlen", "12"],
+        "truncate-split-npz": ["truncate", inputs["npz-lengths"], "--maxlen", "7",
+                               "--overflow", "split"],
+        "window-overlapping-reads": ["window", inputs["series"], "--timesteps", "40",
+                                     "--stride", "3", "--target", "0", "--horizon", "2"],
+        "batch-shuffled": ["batch", inputs["h5-offsets"], "--size", "7", "--shuffle",
+                           "--seed", "5"],
+        "batch-bucketed": ["batch", inputs["npz-row-splits"], "--size", "8",
+                           "--bucket-by-length"],
+        "add-feature-two-files": ["add-feature", inputs["h5-dense"], inputs["npy"]],
+    }
+
+
+@pytest.mark.parametrize("name", ["pad-h5", "pad-big-endian", "truncate-split-npz",
+                                  "window-overlapping-reads", "batch-shuffled", "batch-bucketed",
+                                  "add-feature-two-files"])
+def test_manifest_input_hashes_match_the_files(tmp_path: Path, invoke, name: str) -> None:
+    inputs = observable_inputs(tmp_path)
+    out = tmp_path / "out.h5"
+    result = invoke(*command_runs(inputs)[name], "-o", out, "--memory-limit", "1MiB", "-q")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(Path(f"{out}.json").read_text())
+    assert manifest["inputs"]
+    for entry in manifest["inputs"]:
+        assert entry["sha256"] == file_sha256(tmp_path / entry["path"]), entry
+
+
+def test_two_keys_of_one_archive_share_one_correct_hash(tmp_path: Path, invoke) -> None:
+    rng = np.random.default_rng(8)
+    archive = tmp_path / "both.npz"
+    np.savez(archive, base=rng.normal(size=(3000, 12, 2)), extra=rng.normal(size=(3000, 12)))
+    out = tmp_path / "merged.npz"
+    result = invoke("add-feature", f"{archive}:base", f"{archive}:extra", "-o", out,
+                    "--memory-limit", "1MiB", "-q")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(Path(f"{out}.json").read_text())
+    digests = {entry["sha256"] for entry in manifest["inputs"]}
+    assert digests == {file_sha256(archive)}
+
+
+# -- writeback --------------------------------------------------------------------------------
+
+def test_writeback_file_writes_every_byte_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    chunks = [bytes([i]) * (WRITEBACK_BYTES // 3 + i) for i in range(8)]
+    with open(path, "wb") as handle:
+        out = WritebackFile(handle)
+        for chunk in chunks:
+            assert out.write(chunk) == len(chunk)
+    assert path.read_bytes() == b"".join(chunks)
+    assert out.started > 0 or sync_file_range() is None  # writeback was asked for on Linux
+
+
+def test_writeback_file_on_a_pipe_just_writes(tmp_path: Path) -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as handle, os.fdopen(read_end, "rb") as reader:
+        out = WritebackFile(handle)
+        assert out._start is None  # not a regular file: no writeback hint
+        out.write(b"abc")
+        handle.flush()
+        assert reader.read(3) == b"abc"
