@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any
@@ -39,11 +38,11 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from .arrays import little_endian
+from .digest import sha256_file
 from .location import STDIO, Location, is_side_file
 from .npy import NpyWriter
 from .source import read_manifest_beside
-
-HASH_BLOCK = 1 << 22
+from .writeback import WritebackFile
 
 
 @dataclass
@@ -107,34 +106,6 @@ def check_writable_folder(path: str) -> None:
         raise OutputError(f"{path}: cannot write: folder {folder} is not writable")
 
 
-def sha256_file(path: str) -> str:
-    """sha256 of a file's bytes, read into one reused buffer (no allocation per block)."""
-    digest = hashlib.sha256()
-    buffer = bytearray(HASH_BLOCK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        while count := handle.readinto(buffer):
-            digest.update(view[:count])
-    return digest.hexdigest()
-
-
-def sha256_in_background(path: str) -> Future[str]:
-    """Hash a file on another thread (hashlib releases the GIL) while the command works.
-
-    A daemon thread, so an interrupted command exits at once instead of finishing the hash.
-    """
-    future: Future[str] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(sha256_file(path))
-        except BaseException as err:  # handed to whoever waits on the future
-            future.set_exception(err)
-
-    threading.Thread(target=run, name="lstmshape-sha256", daemon=True).start()
-    return future
-
-
 class HashingWriter:
     """A binary stream wrapper that hashes every byte written through it.
 
@@ -147,7 +118,7 @@ class HashingWriter:
     #: blocks smaller than this are hashed in place: a thread hand-off costs more
     THREAD_MIN_BYTES = 1 << 20
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes] | WritebackFile) -> None:
         self.stream = stream
         self.digest = hashlib.sha256()
         self._pending: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -333,8 +304,10 @@ class OutputSet:
                 write_npy(stream, arrays[0][1])  # type: ignore[arg-type]
                 sys.stdout.buffer.flush()
                 return stream.hexdigest()
-            with self.writing(location.path) as temp, open(temp, "wb") as handle:
-                hashing = HashingWriter(handle)
+            # "r+b": the temp file exists and is empty; "wb" would truncate it, and on ext4 a
+            # truncated file is flushed to disk in full when closed (auto_da_alloc)
+            with self.writing(location.path) as temp, open(temp, "r+b") as handle:
+                hashing = HashingWriter(WritebackFile(handle))
                 write_npy(hashing, arrays[0][1])  # type: ignore[arg-type]
                 return hashing.hexdigest()
         with self.writing(location.path) as temp:
