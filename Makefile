@@ -21,8 +21,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# An editable install leaves the package uncompiled: compile it, or every run whose environment
+# sets PYTHONDONTWRITEBYTECODE (CI images often do) compiles each module again (~40 ms a run).
 $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m compileall -q lstmshape
 	touch $@
 
 $(VENV)/.installed-tf: $(VENV)/.installed-base
@@ -90,6 +93,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test
+	$(BIN)/python -m compileall -q lstmshape  # as a pip install would have it: no compiling per run
 	$(BIN)/python benchmarks/run.py
 
 samples: $(VENV)/.installed-base
