@@ -26,6 +26,7 @@ import os
 import queue
 import re
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -91,6 +92,39 @@ def check_not_inputs(inputs: Iterable[str], outputs: Iterable[str]) -> None:
             how = "" if os.path.abspath(same) == os.path.abspath(path) else " (a link to it)"
             raise OutputError(f"{path}: output is the input {same}{how}; refusing to overwrite "
                               f"an input -- choose another output path")
+
+
+def release_cache(path: str) -> None:
+    """Drop the page cache of the file this run is about to replace.
+
+    Its cached pages are of no use once the new file is renamed over it, and freeing them now
+    lets this run's writes reuse memory the machine already holds: on VMs that hand guest
+    memory back to the host (virtio-balloon free page reporting, as on this project's CI), a
+    write into fresh pages costs several times a copy. ``np.save`` onto an existing file gets
+    the same for free, by truncating it first. Measured on W1 end to end, 12 runs each:
+    median 1.31 s -> 1.06 s (benchmarks/). The bytes on disk are untouched: if the run fails,
+    the old output is still there, only no longer cached. Only regular files; only a hint;
+    done on another thread.
+    """
+    threading.Thread(target=drop_page_cache, args=(path,), name="lstmshape-release-cache",
+                     daemon=True).start()  # ~30 ms of freeing pages: overlaps opening inputs
+
+
+def drop_page_cache(path: str) -> None:
+    """``posix_fadvise(DONTNEED)`` on a regular file: its clean cached pages are freed."""
+    advise = getattr(os, "posix_fadvise", None)  # not on macOS
+    try:
+        if advise is None or not stat.S_ISREG(os.stat(path).st_mode):
+            return
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        advise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def check_writable_folder(path: str) -> None:
