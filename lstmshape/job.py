@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OutputError
-from .io.digest import InputDigest
+from .io.digest import OBSERVED_SHARE, InputDigest
 from .io.location import Location, parse_location
 from .io.output import (
     ArrayData,
@@ -36,6 +36,7 @@ from .io.output import (
     Stream,
     check_not_inputs,
     check_writable_folder,
+    release_cache,
     remove_stale,
     same_path,
     side_files_of,
@@ -136,7 +137,9 @@ class Job:
         """Open an input; it is closed and hashed when the job ends."""
         digest = None
         if not location.is_stdio:
-            digest = self.hashes.setdefault(location.path, InputDigest(location.path))
+            if location.path not in self.hashes:
+                self.hashes[location.path] = InputDigest(location.path)
+            digest = self.hashes[location.path]
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
                              lengths_file=self.options.lengths if with_lengths else None,
@@ -145,8 +148,8 @@ class Job:
             refuse_non_finite(source)
         self.sources.append(source)
         self.notes.extend(source.notes)
-        if digest is not None and not digest.observers:
-            digest.hash_whole_file()  # nothing is read as raw file bytes: read it all to hash it
+        if digest is not None and digest.observed_bytes < OBSERVED_SHARE * digest.size:
+            digest.hash_whole_file()  # little is read as raw file bytes: read it all to hash it
         return source
 
     @property
@@ -169,6 +172,8 @@ class Job:
     def run(self, produce: Callable[[Job], Result]) -> dict[str, Any]:
         """Produce the result, write it and its manifest atomically; return the manifest."""
         previous = stale_candidates(self.output)
+        if not self.output.is_stdio:
+            release_cache(self.output.path)
         try:
             with OutputSet() as outputs:
                 result = produce(self)

@@ -20,7 +20,7 @@ from conftest import random_sequences, write_ragged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstmshape.io.digest import InputDigest, sha256_file
+from lstmshape.io.digest import DigestClosed, InputDigest, sha256_file
 from lstmshape.io.source import open_source
 from lstmshape.io.writeback import WRITEBACK_BYTES, WritebackFile, sync_file_range
 
@@ -40,7 +40,6 @@ def test_any_reads_give_the_whole_files_sha256(tmp_path: Path, data: bytes,
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     digest = InputDigest(str(path))
-    digest.observers = 1
     for offset, size in reads:
         offset = min(offset, len(data))
         block = np.frombuffer(data[offset:offset + size], dtype=np.uint8).copy()
@@ -56,6 +55,53 @@ def test_unobserved_file_is_read_whole_and_observations_are_then_ignored(tmp_pat
     digest.hash_whole_file()
     digest.observe(0, np.zeros(100, np.uint8))  # wrong bytes: must not count
     assert digest.hexdigest() == sha256_file(str(path)) == file_sha256(path)
+
+
+def test_empty_blocks_of_any_shape_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abcdef" * 100)
+    digest = InputDigest(str(path))
+    for shape in [(0,), (0, 5, 3), (4, 0, 2), (3, 2, 0)]:
+        digest.observe(10, np.zeros(shape, np.float32))
+    assert digest.hexdigest() == file_sha256(path)
+
+
+def test_a_file_replaced_mid_run_is_hashed_as_the_one_that_was_read(tmp_path: Path) -> None:
+    path = tmp_path / "x.bin"
+    old = bytes(range(256)) * 64
+    path.write_bytes(old)
+    digest = InputDigest(str(path))  # opened before the readers, as Job.open does
+    replacement = tmp_path / "new.bin"
+    replacement.write_bytes(b"z" * len(old))
+    replacement.replace(path)  # e.g. an upstream Make step rewrote the input
+    digest.observe(1000, np.frombuffer(old[1000:3000], np.uint8).copy())
+    assert digest.hexdigest() == hashlib.sha256(old).hexdigest()
+
+
+def test_close_stops_a_long_hash_and_a_closed_digest_gives_no_hash(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.bin"
+    with open(path, "wb") as handle:
+        handle.truncate(4 << 30)  # 4 GB of holes: seconds to hash, no disk space used
+    digest = InputDigest(str(path))
+    digest.hash_whole_file()
+    digest.close()
+    hasher = [t for t in threading.enumerate() if t.name == "lstmshape-sha256-in"]
+    for thread in hasher:
+        thread.join(timeout=1.0)
+        assert not thread.is_alive(), "close() must not wait for the rest of the file"
+    with pytest.raises(DigestClosed):
+        digest.hexdigest()
+    unstarted = InputDigest(str(path))
+    unstarted.close()
+    with pytest.raises(DigestClosed):
+        unstarted.hexdigest()
+
+
+def test_an_unreadable_file_is_reported_when_the_hash_is_asked_for(tmp_path: Path) -> None:
+    digest = InputDigest(str(tmp_path / "missing.bin"))
+    digest.observe(0, np.zeros(8, np.uint8))
+    with pytest.raises(FileNotFoundError):
+        digest.hexdigest()
 
 
 def test_a_closed_digest_leaves_no_thread_behind(tmp_path: Path) -> None:
@@ -119,7 +165,7 @@ def test_raw_readers_feed_the_digest(tmp_path: Path, kind: str) -> None:
     src = observable_inputs(tmp_path)[kind]
     digest = InputDigest(src.split(":")[0])
     with open_source(src, digest=digest, memory_limit=1 << 16, series=kind == "series") as source:
-        assert digest.observers >= 1, "this layout's rows are raw bytes: they must be observed"
+        assert digest.observed_bytes >= digest.size // 2, "rows stored raw must be observed"
         for start, stop in source.block_bounds(2_000):  # many small blocks, in order
             source.read_block(start, stop)
     assert digest.hexdigest() == file_sha256(src)
@@ -130,7 +176,7 @@ def test_other_readers_do_not_claim_to_feed_it(tmp_path: Path, kind: str) -> Non
     src = unobservable_inputs(tmp_path)[kind]
     digest = InputDigest(src.split(":")[0])
     with open_source(src, digest=digest) as source:
-        assert digest.observers == 0
+        assert digest.observed_bytes == 0
         source.read()
     digest.hash_whole_file()
     assert digest.hexdigest() == file_sha256(src)
@@ -168,6 +214,27 @@ def test_manifest_input_hashes_match_the_files(tmp_path: Path, invoke, name: str
         assert entry["sha256"] == file_sha256(tmp_path / entry["path"]), entry
 
 
+def test_empty_sequences_and_empty_tensors(tmp_path: Path, invoke) -> None:
+    """Blocks of zero rows (a run of empty sequences, no samples at all) are read too."""
+    rng = np.random.default_rng(9)
+    seqs = [rng.normal(size=(0 if rng.random() < 0.3 else 9, 3)).astype(np.float32)
+            for _ in range(20_000)]
+    ragged = write_ragged(tmp_path, "npz-lengths", seqs, name="holes")
+    empty = write_ragged(tmp_path, "npz-lengths", [np.zeros((0, 2), np.float32)] * 5,
+                         name="empty")
+    np.save(tmp_path / "none.npy", np.zeros((0, 7, 2), np.float32))
+    runs = [["batch", ragged, "--size", "32", "--shuffle", "-o", tmp_path / "b.npz"],
+            ["truncate", ragged, "--maxlen", "4", "-o", tmp_path / "t.npz"],
+            ["pad", empty, "--maxlen", "3", "-o", tmp_path / "p.npy"],
+            ["pad", tmp_path / "none.npy", "--maxlen", "3", "-o", tmp_path / "q.npy"]]
+    for argv in runs:
+        result = invoke(*argv, "--memory-limit", "1MiB", "-q")
+        assert result.exit_code == 0, (argv, result.output)
+        manifest = json.loads(Path(f"{argv[-1]}.json").read_text())
+        for entry in manifest["inputs"]:
+            assert entry["sha256"] == file_sha256(tmp_path / entry["path"])
+
+
 def test_two_keys_of_one_archive_share_one_correct_hash(tmp_path: Path, invoke) -> None:
     rng = np.random.default_rng(8)
     archive = tmp_path / "both.npz"
@@ -194,6 +261,21 @@ def test_writeback_file_writes_every_byte_in_order(tmp_path: Path) -> None:
     assert out.started > 0 or sync_file_range() is None  # writeback was asked for on Linux
 
 
+def test_without_ctypes_writes_just_happen(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    sync_file_range.cache_clear()
+    monkeypatch.setitem(sys.modules, "ctypes", None)  # a Python built without _ctypes
+    try:
+        assert sync_file_range() is None
+        with open(tmp_path / "out.bin", "wb") as handle:
+            WritebackFile(handle).write(b"x" * (WRITEBACK_BYTES + 1))
+        assert (tmp_path / "out.bin").stat().st_size == WRITEBACK_BYTES + 1
+    finally:
+        sync_file_range.cache_clear()
+
+
 def test_writeback_file_on_a_pipe_just_writes(tmp_path: Path) -> None:
     import os
 
@@ -204,3 +286,34 @@ def test_writeback_file_on_a_pipe_just_writes(tmp_path: Path) -> None:
         out.write(b"abc")
         handle.flush()
         assert reader.read(3) == b"abc"
+
+
+# -- the output being replaced ------------------------------------------------------------------
+
+def test_dropping_the_old_outputs_cache_never_blocks_or_changes_it(tmp_path: Path) -> None:
+    import os
+
+    from lstmshape.io.output import drop_page_cache
+
+    old = tmp_path / "old.npy"
+    np.save(old, np.arange(1000.0))
+    before = old.read_bytes()
+    drop_page_cache(str(old))
+    assert old.read_bytes() == before  # only the cache goes, not the bytes
+    os.mkfifo(tmp_path / "pipe.npy")
+    drop_page_cache(str(tmp_path / "pipe.npy"))  # must return at once: not a regular file
+    drop_page_cache(str(tmp_path / "missing.npy"))
+
+
+def test_replacing_an_output_keeps_it_whole_until_the_new_one_is_in(tmp_path: Path,
+                                                                     invoke) -> None:
+    src = tmp_path / "in.npy"
+    np.save(src, np.arange(600.0).reshape(20, 30))
+    out = tmp_path / "out.npy"
+    assert invoke("pad", src, "--maxlen", 25, "-o", out, "-q").exit_code == 0
+    first = out.read_bytes()
+    bad = invoke("pad", src, "--maxlen", 25, "--dtype", "int8", "-o", out, "-q")
+    assert bad.exit_code == 1  # refused half-way (a lossy cast): the old output stays as it was
+    assert out.read_bytes() == first
+    assert invoke("pad", src, "--maxlen", 10, "-o", out, "-q").exit_code == 0
+    np.testing.assert_array_equal(np.load(out)[:, :, 0], np.arange(600.0).reshape(20, 30)[:, :10])

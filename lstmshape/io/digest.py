@@ -16,29 +16,45 @@ thread:
 - :meth:`InputDigest.hexdigest` reads whatever is left to the end of the file.
 
 So the result is the sha256 of the file's bytes whatever the command reads, in any order; only
-the cost differs. An input no reader observes (compressed members, chunked datasets, one array
-per sequence) is hashed by reading the whole file in the background from the start
-(:meth:`InputDigest.hash_whole_file`), as every input used to be.
+the cost differs. An input whose readers observe little of it (compressed members, chunked
+datasets, one array per sequence, a small key of a large container: under
+:data:`OBSERVED_SHARE` of the file) is hashed by reading the whole file in the background from
+the start (:meth:`InputDigest.hash_whole_file`), as every input used to be: the part nobody
+observed would otherwise be read at the end, after the command's own work.
 
-Blocks wait for the hasher in a queue of :data:`QUEUE_DEPTH`, so memory grows by at most that
-many blocks. A block must not be modified after it was observed: the readers hand out fresh
-arrays, and the commands only ever read their input blocks.
+The digest opens the file when it is created, just before the readers open it, and reads gaps
+through that handle: a file replaced by rename half-way through a run still gets the hash of
+one real file, the one that was read. Blocks wait for the hasher up to :data:`QUEUE_DEPTH` at a
+time, so memory grows by at most that many blocks. A block must not be modified after it was
+observed: the readers hand out fresh arrays, and the commands only ever read their input
+blocks. :meth:`InputDigest.close` stops the hasher at its next 4 MB, also in the middle of a
+gap, so a failed or interrupted command is not held up by hashing.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import queue
+import os
+import stat
 import threading
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 #: bytes read from the file per ``readinto`` when hashing a gap or a whole file
 HASH_BLOCK = 1 << 22
-#: blocks observed but not yet hashed; the reader waits when the queue is full
+#: blocks observed but not yet hashed; the reader waits when this many are waiting
 QUEUE_DEPTH = 2
+#: below this share of a file observed, hash the whole file in the background instead
+OBSERVED_SHARE = 0.5
+
+
+class DigestClosed(Exception):
+    """The digest was closed before its hash was asked for (the command failed or stopped)."""
 
 
 def sha256_file(path: str) -> str:
@@ -57,13 +73,17 @@ def sha256_file(path: str) -> str:
 
 
 def hash_range(handle: Any, digest: Any, start: int, stop: int | None,
-               buffer: bytearray | None = None) -> int:
+               buffer: bytearray | None = None,
+               cancelled: Callable[[], bool] | None = None) -> int:
     """Add the file's bytes ``start:stop`` (``None``: to the end) to ``digest``, read through
-    ``buffer`` (a new one of :data:`HASH_BLOCK` if not given); returns the end reached."""
+    ``buffer`` (a new one of :data:`HASH_BLOCK` if not given); returns the end reached.
+    ``cancelled`` is asked before each read; when it says so, :class:`DigestClosed` is raised."""
     view = memoryview(buffer if buffer is not None else bytearray(HASH_BLOCK))
     handle.seek(start)
     position = start
     while stop is None or position < stop:
+        if cancelled is not None and cancelled():
+            raise DigestClosed(f"hashing of {getattr(handle, 'name', 'a file')} stopped")
         want = len(view) if stop is None else min(len(view), stop - position)
         count = handle.readinto(view[:want])
         if not count:
@@ -90,6 +110,23 @@ def sha256_in_background(path: str) -> Future[str]:
     return future
 
 
+def open_regular(path: str) -> IO[bytes]:
+    """Open a regular file for reading; anything else (a FIFO, whose open would block until a
+    writer comes, a device, a directory) is an OSError."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.fdopen(handle, "rb", buffering=0)
+    except BaseException:
+        os.close(handle)
+        raise
+
+
+#: the end of the hasher's work: the hash is complete
+_END = object()
+
+
 class InputDigest:
     """sha256 of one input file, fed by the blocks its readers read (see the module docstring).
 
@@ -104,80 +141,148 @@ class InputDigest:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        #: readers that will call :meth:`observe`; none means: hash the whole file instead
-        self.observers = 0
-        self._position = 0  # bytes queued for hashing, from the start of the file
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        #: bytes of the arrays whose reads are observed (see :data:`OBSERVED_SHARE`)
+        self.observed_bytes = 0
+        self._handle: IO[bytes] | None
+        try:
+            self._handle = open_regular(path)  # the hasher closes it
+        except OSError:
+            self._handle = None  # the reader will say what is wrong with the path
+        self._changed = threading.Condition()
+        #: the hasher's work in file order: (start, stop) ranges to read, blocks' bytes, _END
+        self._work: deque[Any] = deque()
+        self._blocks = 0  # blocks in _work: each holds memory until it is hashed
+        self._position = 0  # bytes hashed or queued, from the start of the file
+        self._whole = False  # the whole file is queued: blocks are not needed
+        self._ended = False  # _END is queued: nothing more will be added
+        self._cancelled = False
         self._result: Future[str] = Future()
         self._thread: threading.Thread | None = None
-        self._whole = False
-        self._finished = False
+
+    @property
+    def size(self) -> int:
+        """The size of the file the digest opened (0 if it could not)."""
+        return os.fstat(self._handle.fileno()).st_size if self._handle is not None else 0
 
     def hash_whole_file(self) -> None:
         """Hash the file by reading it, in the background, starting now; blocks are ignored."""
-        if self._thread is None:
+        with self._changed:
+            if self._ended or self._cancelled:
+                return
             self._whole = True
-            self._result = sha256_in_background(self.path)
+            self._finish()
 
     def observe(self, offset: int, block: np.ndarray) -> None:
         """``block`` (C-contiguous) holds the file's bytes from ``offset`` on."""
-        if self._whole:
+        if not block.nbytes:
             return
-        data = block.data.cast("B")
-        with self._lock:
-            end = offset + data.nbytes
-            if self._finished or end <= self._position:
-                return  # already hashed
-            self._start()
+        data = block.reshape(-1).view(np.uint8).data  # (a zero-row block has returned above)
+        end = offset + data.nbytes
+        with self._changed:
+            while self._blocks >= QUEUE_DEPTH and not self._stopped:
+                self._changed.wait()  # memory: at most QUEUE_DEPTH blocks wait for the hasher
+            if self._stopped or self._whole or end <= self._position:
+                return  # not needed: already hashed, being read from the file, or given up
             if offset > self._position:
-                self._queue.put((self._position, offset))  # a gap: read from the file
+                self._work.append((self._position, offset))  # a gap: read from the file
             elif offset < self._position:
                 data = data[self._position - offset:]
-            self._queue.put(data)
+            self._work.append(data)
+            self._blocks += 1
             self._position = end
+            self._start()
+            self._changed.notify_all()
 
     def hexdigest(self) -> str:
-        """The file's sha256: waits for the hasher after queueing the rest of the file."""
-        with self._lock:
-            if not self._whole and not self._finished:
-                self._start()
-                self._queue.put((self._position, None))
-                self._queue.put(None)
-            self._finished = True
-        return self._result.result()
+        """The file's sha256: waits for the hasher after queueing the rest of the file.
 
-    def close(self) -> None:
-        """Stop the hasher thread of a job that ends without asking for the digest."""
-        with self._lock:
-            if self._thread is not None and not self._finished:
-                self._queue.put(None)
-            self._finished = True
+        Raises what the hasher met (an OSError reading the file), or :class:`DigestClosed`
+        after :meth:`close`.
+        """
+        with self._changed:
+            if self._cancelled and not self._result.done():
+                raise DigestClosed(f"{self.path}: the digest was closed before it was complete")
+            self._finish()
+        return self._result.result()
 
     def result(self) -> str:
         """The same as :meth:`hexdigest` (the ``Future`` interface :class:`~lstmshape.job.Job`
         waits on)."""
         return self.hexdigest()
 
+    def close(self) -> None:
+        """Stop hashing (at the hasher's next 4 MB at most) and release the file; for a job that
+        ends without asking for the hash, or after it asked."""
+        with self._changed:
+            if self._result.done() or self._cancelled:
+                return
+            self._cancelled = True
+            self._changed.notify_all()
+            if self._thread is None:
+                self._close_handle()
+                self._result.set_exception(DigestClosed(f"{self.path}: closed"))
+
+    # -- the hasher thread ------------------------------------------------------------------------
+    @property
+    def _stopped(self) -> bool:
+        return self._cancelled or self._result.done()
+
+    def _finish(self) -> None:
+        """Queue the rest of the file and the end (under the lock)."""
+        if not self._ended and not self._stopped:
+            self._work.append((self._position, None))
+            self._work.append(_END)
+            self._ended = True
+            self._start()
+            self._changed.notify_all()
+
     def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._hash, name="lstmshape-sha256-in",
-                                            daemon=True)
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._hash, name="lstmshape-sha256-in",
+                                        daemon=True)
+        try:
             self._thread.start()
+        except RuntimeError as err:  # no thread to be had: say so to whoever asks for the hash
+            self._close_handle()
+            self._result.set_exception(err)
+
+    def _next(self) -> Any:
+        with self._changed:
+            while not self._work and not self._cancelled:
+                self._changed.wait()
+            if self._cancelled:
+                raise DigestClosed(f"{self.path}: closed")
+            item = self._work.popleft()
+            if isinstance(item, memoryview):
+                self._blocks -= 1
+                self._changed.notify_all()
+            return item
 
     def _hash(self) -> None:
-        digest = hashlib.sha256()
-        buffer = bytearray(HASH_BLOCK)
         try:
-            with open(self.path, "rb", buffering=0) as handle:
-                while (item := self._queue.get()) is not None:
-                    if isinstance(item, tuple):
-                        start, stop = item
-                        hash_range(handle, digest, start, stop, buffer)
-                    else:
-                        digest.update(item)
+            if self._handle is None:  # could not be opened: now say why
+                self._handle = open_regular(self.path)
+            digest = hashlib.sha256()
+            buffer = bytearray(HASH_BLOCK)
+            while (item := self._next()) is not _END:
+                if isinstance(item, tuple):
+                    start, stop = item
+                    hash_range(self._handle, digest, start, stop, buffer,
+                               lambda: self._cancelled)
+                else:
+                    digest.update(item)
             self._result.set_result(digest.hexdigest())
-        except BaseException as err:  # handed to whoever waits on the result
+        except BaseException as err:  # handed to whoever asks for the hash
             self._result.set_exception(err)
-            while self._queue.get() is not None:  # let observers finish; they are not waited on
-                pass
+        finally:
+            with self._changed:
+                self._work.clear()
+                self._blocks = 0
+                self._changed.notify_all()  # observers waiting for room stop waiting
+            self._close_handle()
+
+    def _close_handle(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

@@ -180,7 +180,8 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
     (:meth:`Source.read_rows`). A 3-D array or a ragged set stays a set of series.
 
     ``digest``: hashes the file from the rows read as they are read, where the layout allows
-    (its ``observers`` counts the arrays that report to it; see :mod:`lstmshape.io.digest`).
+    (its ``observed_bytes`` counts the bytes of the arrays that report to it; see
+    :mod:`lstmshape.io.digest`).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -220,7 +221,7 @@ class Opener:
         inner = array.array if isinstance(array, BatchRows) else array
         watch = getattr(inner, "watch", None)  # file-backed arrays only
         if self.digest is not None and watch is not None and watch(self.digest.observe):
-            self.digest.observers += 1
+            self.digest.observed_bytes += nbytes_of(inner.shape, inner.dtype)
 
     def open(self) -> Source:
         location = self.location

@@ -38,7 +38,7 @@ def sync_file_range() -> StartWriteback | None:
         import ctypes
 
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, no libc, not Linux
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     function.restype = ctypes.c_int
