@@ -168,6 +168,25 @@ def test_bucketing_pads_at_least_forty_percent_less(tmp_path: Path, invoke: Any)
     assert report["samples"] == 1500 and "before bucketing" in report["layout_detail"]
 
 
+def test_a_batch_of_empty_sequences_gets_one_padding_timestep(tmp_path: Path,
+                                                              invoke: Any) -> None:
+    rng = np.random.default_rng(12)
+    seqs = [rng.normal(size=(0 if rng.random() < 0.3 else int(rng.integers(1, 9)), 2))
+            .astype(np.float32) for _ in range(400)]
+    src = write_ragged(tmp_path, "npz-lengths", seqs)
+    out = tmp_path / "out.npz"
+    result = invoke("batch", src, "--size", 32, "--bucket-by-length", "--value", -1, "-o", out)
+    assert result.exit_code == 0, result.output
+    xs, lengths, order = read_batches(out)
+    assert xs[0].shape == (32, 1, 2) and not lengths[0].any()  # sorted: the empty ones first
+    assert (xs[0] == -1).all()
+    assert min(x.shape[1] for x in xs) == 1
+    for x, row_lengths, rows in zip(xs, lengths, np.split(order, np.cumsum([len(x) for x in xs])),
+                                    strict=False):
+        for sample, row, length in zip(rows, x, row_lengths, strict=True):
+            np.testing.assert_array_equal(row[:length], seqs[sample])
+
+
 def test_stateful_rows_continue_on_a_windowed_series(tmp_path: Path, invoke: Any) -> None:
     series = np.arange(2 * 1203, dtype=np.float64).reshape(1203, 2)
     np.save(tmp_path / "series.npy", series)

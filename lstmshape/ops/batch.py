@@ -155,7 +155,9 @@ def fit_widths(lengths: np.ndarray, order: np.ndarray, sizes: np.ndarray, bucket
     else:
         fixed = maxlen if maxlen is not None else width
         widths = np.full(sizes.shape[0], fixed, dtype=np.int64)
-    widths = widths.astype(np.int64)
+    # A batch of empty sequences only still gets one (padding) timestep: an LSTM, and cuDNN in
+    # particular, cannot run on zero timesteps; the rows' lengths stay 0.
+    widths = np.maximum(widths, 1).astype(np.int64)
     return np.minimum(row_lengths, np.repeat(widths, sizes)), widths
 
 
