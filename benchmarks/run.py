@@ -19,8 +19,9 @@ MEM  peak RSS (/usr/bin/time -v) of pad and truncate on a 4 GB dense .npy and of
 START `lstmshape --help` within 2x of `python -c "import numpy"`.
 
 Timings are the best of a few repeats on both sides (the minimum is the least noisy estimate on
-a shared machine: writing ~640 MB makes the page cache's writeback add seconds at random); RSS
-is one run each.
+a shared machine: writing ~640 MB makes the page cache's writeback add seconds at random); the
+end-to-end scripts run round robin, 5 rounds, and their medians are printed too; RSS is one run
+each.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ ROWS: list[tuple[str, str, str, str, str]] = []
 def best_of(function: Callable[[], Any], repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
+        # Every run starts with no dirty data of an earlier run left to write back: otherwise
+        # the kernel's writeback of the previous script's 640 MB output competes with this run
+        # for the two cores and the disk (0.5-1 s at random). Not timed.
+        os.sync()
         start = time.perf_counter()
         result = function()
         best = min(best, time.perf_counter() - start)
@@ -154,24 +159,35 @@ np.save(sys.argv[2], np.zeros((len(lengths), 100, values.shape[1]), values.dtype
 """
 
 
-def bench_end_to_end(values: np.ndarray, lengths: np.ndarray, work: Path) -> None:
+def bench_end_to_end(values: np.ndarray, lengths: np.ndarray, work: Path,
+                     rounds: int = 5) -> None:
     source = work / "w1.h5"
     with h5py.File(source, "w") as h5:
         h5["values"], h5["lengths"] = values, lengths
     out = work / "out.npy"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    ours = run_timed([*LSTMSHAPE, "pad", str(source), "--maxlen", "100", "-o", str(out)],
-                     repeats=3)
-    numpy_s = run_timed([PYTHON, "-c", NUMPY_SCRIPT, str(source), str(work / "np.npy")],
-                        repeats=3)
-    keras_s = run_timed([PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")],
-                        repeats=3, env=env)
+    commands = {
+        "ours": [*LSTMSHAPE, "pad", str(source), "--maxlen", "100", "-o", str(out)],
+        "numpy": [PYTHON, "-c", NUMPY_SCRIPT, str(source), str(work / "np.npy")],
+        "keras": [PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")],
+    }
+    # Round robin, so that every side sees the same machine (page cache, writeback) over time.
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, command in commands.items():
+            times[name].append(run_timed(command, env=env))
+    for name, seconds in times.items():
+        print(f"  E2E {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
     assert np.array_equal(np.load(out, mmap_mode="r")[:1000], np.load(work / "k.npy",
                                                                       mmap_mode="r")[:1000])
+    ours, numpy_s, keras_s = (min(times[name]) for name in commands)
     report("E2E pad W1.h5 -> .npy vs Keras script", f"{ours:.2f}s", f"keras {keras_s:.2f}s",
            keras_s / ours, ">= 5 (speed-up)", keras_s >= 5 * ours)
     report("E2E pad W1.h5 -> .npy vs numpy script", f"{ours:.2f}s", f"numpy {numpy_s:.2f}s",
            ours / numpy_s, "<= 2", ours <= 2 * numpy_s)
+    ours_median, keras_median = (float(np.median(times[name])) for name in ("ours", "keras"))
+    report("E2E same, medians instead of bests (info)", f"{ours_median:.2f}s",
+           f"keras {keras_median:.2f}s", keras_median / ours_median, "for reference", True)
     keras_rss = peak_rss_mb([PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")])
     out_mb = out.stat().st_size / 2**20
     report("MEM Keras script on W1 (peak / output size)", f"{keras_rss:.0f} MB",
