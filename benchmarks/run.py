@@ -20,8 +20,8 @@ START `lstmshape --help` within 2x of `python -c "import numpy"`.
 
 Timings are the best of a few repeats on both sides (the minimum is the least noisy estimate on
 a shared machine: writing ~640 MB makes the page cache's writeback add seconds at random); the
-end-to-end scripts run round robin, 5 rounds, and their medians are printed too; RSS is one run
-each.
+end-to-end scripts run round robin, 5 rounds after one that is not counted, and their medians
+are printed too; RSS is one run each.
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ def best_of(function: Callable[[], Any], repeats: int = 3) -> float:
 
 def run_timed(command: list[str], repeats: int = 1, **kwargs: Any) -> float:
     def once() -> None:
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **kwargs)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              **kwargs)
+        if done.returncode:  # TensorFlow's start-up chatter is shown only when a run fails
+            sys.exit(f"{command[:4]} failed:\n{done.stderr.decode(errors='replace')}")
     return best_of(once, repeats)
 
 
@@ -171,8 +174,11 @@ def bench_end_to_end(values: np.ndarray, lengths: np.ndarray, work: Path,
         "numpy": [PYTHON, "-c", NUMPY_SCRIPT, str(source), str(work / "np.npy")],
         "keras": [PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")],
     }
-    # Round robin, so that every side sees the same machine (page cache, writeback) over time.
+    # Round robin, so that every side sees the same machine (page cache, writeback) over time,
+    # after one round that is not counted (it loads TensorFlow's files into the page cache).
     times: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():
+        run_timed(command, env=env)
     for _ in range(rounds):
         for name, command in commands.items():
             times[name].append(run_timed(command, env=env))
