@@ -614,6 +614,28 @@ def quiet_broken_pipe() -> NoReturn:
     os._exit(EXIT_BROKEN_PIPE)
 
 
+def run() -> NoReturn:
+    """The ``lstmshape`` console script and ``python -m lstmshape``: :func:`main`, then an exit
+    without Python's own teardown (freeing every module and object one by one: ~20 ms, 15% of a
+    small command in a Makefile rule). Everything that matters is done by then: outputs are
+    committed or removed, and stdout/stderr are flushed here."""
+    try:
+        main()
+        code: Any = 0
+    except SystemExit as done:
+        code = done.code
+    if not isinstance(code, int):  # sys.exit("message") prints it, as Python would
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lstmshape`` console script and ``python -m lstmshape``.
 

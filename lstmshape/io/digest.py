@@ -181,8 +181,8 @@ class InputDigest:
         with self._changed:
             while self._blocks >= QUEUE_DEPTH and not self._stopped:
                 self._changed.wait()  # memory: at most QUEUE_DEPTH blocks wait for the hasher
-            if self._stopped or self._whole or end <= self._position:
-                return  # not needed: already hashed, being read from the file, or given up
+            if self._stopped or self._whole or self._ended or end <= self._position:
+                return  # not needed: already hashed, read from the file, or asked for/given up
             if offset > self._position:
                 self._work.append((self._position, offset))  # a gap: read from the file
             elif offset < self._position:
