@@ -305,6 +305,44 @@ def test_dropping_the_old_outputs_cache_never_blocks_or_changes_it(tmp_path: Pat
     drop_page_cache(str(tmp_path / "missing.npy"))
 
 
+def cached_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the page cache, as util-linux's fincore counts them."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fincore") is None:
+        pytest.skip("fincore (util-linux) is not installed")
+    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout.strip())
+
+
+def test_only_an_outputs_own_cache_is_dropped(tmp_path: Path) -> None:
+    import os
+
+    from lstmshape.io.output import drop_page_cache
+
+    def fresh(name: str) -> Path:
+        path = tmp_path / name
+        with open(path, "wb") as handle:
+            handle.write(os.urandom(4 << 20))
+            os.fsync(handle.fileno())  # clean pages: dirty ones are not dropped
+        path.read_bytes()
+        return path
+
+    plain = fresh("plain.npy")
+    drop_page_cache(str(plain))
+    if cached_bytes(plain):
+        pytest.skip("this file system keeps files in memory (tmpfs): nothing to drop")
+    target = fresh("target.npy")
+    (tmp_path / "link.npy").symlink_to(target)
+    drop_page_cache(str(tmp_path / "link.npy"))  # -o link.npy replaces the link, not the target
+    assert cached_bytes(target) == 4 << 20
+    (tmp_path / "second_name.npy").hardlink_to(target)
+    drop_page_cache(str(tmp_path / "second_name.npy"))  # the other name still holds the bytes
+    assert cached_bytes(target) == 4 << 20
+
+
 def test_replacing_an_output_keeps_it_whole_until_the_new_one_is_in(tmp_path: Path,
                                                                      invoke) -> None:
     src = tmp_path / "in.npy"
