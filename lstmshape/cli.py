@@ -628,6 +628,8 @@ def run() -> NoReturn:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
+    if sys.getprofile() or sys.gettrace() or "coverage" in sys.modules:
+        sys.exit(code)  # a profiler, debugger or coverage writes its report at exit: let it
     try:
         sys.stdout.flush()
     except BrokenPipeError:

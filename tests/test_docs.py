@@ -50,3 +50,10 @@ def test_python_dash_m_and_version() -> None:
     done = subprocess.run([sys.executable, "-m", "lstmshape", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and lstmshape.__version__ in done.stdout
+
+
+def test_the_fast_exit_leaves_a_profilers_report_alone() -> None:
+    """The console script skips Python's teardown (os._exit), except under a profiler."""
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-m", "lstmshape", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "function calls" in done.stdout, done.stdout[-500:]
