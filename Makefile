@@ -22,22 +22,24 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The package is installed editable, as a plain path in a .pth ("compat" mode): setuptools'
-# default editable finder costs ~20 ms at every start of every lstmshape command. And it is
-# compiled, or every run whose environment sets PYTHONDONTWRITEBYTECODE (CI images often do)
-# compiles each module again (~40 ms a run).
-EDITABLE := --config-settings editable_mode=compat -e
+# default editable finder costs ~20 ms at every start of every lstmshape command. setuptools
+# calls that mode transitional (and says so at install): when it is gone, the default one is
+# used. The package is compiled too, or every run whose environment sets
+# PYTHONDONTWRITEBYTECODE (CI images often do) compiles each module again (~40 ms a run).
+EDITABLE = $(BIN)/pip install --quiet --config-settings editable_mode=compat -e $(1) \
+	|| $(BIN)/pip install --quiet -e $(1)
 
 $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet $(EDITABLE) .
+	$(call EDITABLE,.)
 	$(BIN)/python -m compileall -q lstmshape
 	touch $@
 
 $(VENV)/.installed-tf: $(VENV)/.installed-base
-	$(BIN)/pip install --quiet $(EDITABLE) '.[tf]'
+	$(call EDITABLE,'.[tf]')
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-tf
-	$(BIN)/pip install --quiet $(EDITABLE) '.[test]'
+	$(call EDITABLE,'.[test]')
 	touch $@
 
 # -- the demo pipeline ---------------------------------------------------------------------------
