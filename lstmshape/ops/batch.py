@@ -155,8 +155,9 @@ def fit_widths(lengths: np.ndarray, order: np.ndarray, sizes: np.ndarray, bucket
     else:
         fixed = maxlen if maxlen is not None else width
         widths = np.full(sizes.shape[0], fixed, dtype=np.int64)
-    # A batch of empty sequences only still gets one (padding) timestep: an LSTM, and cuDNN in
-    # particular, cannot run on zero timesteps; the rows' lengths stay 0.
+    # A batch of empty sequences only still gets one (padding) timestep: Keras' LSTM fails on
+    # zero timesteps ("slice index 0 of dimension 1 out of bounds"). The rows' lengths stay 0,
+    # like the rows --remainder pad adds (fully masked rows; cuDNN's kernel refuses those).
     widths = np.maximum(widths, 1).astype(np.int64)
     return np.minimum(row_lengths, np.repeat(widths, sizes)), widths
 
