@@ -7,6 +7,7 @@ rich's rules: none when the stream is not a terminal, none when ``NO_COLOR`` is 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -32,12 +33,22 @@ HISTOGRAM_WIDTH = 30
 
 # markup=False: keys, paths and names come from the user's files; "[f0, f1]" or an HDF5 key
 # "a[/]" must print as written, not be parsed as rich styles. Styles go through Text objects.
+class PipeConsole(Console):
+    """A Console whose closed pipe (``lstmshape inspect ... | head -1``) is a plain
+    BrokenPipeError, which the CLI turns into a quiet exit 141 like any other write to a closed
+    stdout; rich's own reaction (``on_broken_pipe``, meant to be overridden) is exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
+
+
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)
+    return PipeConsole(file=sys.stdout, highlight=False, soft_wrap=True, markup=False)
 
 
 def stderr_console() -> Console:
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True, markup=False)
+    return PipeConsole(file=sys.stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def warn(message: str) -> None:

@@ -303,6 +303,19 @@ def test_closed_stdout_exit_code_directly(tmp_path: Path) -> None:
     assert stderr == b""
 
 
+def test_closed_stdout_of_inspect_is_141_too(tmp_path: Path) -> None:
+    """``lstmshape inspect IN | head -1``: rich's own reaction to the closed pipe is exit 1."""
+    source = tmp_path / "in.npy"
+    np.save(source, np.ones((40, 10, 3), np.float32))
+    proc = subprocess.Popen([sys.executable, "-m", "lstmshape", "inspect", str(source)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the table is printed
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == b""
+
+
 # ---------------------------------------------------------------------------------------------
 # Concurrency and existing outputs
 
