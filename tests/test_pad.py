@@ -197,3 +197,19 @@ def test_nan_error_names_the_sample_and_timestep(invoke: Any, tmp_path: Path) ->
     assert result.exit_code == 1
     assert "inf at sample 1, timestep 4" in result.output
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_all_empty_sequences_with_maxlen_max_say_so(tmp_path: Path, invoke: Any) -> None:
+    """max (or p95) of sequences that are all empty is 0 timesteps: say that, not '--maxlen 0'."""
+    np.save(tmp_path / "zero_steps.npy", np.zeros((4, 0, 2), np.float32))
+    np.savez(tmp_path / "empty.npz", values=np.zeros((0, 2), np.float32),
+             lengths=np.zeros(5, np.int64))
+    for name in ("zero_steps.npy", "empty.npz"):
+        for maxlen in ("max", "p95"):
+            result = invoke("pad", tmp_path / name, "--maxlen", maxlen, "-o", tmp_path / "x.npy")
+            assert result.exit_code == 1
+            assert "every sequence is empty" in result.output and "--maxlen N" in result.output
+    assert not (tmp_path / "x.npy").exists()
+    explicit = invoke("pad", tmp_path / "empty.npz", "--maxlen", 2, "-o", tmp_path / "x.npy")
+    assert explicit.exit_code == 0
+    assert np.load(tmp_path / "x.npy").shape == (5, 2, 2)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.output import Stream
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
@@ -33,6 +34,10 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         length = resolve_maxlen(maxlen, source.lengths)
+        if length == 0:  # "max" or "pNN" of sequences that are all empty
+            raise InputError(f"{source.location}: every sequence is empty (0 timesteps), so "
+                             f"--maxlen {maxlen} would make 0 timesteps; pass --maxlen N to pad "
+                             f"them to N timesteps anyway")
         target = np.dtype(dtype) if dtype is not None else source.dtype
         check_value_fits(value, target)
         kept = np.minimum(source.lengths, length)
