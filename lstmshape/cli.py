@@ -648,6 +648,12 @@ def main(argv: list[str] | None = None) -> None:
     # that busy-waits for work after import: ~0.1 s of CPU taken from the block pipeline on a
     # 2-core machine (measured with perf). Set before numpy is imported; a user's setting wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Started with stdout or stderr closed (">&-", "2>&-"): Python then has no sys.stdout /
+    # sys.stderr at all. What would go there goes nowhere, which is what the caller asked for;
+    # the exit code still tells what happened.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the whole process
     # SIGTERM (kill, CI timeouts) and SIGHUP (closed terminal) clean up like Ctrl-C does.
     # SIGINT is left to Python's own handler (ignored if the parent ignores it: a background job).
     for signum in (signal.SIGTERM, signal.SIGHUP):

@@ -316,6 +316,23 @@ def test_closed_stdout_of_inspect_is_141_too(tmp_path: Path) -> None:
     assert stderr == b""
 
 
+def test_closed_stdout_or_stderr_descriptors_are_not_a_crash(tmp_path: Path) -> None:
+    """``lstmshape ... >&-`` / ``2>&-`` (the descriptor closed, not a pipe): Python then has no
+    sys.stdout / sys.stderr; the command still runs and its exit code still tells."""
+    source = tmp_path / "in.npy"
+    np.save(source, np.ones((4, 3, 2), np.float32))
+    command = f'"{sys.executable}" -m lstmshape'
+    ok = subprocess.run(["bash", "-c", f"{command} schema >&- 2>&-; echo rc=$?"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.stdout.strip() == "rc=0"
+    made = subprocess.run(["bash", "-c", f'{command} pad "{source}" -o "{tmp_path / "o.npy"}" '
+                           f">&-; echo rc=$?"], capture_output=True, text=True, timeout=60)
+    assert made.stdout.strip() == "rc=0" and (tmp_path / "o.npy").exists(), made.stderr
+    bad = subprocess.run(["bash", "-c", f'{command} pad "{tmp_path / "missing.npy"}" -o x.npy '
+                          f"2>&-; echo rc=$?"], capture_output=True, text=True, timeout=60)
+    assert bad.stdout.strip() == "rc=1"
+
+
 # ---------------------------------------------------------------------------------------------
 # Concurrency and existing outputs
 
