@@ -209,7 +209,7 @@ class Job:
             recorded = recorded_sha256(source.manifest, path)
             if recorded is None or path not in self.hashes:
                 continue
-            if self.hashes[path].result() != recorded:
+            if self.hashes[path].hexdigest() != recorded:
                 raise InputError(f"{path}: does not match its manifest "
                                  f"{source.manifest.get('_path') if source.manifest else ''} "
                                  f"(sha256 differs: the file changed after the manifest was "
@@ -259,7 +259,7 @@ class Job:
         entries = []
         for source in self.sources:
             path = source.location.path
-            digest = self.hashes[path].result() if path in self.hashes else source.sha256
+            digest = self.hashes[path].hexdigest() if path in self.hashes else source.sha256
             for item in source.records:
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries

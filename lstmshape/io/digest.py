@@ -205,11 +205,6 @@ class InputDigest:
             self._finish()
         return self._result.result()
 
-    def result(self) -> str:
-        """The same as :meth:`hexdigest` (the ``Future`` interface :class:`~lstmshape.job.Job`
-        waits on)."""
-        return self.hexdigest()
-
     def close(self) -> None:
         """Stop hashing (at the hasher's next 4 MB at most) and release the file; for a job that
         ends without asking for the hash, or after it asked."""
