@@ -20,15 +20,15 @@ with the report attached -- when one does not. The checks, cheapest first:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
 from ..errors import CheckFailed, InputError
-from ..io.digest import sha256_in_background
+from ..io.digest import InputDigest
 from ..io.location import is_side_file, parse_location
 from ..io.output import same_path
 from ..io.output_reader import ArrayFiles, Block, OutputReader, load_manifest
@@ -121,9 +121,9 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
             report["warnings"] = value_warnings(stats, reader.pad_value)
         head = reader.head(model_samples) if model and geometry_ok else None
         pad_value, side, layout = reader.pad_value, reader.side, reader.layout
-    for file, future in hashes.items():
+    for file, digest in hashes.items():
         expected = next(row["sha256"] for row in files if row["file"] == file)
-        actual = future.result()
+        actual = digest.hexdigest()
         for row in files:
             if row["file"] == file:
                 row["sha256_ok"] = actual == expected
@@ -156,10 +156,11 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
     return report
 
 
-def wait_for_hashes(hashes: dict[str, Future[str]]) -> None:
+def wait_for_hashes(hashes: dict[str, InputDigest]) -> None:
     """Let background hashes finish (quietly) before the files they read are reported on."""
-    for future in hashes.values():
-        future.exception()
+    for digest in hashes.values():
+        with contextlib.suppress(Exception):
+            digest.hexdigest()
 
 
 def display(path: str) -> str:
@@ -173,14 +174,14 @@ def display(path: str) -> str:
 
 
 def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_limit: int,
-                  failures: list[str]) -> tuple[dict[str, Future[str]], list[dict[str, Any]]]:
+                  failures: list[str]) -> tuple[dict[str, InputDigest], list[dict[str, Any]]]:
     """Check each ``outputs`` entry's file, shape and dtype; start hashing each file once."""
     outputs = data.get("outputs")
     if not isinstance(outputs, dict) or not outputs:
         failures.append(f"{manifest_path} lists no outputs")
         return {}, []
     folder = os.path.dirname(os.path.abspath(manifest_path))
-    hashes: dict[str, Future[str]] = {}
+    hashes: dict[str, InputDigest] = {}
     rows: list[dict[str, Any]] = []
     named = [os.path.join(folder, entry["path"]) for entry in outputs.values()
              if isinstance(entry, dict) and isinstance(entry.get("path"), str)]
@@ -211,7 +212,8 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
                 failures.append(f"{display(file)} (outputs.{role}) is missing")
                 continue
             if file not in hashes:
-                hashes[file] = sha256_in_background(file)
+                hashes[file] = InputDigest(file)
+                hashes[file].hash_whole_file()
             try:
                 array = stored.array(file, entry.get("key"))
             except InputError as err:

@@ -93,23 +93,6 @@ def hash_range(handle: Any, digest: Any, start: int, stop: int | None,
     return position
 
 
-def sha256_in_background(path: str) -> Future[str]:
-    """Hash a file on another thread (hashlib releases the GIL) while the command works.
-
-    A daemon thread, so an interrupted command exits at once instead of finishing the hash.
-    """
-    future: Future[str] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(sha256_file(path))
-        except BaseException as err:  # handed to whoever waits on the future
-            future.set_exception(err)
-
-    threading.Thread(target=run, name="lstmshape-sha256", daemon=True).start()
-    return future
-
-
 def open_regular(path: str) -> IO[bytes]:
     """Open a regular file for reading; anything else (a FIFO, whose open would block until a
     writer comes, a device, a directory) is an OSError."""
