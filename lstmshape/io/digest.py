@@ -93,10 +93,11 @@ def hash_range(handle: Any, digest: Any, start: int, stop: int | None,
     return position
 
 
-def open_regular(path: str) -> IO[bytes]:
+def open_regular(path: str, follow_symlinks: bool = True) -> IO[bytes]:
     """Open a regular file for reading; anything else (a FIFO, whose open would block until a
-    writer comes, a device, a directory) is an OSError."""
-    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    writer comes, a device, a directory; a symlink unless ``follow_symlinks``) is an OSError."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow_symlinks else os.O_NOFOLLOW)
+    handle = os.open(path, flags)
     try:
         if not stat.S_ISREG(os.fstat(handle).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)

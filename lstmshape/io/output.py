@@ -26,7 +26,6 @@ import os
 import queue
 import re
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -39,7 +38,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from .arrays import little_endian
-from .digest import sha256_file
+from .digest import open_regular, sha256_file
 from .location import STDIO, Location, is_side_file
 from .npy import NpyWriter
 from .source import read_manifest_beside
@@ -119,26 +118,21 @@ def drop_page_cache(path: str) -> None:
     if advise is None:
         return
     try:  # checked on the open file, not the path: nothing can be swapped in between
-        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+        handle = open_regular(path, follow_symlinks=False)
     except OSError:
-        return  # missing, unreadable, or a symlink (ELOOP)
-    try:
-        info = os.fstat(handle)
-        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and not is_stdin(info):
-            advise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
+        return  # missing, unreadable, not a regular file, or a symlink (ELOOP)
+    with handle, suppress(OSError):
+        info = os.fstat(handle.fileno())
+        if info.st_nlink == 1 and not is_stdin(info):
+            advise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def is_stdin(info: os.stat_result) -> bool:
     """Whether ``info`` is the file on standard input (``lstmshape pad - -o x.npy < x.npy``)."""
     try:
-        stdin = os.fstat(0)
+        return os.path.samestat(os.fstat(0), info)
     except OSError:
         return False
-    return (stdin.st_dev, stdin.st_ino) == (info.st_dev, info.st_ino)
 
 
 def check_writable_folder(path: str) -> None:
