@@ -58,6 +58,11 @@ class NpyHeader:
     def nbytes(self) -> int:
         return nbytes_of(self.shape, self.dtype)
 
+    @property
+    def read_whole(self) -> bool:
+        """Its rows cannot be read a block at a time (Fortran order, pickled objects)."""
+        return self.fortran_order or self.dtype.hasobject
+
 
 def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> NpyHeader:
     """Parse and check the header of an ``.npy`` stream positioned at its first byte.
@@ -165,8 +170,7 @@ def check_budget(header: NpyHeader, memory_limit: int | None, where: str) -> Non
     or an array that is read whole (Fortran order, pickled objects) over it."""
     if memory_limit is None or not header.shape:
         return
-    whole = header.fortran_order or header.dtype.hasobject
-    if whole and header.nbytes > memory_limit:
+    if header.read_whole and header.nbytes > memory_limit:
         order = "pickled object" if header.dtype.hasobject else "Fortran-ordered"
         raise InputError(f"{where}: {order} array of shape {header.shape} ({header.nbytes:,} "
                          f"bytes) is read whole and is over --memory-limit {memory_limit:,}; "
@@ -233,13 +237,13 @@ class NpyFileArray:
     def watch(self, observe: RowObserver) -> bool:
         """Hand each block of rows read, as the file's bytes, to ``observe`` with its offset in
         the file; False (and nothing observed) when the rows are not read as raw bytes."""
-        if self.header.fortran_order or self.header.dtype.hasobject:
+        if self.header.read_whole:
             return False
         self._observe = observe
         return True
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        if self.header.fortran_order or self.header.dtype.hasobject:
+        if self.header.read_whole:
             return np.ascontiguousarray(self._load_whole()[start:stop])
         return read_rows_at(self._file, self.header, start, stop, self.path, self._observe)
 
@@ -282,7 +286,7 @@ def load_npy_bytes(data: bytes, where: str, allow_pickle: bool = False) -> np.nd
     stream = io.BytesIO(data)
     header = read_header(stream, where, allow_pickle)
     check_data_size(header, len(data) - header.data_offset, where)
-    if header.dtype.hasobject or header.fortran_order:
+    if header.read_whole:
         stream.seek(0)
         try:
             loaded: np.ndarray = np.load(stream, allow_pickle=allow_pickle)

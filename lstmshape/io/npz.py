@@ -175,12 +175,16 @@ class NpzMemberArray:
     def dtype(self) -> np.dtype:
         return self.header.dtype
 
+    @property
+    def _read_whole(self) -> bool:
+        """Read whole on first use rather than a block of rows at a time."""
+        return self.header.read_whole or not self.header.shape
+
     def watch(self, observe: RowObserver) -> bool:
         """Hand each block of rows read to ``observe`` with its offset in the archive file; only
         a stored (uncompressed) member's rows are the archive's own bytes."""
         info = self.archive.members[self.key]
-        if (info.compress_type != zipfile.ZIP_STORED or self.header.dtype.hasobject
-                or self.header.fortran_order or not self.header.shape):
+        if info.compress_type != zipfile.ZIP_STORED or self._read_whole:
             return False
         with member_errors(self.where):
             start = self.archive.data_start(info)
@@ -192,7 +196,7 @@ class NpzMemberArray:
         return True
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        if self.header.dtype.hasobject or self.header.fortran_order or not self.header.shape:
+        if self._read_whole:
             return np.ascontiguousarray(self._load_whole()[start:stop])
         with member_errors(self.where):
             return read_rows_at(self._stream, self.header, start, stop, self.where,
