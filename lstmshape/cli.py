@@ -261,7 +261,7 @@ def run_transform(label: str, kwargs: dict[str, Any],
             output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
-            progress=callback, notes=notes, nan=kwargs.pop("nan"))
+            progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"))
         manifest = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
         from . import render

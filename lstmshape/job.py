@@ -21,15 +21,17 @@ Example (a command that copies its input)::
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError, OutputError
 from .io.digest import OBSERVED_SHARE, InputDigest
-from .io.location import Location, parse_location
+from .io.location import Location, parse_location, same_path
 from .io.output import (
     ArrayData,
     OutputSet,
@@ -38,7 +40,6 @@ from .io.output import (
     check_writable_folder,
     release_cache,
     remove_stale,
-    same_path,
     side_files_of,
     stale_candidates,
 )
@@ -50,8 +51,7 @@ from .io.source import (
     Source,
     open_source,
 )
-from .manifest import FileEntry, ManifestData, dumps, history_from, render
-from .sequences import SequenceSet
+from .manifest import FileEntry, ManifestData, dumps, history_from, relative, render
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
@@ -76,8 +76,13 @@ class IOOptions:
     progress: ProgressCallback | None = None
     #: ``"error"``: refuse NaN/inf in real timesteps (``--nan error``); ``"keep"``: pass them on.
     nan: str = "keep"
-    #: Warnings for the user (pad value collisions, ignored manifests); the CLI prints them.
-    notes: list[str] = field(default_factory=list)
+    #: Called with each warning for the user (pad value collisions, a missing lengths file);
+    #: without it, warnings go through Python's :mod:`warnings` as :class:`LstmshapeWarning`.
+    on_warning: Callable[[str], None] | None = None
+
+
+class LstmshapeWarning(UserWarning):
+    """A warning about the data (``Warning: ...`` on the command line)."""
 
 
 @dataclass
@@ -86,7 +91,6 @@ class Result:
 
     arrays: list[tuple[str, ArrayData]]
     manifest: ManifestData
-    notes: list[str] = field(default_factory=list)
 
 
 class Job:
@@ -100,7 +104,8 @@ class Job:
         self.manifest_path = self.plan_manifest_path()
         self.sources: list[Source] = []
         self.hashes: dict[str, InputDigest] = {}
-        self.notes = options.notes
+        # warn() is called from the prefetch thread too (streamed blocks find collisions)
+        self.warning_lock = threading.Lock()
         outputs = [options.output]
         if self.manifest_path is not None:
             outputs.append(self.manifest_path)
@@ -121,6 +126,14 @@ class Job:
                 paths.append(location.path + ".json")
                 paths.extend(side_files_of(location.path))
         return paths
+
+    def warn(self, message: str) -> None:
+        """Tell the user something about the data; safe to call from any thread."""
+        with self.warning_lock:
+            if self.options.on_warning is not None:
+                self.options.on_warning(message)
+            else:
+                warnings.warn(message, LstmshapeWarning, stacklevel=2)
 
     def plan_manifest_path(self) -> str | None:
         if self.options.no_manifest:
@@ -143,13 +156,16 @@ class Job:
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
                              lengths_file=self.options.lengths if with_lengths else None,
-                             digest=digest)
-        if self.options.nan == "error":
-            refuse_non_finite(source)
+                             digest=digest, nan=self.options.nan)
         self.sources.append(source)
-        self.notes.extend(source.notes)
+        for note in source.notes:
+            self.warn(note)
         if digest is not None and digest.observed_bytes < OBSERVED_SHARE * digest.size:
             digest.hash_whole_file()  # little is read as raw file bytes: read it all to hash it
+        for item in source.records:  # files read beside it: --lengths, IN.y.npy
+            if item.path not in self.hashes and item.path != location.path:
+                self.hashes[item.path] = InputDigest(item.path)
+                self.hashes[item.path].hash_whole_file()
         return source
 
     @property
@@ -164,6 +180,26 @@ class Job:
             yield start, stop
             if self.options.progress is not None:
                 self.options.progress(stop, source.n_samples)
+
+    def targets(self, source: Source, index: np.ndarray | None = None) -> Stream | None:
+        """The source's targets in output order, ``y[index]`` (every row when ``index`` is
+        None; zeros where ``index`` is -1, a pad row), read and handed out a block of rows at a
+        time within the budget -- never the whole array. None when the source has no targets.
+        """
+        stored = source.targets
+        if stored is None:
+            return None
+        order = np.arange(source.n_samples) if index is None else np.asarray(index, np.int64)
+        row_shape, dtype = tuple(stored.shape[1:]), stored.dtype
+        row_bytes = max(int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize, 1)
+        rows_per_block = max(self.block_bytes // row_bytes, 1)
+
+        def blocks() -> Iterator[np.ndarray]:
+            for start in range(0, len(order), rows_per_block):
+                yield read_rows_at(stored.read_rows, order[start:start + rows_per_block],
+                                   row_shape, dtype, rows_per_block)
+
+        return Stream((len(order), *row_shape), dtype, blocks())
 
     def history(self) -> list[dict[str, Any]]:
         return history_from([source.manifest for source in self.sources])
@@ -184,9 +220,11 @@ class Job:
                     code = PADDING_SIDE_CODES[padding["side"]]
                     arrays = [*arrays, (PADDING_SIDE_KEY, np.array([code], np.uint8))]
                 entries = self.write_arrays(outputs, arrays)
-                self.notes.extend(result.notes)  # after writing: streamed blocks add notes
                 data = result.manifest
                 data.inputs = self.input_entries()
+                if self.options.lengths is not None:  # it changes the output: a parameter too
+                    data.params["lengths"] = relative(self.options.lengths,
+                                                      self.manifest_path or self.options.output)
                 self.check_input_manifests()
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)
@@ -206,12 +244,11 @@ class Job:
         manifest was written): its true lengths and names would be applied to unrelated data."""
         for source in self.sources:
             path = source.location.path
-            recorded = recorded_sha256(source.manifest, path)
-            if recorded is None or path not in self.hashes:
+            if source.manifest is None or path not in self.hashes:
                 continue
-            if self.hashes[path].hexdigest() != recorded:
-                raise InputError(f"{path}: does not match its manifest "
-                                 f"{source.manifest.get('_path') if source.manifest else ''} "
+            recorded = source.manifest.recorded_sha256(path)
+            if recorded is not None and self.hashes[path].hexdigest() != recorded:
+                raise InputError(f"{path}: does not match its manifest {source.manifest.path} "
                                  f"(sha256 differs: the file changed after the manifest was "
                                  f"written); remake it, or delete the stale manifest")
 
@@ -258,57 +295,36 @@ class Job:
     def input_entries(self) -> list[FileEntry]:
         entries = []
         for source in self.sources:
-            path = source.location.path
-            digest = self.hashes[path].hexdigest() if path in self.hashes else source.sha256
             for item in source.records:
+                digest = (self.hashes[item.path].hexdigest() if item.path in self.hashes
+                          else source.sha256)  # stdin: hashed as it was read
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries
 
 
-def refuse_non_finite(source: Source) -> None:
-    """Make every block read from ``source`` fail on NaN or inf, naming where it is."""
-    if source.dtype.kind != "f":
-        return
-    read = source.block_reader
+def read_rows_at(read_rows: Callable[[int, int], np.ndarray], index: np.ndarray,
+                 row_shape: tuple[int, ...], dtype: np.dtype, span_rows: int) -> np.ndarray:
+    """Rows ``index`` of a stored array (zeros where ``index`` is -1): one read of the whole
+    span when it is at most ``span_rows`` rows, else one read per run of consecutive rows.
 
-    def checked(start: int, stop: int) -> SequenceSet:
-        block = read(start, stop)
-        bad = np.flatnonzero(~np.isfinite(block.values).all(axis=1))
-        if bad.size:
-            row = int(bad[0])
-            ends = np.cumsum(block.lengths)
-            sample = int(np.searchsorted(ends, row, side="right"))
-            step = row - (int(ends[sample - 1]) if sample else 0)
-            value = block.values[row][~np.isfinite(block.values[row])][0]
-            raise InputError(f"{source.location}: {value} at sample {start + sample}, timestep "
-                             f"{step} (--nan error refuses NaN and inf)")
-        return block
-
-    source.block_reader = checked
-    rows = source.row_reader
-    if rows is not None:  # a long series, read by row ranges (window)
-        def checked_rows(start: int, stop: int) -> np.ndarray:
-            values = rows(start, stop)
-            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
-            if bad.size:
-                raise InputError(f"{source.location}: NaN or inf at timestep "
-                                 f"{start + int(bad[0])} (--nan error refuses NaN and inf)")
-            return values
-
-        source.row_reader = checked_rows
-
-
-def recorded_sha256(manifest: dict[str, Any] | None, path: str) -> str | None:
-    """The sha256 a manifest records for the output file at ``path``, if it lists it."""
-    if not manifest:
-        return None
-    folder = os.path.dirname(os.path.abspath(manifest.get("_path", path)))
-    for entry in (manifest.get("outputs") or {}).values():
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and \
-                same_path(os.path.join(folder, entry["path"]), path):
-            digest = entry.get("sha256")
-            return digest if isinstance(digest, str) else None
-    return None
+    Example:
+        >>> data = np.arange(10) * 10
+        >>> read_rows_at(lambda a, b: data[a:b], np.array([3, 4, -1, 8]), (), data.dtype, 2)
+        array([30, 40,  0, 80])
+    """
+    out = np.zeros((len(index), *row_shape), dtype=dtype)
+    real = index >= 0
+    if not real.any():
+        return out
+    wanted = np.unique(index[real])
+    low, high = int(wanted[0]), int(wanted[-1]) + 1
+    if high - low <= span_rows:
+        out[real] = read_rows(low, high)[index[real] - low]
+        return out
+    runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1)
+    found = np.concatenate([read_rows(int(run[0]), int(run[-1]) + 1) for run in runs])
+    out[real] = found[np.searchsorted(wanted, index[real])]
+    return out
 
 
 def entry_for(path: str, key: str | None, data: ArrayData, digest: str | None) -> FileEntry:

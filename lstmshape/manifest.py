@@ -15,6 +15,10 @@ the same run gives the same bytes) that says what the output is and how it was m
 * ``history``: the manifests of the inputs' own steps, oldest first.
 
 :data:`JSON_SCHEMA` is the JSON Schema of that object (``lstmshape schema`` prints it).
+
+:class:`Manifest` is the one reader of a manifest file: every question about an existing
+manifest (true lengths, pad value, padding side, feature names, which side file a role names and
+whether it may be read, the sha256 it records) is a method on it. Nothing else parses one.
 """
 
 from __future__ import annotations
@@ -28,11 +32,23 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .errors import InputError
+from .io.location import is_side_file, same_path
+from .sequences import Side
 
 SCHEMA_ID = "lstmshape/manifest-v1"
 LAYOUT = ["samples", "timesteps", "features"]
-#: Keys an input's manifest carries that are not copied into the next step's history entry.
-PRIVATE_KEYS = ("_path", "history")
+#: The manifest of ``OUT`` is ``OUT`` + this suffix unless ``--manifest`` names another file.
+MANIFEST_SUFFIX = ".json"
+#: A manifest larger than this is refused unread (lstmshape's are a few KB).
+MAX_MANIFEST_BYTES = 16 * 10**6
+#: How a manifest lstmshape wrote begins (sorted keys, 2-space indent), and what it holds: an
+#: unparsable ``IN.json`` that looks like this is a damaged manifest, not someone else's file.
+MANIFEST_START = b'{\n  "'
+SCHEMA_MARK = b'"' + SCHEMA_ID.encode() + b'"'
+#: Types of the keys lstmshape reads back from a manifest; any other type means damage.
+READ_KEY_TYPES: dict[str, type] = {"outputs": dict, "history": list, "padding": dict,
+                                   "feature_names": list, "params": dict}
 
 
 @dataclass
@@ -90,15 +106,183 @@ def relative(path: str, manifest_path: str) -> str:
     return os.path.relpath(os.path.abspath(path), folder)
 
 
-def history_from(input_manifests: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+def history_from(input_manifests: list[Manifest | None]) -> list[dict[str, Any]]:
     """The history of a new step: each input's history, then that input's own step."""
     history: list[dict[str, Any]] = []
     for manifest in input_manifests:
         if manifest is None:
             continue
-        history.extend(manifest.get("history") or [])
-        history.append({k: v for k, v in manifest.items() if k not in PRIVATE_KEYS})
+        history.extend(manifest.data.get("history") or [])
+        history.append({k: v for k, v in manifest.data.items() if k != "history"})
     return history
+
+
+def side_file_path(output: str, role: str) -> str:
+    """Where the array ``role`` of an ``.npy`` output lies: ``OUT.<role>.npy``, beside it."""
+    return f"{output}.{role}.npy"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest-v1 read from a file: ``data`` is its JSON object, ``path`` where it lies.
+
+    Build one with :meth:`from_file` (the manifest must exist) or :meth:`beside` (the
+    ``PATH.json`` an earlier step may have left beside an input); both check the keys lstmshape
+    reads, each raising :class:`~lstmshape.errors.InputError` with the bad value shown.
+
+    Example:
+        >>> import json, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy.json")
+        >>> _ = open(path, "w").write(json.dumps({"schema": SCHEMA_ID, "padding":
+        ...                                        {"side": "pre", "value": "nan"}}))
+        >>> m = Manifest.from_file(path)
+        >>> m.side, m.pad_value, m.feature_names(2)
+        ('pre', nan, ['f0', 'f1'])
+    """
+
+    path: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_file(cls, path: str, described: str | None = None) -> Manifest:
+        """The manifest at ``path``; one clear error if it is missing, unreadable or not ours.
+
+        ``described``: the data file it was asked for, named in the message when it is missing.
+        """
+        where = described or path
+        if not os.path.isfile(path):
+            raise InputError(f"{where}: no manifest {path} (re-run the lstmshape command that "
+                             f"wrote it, or name it with --manifest)")
+        text = cls._read(path, where)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise InputError(f"{path}: not a readable JSON manifest") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+            raise InputError(f"{path}: not an lstmshape manifest (expected \"schema\": "
+                             f"\"{SCHEMA_ID}\")")
+        return cls(path, data).checked()
+
+    @classmethod
+    def beside(cls, data_path: str) -> Manifest | None:
+        """The manifest ``PATH.json`` an earlier lstmshape step wrote beside ``data_path``.
+
+        None when there is none, or when the file is someone else's JSON (not ours to read); an
+        error when it is ours and damaged: silently ignoring it would drop the true lengths.
+        """
+        path = data_path + MANIFEST_SUFFIX
+        if not os.path.isfile(path):
+            return None
+        text = cls._read(path, data_path)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            if text.startswith(MANIFEST_START) or SCHEMA_MARK in text[:65536]:
+                raise InputError(f"{path}: damaged manifest (not valid JSON) beside "
+                                 f"{data_path}; remake it, or move or delete it") from None
+            return None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+            return None
+        return cls(path, data).checked()
+
+    @staticmethod
+    def _read(path: str, where: str) -> bytes:
+        size = os.path.getsize(path)
+        if size > MAX_MANIFEST_BYTES:  # lstmshape's own are a few KB; never parse a huge one
+            raise InputError(f"{path}: {size:,} bytes, too large for a manifest of {where}; "
+                             f"move or delete it")
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except OSError as err:
+            raise InputError(f"{path}: cannot read the manifest of {where} "
+                             f"({err.strerror or err}); fix its permissions, or move or delete "
+                             f"it") from None
+
+    def checked(self) -> Manifest:
+        """Itself, once every key lstmshape reads back has the type the schema gives it."""
+        for key, kind in READ_KEY_TYPES.items():
+            if self.data.get(key) is not None and not isinstance(self.data[key], kind):
+                raise InputError(f"{self.path}: damaged manifest: {key!r} is a "
+                                 f"{type(self.data[key]).__name__}; move or delete it")
+        value = (self.data.get("padding") or {}).get("value", 0)
+        if not ((isinstance(value, int | float) and not isinstance(value, bool))
+                or value in ("nan", "inf", "-inf")):
+            raise InputError(f"{self.path}: damaged manifest: padding value {value!r} is not a "
+                             f"number; move or delete it")
+        return self
+
+    # -- what it says ----------------------------------------------------------------------------
+    @property
+    def command(self) -> str | None:
+        command = self.data.get("command")
+        return command if isinstance(command, str) else None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.data.get("params") or {})
+
+    @property
+    def pad_value(self) -> float | None:
+        """``padding.value`` as a float (``"nan"`` -> NaN); None when nothing is padded."""
+        padding = self.data.get("padding")
+        if not isinstance(padding, dict) or "value" not in padding:
+            return None
+        return float(padding["value"])  # checked(): a number or "nan"/"inf"/"-inf"
+
+    @property
+    def side(self) -> Side:
+        """Where the padding is: ``"pre"``, or ``"post"`` (also when nothing is padded)."""
+        padding = self.data.get("padding")
+        return "pre" if isinstance(padding, dict) and padding.get("side") == "pre" else "post"
+
+    def feature_names(self, count: int) -> list[str]:
+        """The recorded names when there is one per feature, else ``f0, f1, ...``."""
+        names = self.data.get("feature_names")
+        if isinstance(names, list) and len(names) == count:
+            return [str(name) for name in names]
+        return [f"f{i}" for i in range(count)]
+
+    @property
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        """The ``outputs`` entries that have a path (the others are damage verify reports)."""
+        return {role: entry for role, entry in (self.data.get("outputs") or {}).items()
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str)}
+
+    def file_of(self, role: str) -> str | None:
+        """The file ``outputs.<role>`` names, resolved against the manifest's folder."""
+        entry = self.outputs.get(role)
+        if entry is None:
+            return None
+        folder = os.path.dirname(os.path.abspath(self.path))
+        return os.path.normpath(os.path.join(folder, entry["path"]))
+
+    def side_file(self, role: str, output: str) -> str | None:
+        """The ``OUT.<role>.npy`` file of the ``.npy`` output ``output``, if it may be read.
+
+        The one rule: lstmshape writes an ``.npy`` output's other arrays only as
+        ``OUT.<role>.npy`` beside it, so that is the only file read for ``role`` -- a manifest
+        that names another one (``../secret``, ``sub/l.npy``) is refused, not followed. Without
+        an entry the file is read when it exists (``OUT.y.npy`` is written even without a
+        manifest: it is data, not metadata).
+        """
+        conventional = side_file_path(output, role)
+        named = self.file_of(role)
+        if named is not None and not is_side_file(named, output):
+            raise InputError(f"{self.path}: outputs.{role}.path "
+                             f"{self.outputs[role]['path']!r} is not {output}'s own "
+                             f"{os.path.basename(conventional)}; lstmshape reads only that file "
+                             f"-- remake the output, or move or delete the manifest")
+        return conventional if os.path.isfile(conventional) else None
+
+    def recorded_sha256(self, path: str) -> str | None:
+        """The sha256 recorded for the output file at ``path``, if the manifest lists it."""
+        for role in self.outputs:
+            named = self.file_of(role)
+            if named is not None and same_path(named, path):
+                digest = self.outputs[role].get("sha256")
+                return digest if isinstance(digest, str) else None
+        return None
 
 
 def render(data: ManifestData, manifest_path: str) -> dict[str, Any]:

@@ -15,8 +15,9 @@ Train straight from what ``pad``, ``window`` or ``batch`` wrote, without loading
 Importing this module does not import TensorFlow: :func:`dataset` does, on its first call, and
 raises :class:`TensorFlowMissing` (``pip install 'lstmshape[tf]'``) when it is not installed.
 
-The readers here (:class:`OutputReader`, :class:`ArrayFiles`) need no TensorFlow; ``verify``
-uses them too, so both read every output layout the same way:
+Outputs are read by the one reader every command uses
+(:func:`lstmshape.io.source.open_source`), so the dataset holds exactly what ``pad``,
+``verify`` and ``inspect`` see:
 
 =============  =====================================================================  =========
 layout         stored as                                                               elements
@@ -27,7 +28,7 @@ layout         stored as                                                        
 ``ragged``     ``.npz``/``.h5`` ``values (sum(len), F)`` + ``lengths`` (or             one sample,
                ``row_splits``/``offsets``)                                            batches
                                                                                       padded
-``batched``    ``lstmshape batch``: ``.npz``/``.h5`` ``x_000000``, ``lengths_000000``  one stored
+``batches``    ``lstmshape batch``: ``.npz``/``.h5`` ``x_000000``, ``lengths_000000``  one stored
                (``y_000000``), ...; or ``.npy`` ``(num_batches, B, T, F)``             batch
 =============  =====================================================================  =========
 """
@@ -46,22 +47,14 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, LstmshapeError
-from .io.output_reader import (
-    DEFAULT_BLOCK_BYTES,
-    ArrayFiles,
-    Block,
-    OutputReader,
-    StoredBatch,
-    load_manifest,
-)
-from .io.source import pad_value_of, side_of
+from .io.source import Source, open_source
 
 INSTALL_HINT = "pip install 'lstmshape[tf]'"
-#: The TensorFlow-free readers live in lstmshape.io.output_reader; importable from here too.
-__all__ = ["INSTALL_HINT", "ArrayFiles", "Block", "OutputReader", "StoredBatch",
-           "TensorFlowMissing", "dataset", "import_tensorflow", "load_manifest", "pad_value_of",
-           "quiet_stderr", "side_of", "tensorflow_available"]
+__all__ = ["INSTALL_HINT", "TensorFlowMissing", "dataset", "import_tensorflow", "quiet_stderr",
+           "tensorflow_available"]
 DEFAULT_BATCH_SIZE = 32
+#: Bytes of samples one read hands to tf.data (and, with shuffle, one shuffle buffer's worth).
+DEFAULT_BLOCK_BYTES = 16 * 10**6
 
 
 class TensorFlowMissing(LstmshapeError):
@@ -172,18 +165,20 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         [(2, 4, 2), (2, 4, 2), (1, 4, 2)]
     """
     tf, _ = import_tensorflow(purpose="lstmshape.tf.dataset")
-    with OutputReader(path, manifest=manifest) as reader:
-        layout = reader.layout
-        features, timesteps, samples = reader.features, reader.timesteps, reader.samples
-        stored_dtype = reader.dtype
-        target_shape, target_dtype = reader.target_shape(), reader.target_dtype()
-        num_batches = reader.num_batches
-        stateful = bool(((reader.manifest or {}).get("params") or {}).get("stateful"))
-        fill = pad_value if pad_value is not None else reader.pad_value
-        row_bytes = max((timesteps or max(int(reader.lengths.mean()) if samples and
-                                          layout == "ragged" else 1, 1))
+    with open_source(path, manifest=manifest) as source:
+        batched = bool(source.batches)
+        ragged = not batched and source.timesteps is None
+        features, timesteps, samples = source.n_features, source.timesteps, source.n_samples
+        stored_dtype = source.dtype
+        target_shape = source.target_shape
+        target_dtype = None if source.targets is None else source.targets.dtype
+        num_batches = len(source.batches)
+        stateful = source.manifest is not None and bool(source.manifest.params.get("stateful"))
+        fill = pad_value if pad_value is not None else source.pad_value
+        row_bytes = max((timesteps or max(int(source.lengths.mean()) if samples and ragged
+                                          else 1, 1))
                         * features * stored_dtype.itemsize, 1)
-    if layout == "batched":
+    if batched:
         if batch_size is not None:
             raise InputError(f"{path}: already batched by 'lstmshape batch' ({num_batches} "
                              f"batches); leave batch_size out")
@@ -198,18 +193,18 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
     epochs = itertools.count()
 
     def generate() -> Iterator[Any]:
-        # A fresh reader per epoch: tf.data runs this on its own thread, and each epoch draws
+        # A fresh source per epoch: tf.data runs this on its own thread, and each epoch draws
         # its own block order from (seed, epoch).
         rng = np.random.default_rng([seed, next(epochs)]) if shuffle else None
-        with OutputReader(path, manifest=manifest) as epoch_reader:
-            for block in epoch_reader.blocks(block_bytes, rng):
-                x: Any = block.x.astype(x_dtype, copy=False)
-                if layout == "ragged":
-                    x = tf.RaggedTensor.from_row_lengths(x, block.lengths, validate=False)
-                yield (x, block.y) if has_y else x
+        with open_source(path, manifest=manifest) as epoch_source:
+            for x, lengths, y in stored_blocks(epoch_source, block_bytes, rng):
+                x = x.astype(x_dtype, copy=False)
+                if ragged:
+                    x = tf.RaggedTensor.from_row_lengths(x, lengths, validate=False)
+                yield (x, y) if has_y else x
 
     tf_x_dtype = tf.as_dtype(x_dtype)
-    if layout == "ragged":
+    if ragged:
         x_spec = tf.RaggedTensorSpec(shape=(None, None, features), dtype=tf_x_dtype,
                                      ragged_rank=1, row_splits_dtype=tf.int64)
     else:
@@ -220,12 +215,12 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         signature = (x_spec, tf.TensorSpec(shape=(None, *target_shape),
                                            dtype=tf.as_dtype(target_dtype)))
     data = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    if layout == "batched":  # with shuffle, the generator permutes the stored batches
+    if batched:  # with shuffle, the generator permutes the stored batches
         count = num_batches
     else:
         assert batch_size is not None
         data = data.unbatch()
-        if layout == "ragged":
+        if ragged:
             def dense(x: Any, *rest: Any) -> Any:
                 # unbatch leaves ragged_rank-0 pieces, which padded_batch refuses
                 x = x.flat_values if isinstance(x, tf.RaggedTensor) else x
@@ -236,7 +231,7 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
             buffer = shuffle_buffer or max(batch_size, block_bytes // row_bytes)
             data = data.shuffle(min(buffer, max(samples, 1)), seed=seed,
                                 reshuffle_each_iteration=True)
-        if layout == "ragged":
+        if ragged:
             fill_value = 0.0 if fill is None or (math.isnan(fill) and x_dtype.kind != "f") \
                 else fill
             x_fill = tf.constant(fill_value, dtype=tf_x_dtype)
@@ -250,3 +245,40 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
     # A known length lets Keras show progress and size epochs on the first pass.
     data = data.apply(tf.data.experimental.assert_cardinality(count))
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def stored_blocks(source: Source, block_bytes: int, rng: np.random.Generator | None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(x, lengths, y)`` blocks as the output stores them: a dense ``(n, T, F)`` block, flat
+    ragged ``values``, or one stored batch at a time (batched outputs).
+
+    With ``rng``, the blocks come in a random order and the samples inside each block are
+    permuted (batched outputs: only the order of the batches), so that a shuffle buffer of one
+    block's samples mixes the whole file without reading it all into memory.
+    """
+    if source.batches:
+        order = np.arange(len(source.batches))
+        if rng is not None:
+            order = rng.permutation(order)
+        for index in order:
+            start, stop, width = source.batches[int(index)]
+            yield (source.read_dense(start, stop, width), source.lengths[start:stop],
+                   source.read_targets(start, stop))
+        return
+    bounds = source.block_bounds(block_bytes)
+    if rng is not None:
+        bounds = [bounds[int(i)] for i in rng.permutation(len(bounds))]
+    for start, stop in bounds:
+        y = source.read_targets(start, stop)
+        perm = rng.permutation(stop - start) if rng is not None else None
+        if source.timesteps is None:
+            block = source.read_block(start, stop)
+            if perm is not None:
+                block = block.take(perm)
+                y = None if y is None else y[perm]
+            yield block.values, block.lengths, y
+        else:
+            x, lengths = source.read_dense(start, stop), source.lengths[start:stop]
+            if perm is not None:
+                x, lengths, y = x[perm], lengths[perm], None if y is None else y[perm]
+            yield x, lengths, y

@@ -18,7 +18,8 @@ import sys
 from typing import Any
 
 import lstmshape.tf
-from lstmshape.tf import OutputReader, import_tensorflow
+from lstmshape.io.source import open_source
+from lstmshape.tf import import_tensorflow
 
 EPOCHS = 1
 UNITS = 8
@@ -42,11 +43,11 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     path = argv[1]
-    with OutputReader(path) as output:
-        input_shape, pad_value = output.input_shape, output.pad_value
-        target_shape = output.target_shape()
-        batched = output.layout == "batched"
-        stateful = bool(((output.manifest or {}).get("params") or {}).get("stateful"))
+    with open_source(path) as output:  # the reader every lstmshape command uses
+        input_shape = [output.timesteps, output.n_features]
+        pad_value, target_shape = output.pad_value, output.target_shape
+        batched = bool(output.batches)
+        stateful = output.manifest is not None and bool(output.manifest.params.get("stateful"))
     tf, keras = import_tensorflow(quiet=True)  # no TensorFlow start-up noise in make's log
     keras.utils.set_random_seed(SEED)
     data = lstmshape.tf.dataset(path, batch_size=None if batched else BATCH_SIZE,

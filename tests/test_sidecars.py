@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import files_in, write_ragged
 
 
@@ -91,11 +92,12 @@ def test_planted_old_manifest_cannot_delete_files_elsewhere(tmp_path: Path,
     assert precious.exists()
 
 
-def test_dataset_reader_ignores_side_files_outside_the_output(tmp_path: Path,
-                                                              invoke: Any) -> None:
+def test_no_reader_follows_a_manifest_to_side_files_outside_the_output(tmp_path: Path,
+                                                                       invoke: Any) -> None:
     import json
 
-    from lstmshape.tf import OutputReader
+    from lstmshape.errors import InputError
+    from lstmshape.io.source import open_source
 
     src = ragged_source(tmp_path)
     (tmp_path / "out").mkdir()
@@ -105,8 +107,14 @@ def test_dataset_reader_ignores_side_files_outside_the_output(tmp_path: Path,
     manifest = json.loads(Path(f"{out}.json").read_text())
     manifest["outputs"]["lengths"]["path"] = "../s.npy"
     Path(f"{out}.json").write_text(json.dumps(manifest))
-    with OutputReader(str(out)) as reader:
-        assert reader.side_file("lengths") == f"{out}.lengths.npy"
+    # pad, verify, inspect and the framework bridges all read through open_source: one answer
+    with pytest.raises(InputError, match="reads only that file"):
+        open_source(str(out))
+    for command in (["pad", out, "-o", tmp_path / "again.npy"], ["verify", out, "--no-model"],
+                    ["inspect", out]):
+        result = invoke(*command)
+        assert result.exit_code == 1 and "s.npy" in result.output, command
+        assert "hunter2" not in result.output
 
 
 def test_a_damaged_manifest_beside_an_input_is_reported(tmp_path: Path, invoke: Any) -> None:

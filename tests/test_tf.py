@@ -256,7 +256,7 @@ def test_masking_hides_post_padding(invoke: Any, tmp_path: Path, rng: np.random.
 
 def test_importing_lstmshape_tf_does_not_import_tensorflow() -> None:
     code = ("import sys, lstmshape; lstmshape.tf\n"
-            "from lstmshape.tf import dataset, OutputReader\n"
+            "from lstmshape.tf import dataset\n"
             "print('HEAVY', [m for m in ('tensorflow', 'keras') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)

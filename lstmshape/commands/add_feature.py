@@ -59,18 +59,17 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         new_names = feature_names(base, extras, widths, list(names))
         features = base.n_features + sum(widths)
         out_step = features * dtype.itemsize
-        notes: list[str] = []
         dtypes = dict(zip(where, input_dtypes(base, extras), strict=True))
         if promoted:
             listed = ", ".join(f"{w} {d}" for w, d in dtypes.items())
-            notes.append(f"mixed integer and float inputs ({listed}): the output is {dtype}")
+            job.warn(f"mixed integer and float inputs ({listed}): the output is {dtype}")
         for extra, mode in zip(extras, modes, strict=True):
             # (N, k) with k < T reads as k timesteps of one feature, filled to T -- or was it
             # k values per sample? Both are legal; say which was taken.
             if (mode == "rows" and len(extra.records[0].shape) == 2
                     and extra.timesteps is not None and base.timesteps is not None
                     and extra.timesteps < base.timesteps):
-                notes.append(f"{extra.location}: shape {extra.records[0].shape} taken as "
+                job.warn(f"{extra.location}: shape {extra.records[0].shape} taken as "
                              f"{extra.timesteps} timesteps of one feature, filled to "
                              f"{base.timesteps} with {fill:g}; if it is one row of values per "
                              f"sample, pass --static")
@@ -90,7 +89,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         else:
             arrays = [("values", Stream((int(lengths.sum()), features), dtype, blocks())),
                       ("lengths", lengths)]
-        targets = base.read_targets(0, base.n_samples)
+        targets = job.targets(base)
         if targets is not None:
             arrays.append(("y", targets))
         padded = base.timesteps is not None and (bool(np.any(lengths != base.timesteps))
@@ -108,7 +107,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
             for i, (e, mode) in enumerate(zip(extras, modes, strict=True))]
         manifest.extra["dtype_promotion"] = (
             {"from": dtypes, "to": str(dtype)} if promoted else None)
-        return Result(arrays, manifest, notes)
+        return Result(arrays, manifest)
 
     return Job("add-feature", [base_src, *extra_srcs], options).run(produce)
 
@@ -166,7 +165,7 @@ def feature_names(base: Source, extras: list[Source], widths: list[int],
         names = []
         position = base.n_features
         for extra, width in zip(extras, widths, strict=True):
-            own = (extra.manifest or {}).get("feature_names")
+            own = None if extra.manifest is None else extra.manifest.data.get("feature_names")
             if isinstance(own, list) and len(own) == width:
                 names.extend(str(n) for n in own)
             else:

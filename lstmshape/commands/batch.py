@@ -70,7 +70,6 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         plan = plan_batches(source.lengths, size, remainder=remainder, shuffle=shuffle,
                             seed=seed, bucket=bucket_by_length, stateful=stateful,
                             maxlen=maxlen, width=source.timesteps)
-        notes: list[str] = []
         if one_array:
             if not bool(np.all(plan.sizes == size)):
                 raise OptionError(f"{options.output}: an .npy holds one (num_batches, {size}, "
@@ -78,14 +77,12 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
                                   f"{int(plan.sizes[-1])} of {source.n_samples} samples; pass "
                                   f"--remainder drop or --remainder pad, or write .npz/.h5")
             if bucket_by_length and not plan.uniform:
-                notes.append(f"{options.output}: an .npy pads every batch to the longest of "
+                job.warn(f"{options.output}: an .npy pads every batch to the longest of "
                              f"all ({int(plan.widths.max())} timesteps); write .npz/.h5 to keep "
                              f"each bucket's own width")
             plan = with_uniform_width(plan)
         maker = BatchMaker(job, source, plan, side, fill)
-        targets = source.read_targets(0, source.n_samples)
-        arrays = (one_array_roles(plan, maker, targets) if one_array
-                  else per_batch_roles(plan, maker, targets))
+        arrays = (one_array_roles(plan, maker) if one_array else per_batch_roles(plan, maker))
         real = plan.order >= 0
         source_lengths = source.lengths[plan.order[real]]
         kept = plan.lengths[real]
@@ -101,7 +98,7 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
             truncated_samples=truncated, dropped_timesteps=int((source_lengths - kept).sum()),
             history=job.history())
         manifest.extra["batches"] = batch_summary(plan, source, stateful, one_array, timesteps)
-        return Result(arrays, manifest, notes)
+        return Result(arrays, manifest)
 
     return Job("batch", [src], options).run(produce)
 
@@ -130,24 +127,34 @@ def batch_summary(plan: BatchPlan, source: Source, stateful: bool, one_array: bo
     return summary
 
 
-def one_array_roles(plan: BatchPlan, maker: BatchMaker,
-                    targets: np.ndarray | None) -> list[tuple[str, Any]]:
+def one_array_roles(plan: BatchPlan, maker: BatchMaker) -> list[tuple[str, Any]]:
     count, width = plan.num_batches, int(plan.widths[0]) if plan.num_batches else 0
     features = maker.source.n_features
     x = Stream((count, plan.size, width, features), maker.source.dtype, maker.all_batches())
     arrays: list[tuple[str, Any]] = [
         ("x", x), ("lengths", plan.lengths.reshape(count, plan.size)), ("order", plan.order)]
-    if targets is not None:
-        rows = row_targets(targets, plan.order)
-        arrays.append(("y", rows.reshape(count, plan.size, *rows.shape[1:])))
+    rows = maker.job.targets(maker.source, plan.order)  # pad rows (order -1) get zeros
+    if rows is not None:
+        arrays.append(("y", Stream((count, plan.size, *rows.shape[1:]), rows.dtype,
+                                   (block.reshape(-1, plan.size, *block.shape[1:])
+                                    for block in whole_batches(rows, plan.size)))))
     return arrays
 
 
-def per_batch_roles(plan: BatchPlan, maker: BatchMaker,
-                    targets: np.ndarray | None) -> list[tuple[str, Any]]:
+def whole_batches(rows: Stream, size: int) -> Iterator[np.ndarray]:
+    """The blocks of ``rows`` regrouped to hold whole batches of ``size`` rows."""
+    held = np.zeros((0, *rows.shape[1:]), dtype=rows.dtype)
+    for block in rows.blocks:
+        held = np.concatenate([held, block])
+        cut = len(held) - len(held) % size
+        if cut:
+            yield held[:cut]
+            held = held[cut:]
+
+
+def per_batch_roles(plan: BatchPlan, maker: BatchMaker) -> list[tuple[str, Any]]:
     arrays: list[tuple[str, Any]] = []
     offsets = plan.offsets
-    rows = None if targets is None else row_targets(targets, plan.order)
     features = maker.source.n_features
     for index in range(plan.num_batches):  # a few small entries per batch, no data yet
         shape = (int(plan.sizes[index]), int(plan.widths[index]), features)
@@ -155,17 +162,11 @@ def per_batch_roles(plan: BatchPlan, maker: BatchMaker,
                        Stream(shape, maker.source.dtype, OneBatch(maker, index))))
         where = slice(int(offsets[index]), int(offsets[index + 1]))
         arrays.append((BATCH_KEY.format(role="lengths", index=index), plan.lengths[where]))
+        rows = maker.job.targets(maker.source, plan.order[where])
         if rows is not None:
-            arrays.append((BATCH_KEY.format(role="y", index=index), rows[where]))
+            arrays.append((BATCH_KEY.format(role="y", index=index), rows))
     arrays.append(("order", plan.order))
     return arrays
-
-
-def row_targets(targets: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Each output row's target; zeros for pad rows."""
-    rows: np.ndarray = targets[np.maximum(order, 0)]
-    rows[order < 0] = 0
-    return rows
 
 
 class OneBatch:

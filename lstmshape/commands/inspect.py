@@ -144,7 +144,7 @@ def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[
         "pad_value": "nan" if math.isnan(pad_value) else pad_value,
         "pad_collisions": stats.collisions,
         "feature_names": source.feature_names,
-        "manifest": (source.manifest or {}).get("_path"),
+        "manifest": None if source.manifest is None else source.manifest.path,
         "lstm_ready": ready,
         "input_shape": [timesteps, source.n_features] if dense else [None, source.n_features],
         "suggestion": None if ready else suggestion(source, stored_3d, stats),

@@ -41,7 +41,6 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
         target = np.dtype(dtype) if dtype is not None else source.dtype
         check_value_fits(value, target)
         kept = np.minimum(source.lengths, length)
-        notes: list[str] = []
         collisions = [0]
 
         def blocks() -> Iterator[np.ndarray]:
@@ -52,13 +51,13 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
                 collisions[0] += pad_collisions(block.values, value)
                 yield result.tensor
             if collisions[0]:
-                notes.append(f"{collisions[0]:,} real timesteps of {source.location} equal the "
+                job.warn(f"{collisions[0]:,} real timesteps of {source.location} equal the "
                              f"pad value {value:g} in every feature; a Masking layer would hide "
                              f"them -- consider --value with a value the data never takes")
 
         tensor = Stream((source.n_samples, length, source.n_features), target, blocks())
         arrays: list[tuple[str, Any]] = [("x", tensor), ("lengths", kept)]
-        targets = source.read_targets(0, source.n_samples)
+        targets = job.targets(source)
         if targets is not None:
             arrays.append(("y", targets))
         manifest = ManifestData(
@@ -70,6 +69,6 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
             truncated_samples=int(np.count_nonzero(source.lengths > length)),
             dropped_timesteps=int((source.lengths - kept).sum()),
             history=job.history())
-        return Result(arrays, manifest, notes)
+        return Result(arrays, manifest)
 
     return Job("pad", [src], options).run(produce)

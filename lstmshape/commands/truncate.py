@@ -74,9 +74,9 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         arrays: list[tuple[str, Any]] = [main, ("lengths", new_lengths)]
         if source_index is not None:
             arrays.append(("source_index", source_index))
-        targets = source.read_targets(0, source.n_samples)
+        targets = job.targets(source, source_index)  # a piece gets its source sample's y
         if targets is not None:
-            arrays.append(("y", targets if source_index is None else targets[source_index]))
+            arrays.append(("y", targets))
         kept = np.minimum(lengths, maxlen)
         manifest = ManifestData(
             command="truncate", params=params, inputs=[], outputs={},

@@ -29,14 +29,19 @@ import numpy as np
 
 from ..errors import CheckFailed, InputError
 from ..io.digest import InputDigest
-from ..io.location import is_side_file, parse_location
-from ..io.output import same_path
-from ..io.output_reader import ArrayFiles, Block, OutputReader, load_manifest
-from ..io.source import DEFAULT_MEMORY_LIMIT, check_readable_file
+from ..io.location import is_side_file, parse_location, same_path
+from ..io.source import (
+    DEFAULT_MEMORY_LIMIT,
+    Source,
+    check_readable_file,
+    open_source,
+    stored_array_info,
+)
 from ..job import BLOCK_SHARE
+from ..manifest import Manifest
 from ..ops.pad import pad
 from ..ops.stats import ValueStats
-from ..sequences import SequenceSet, real_mask
+from ..sequences import real_mask
 from ..tf import (
     INSTALL_HINT,
     TensorFlowMissing,
@@ -90,7 +95,8 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
                                 f"{INSTALL_HINT} (or pass --no-model to skip the model check)")
     check_readable_file(path)
     manifest_path = manifest if manifest is not None else path + ".json"
-    data = load_manifest(manifest_path, path)
+    recorded = Manifest.from_file(manifest_path, path)
+    data = recorded.data
     failures: list[str] = []
     report: dict[str, Any] = {
         "path": path, "manifest": manifest_path, "command": data.get("command"),
@@ -105,22 +111,24 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
         # Another output's manifest: nothing in it applies to this file.
         wait_for_hashes(hashes)
         raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
-    try:
-        reader = OutputReader(path, manifest=manifest_path, memory_limit=memory_limit)
-    except InputError as err:  # a damaged tensor: report it with what else was found
+    source: Source | None = None
+    try:  # the one reader, as every command reads this output
+        source = open_source(path, memory_limit=memory_limit, manifest=manifest_path)
+    except InputError as err:  # a damaged tensor: report it with what else is found
         failures.append(str(err).removeprefix(f"{path}: "))
-        wait_for_hashes(hashes)
-        raise VerifyFailed(f"{path}: " + "; ".join(failures), report) from None
-    with reader:
-        report.update(layout=reader.layout, dtype=str(reader.dtype))
-        geometry_ok = check_geometry(reader, data, failures)
-        stats = None
-        if geometry_ok:
-            stats = count_values(reader, max(memory_limit // BLOCK_SHARE, 1 << 16))
-            report.update(nan=stats.nan, inf=stats.inf, pad_collisions=stats.collisions)
-            report["warnings"] = value_warnings(stats, reader.pad_value)
-        head = reader.head(model_samples) if model and geometry_ok else None
-        pad_value, side, layout = reader.pad_value, reader.side, reader.layout
+    stats = head = pad_value = None
+    layout = "unreadable"
+    if source is not None:
+        with source:
+            layout = layout_of(source)
+            report.update(layout=layout, dtype=str(source.dtype))
+            geometry_ok = check_geometry(source, data, failures)
+            if geometry_ok:
+                stats = count_values(source, max(memory_limit // BLOCK_SHARE, 1 << 16))
+                report.update(nan=stats.nan, inf=stats.inf, pad_collisions=stats.collisions)
+                report["warnings"] = value_warnings(stats, source.pad_value)
+            head = model_inputs(source, model_samples) if model and geometry_ok else None
+            pad_value = source.pad_value
     for file, digest in hashes.items():
         expected = next(row["sha256"] for row in files if row["file"] == file)
         actual = digest.hexdigest()
@@ -137,7 +145,7 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
         raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
     if head is not None:
         assert stats is not None
-        report["model"] = run_model(head, list(data["input_shape"]), pad_value, side, layout,
+        report["model"] = run_model(head, list(data["input_shape"]), pad_value, layout,
                                     quiet=not debug)
         model_report = report["model"]
         if model_report.get("error"):
@@ -189,43 +197,42 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
         listed = ", ".join(sorted({os.path.relpath(f, folder) for f in named})) or "nothing"
         failures.append(f"{manifest_path} describes {listed}, not this file")
         return hashes, rows
-    with ArrayFiles(memory_limit) as stored:
-        for role, entry in sorted(outputs.items()):
-            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                    and isinstance(entry.get("shape"), list)
-                    and isinstance(entry.get("dtype"), str)):
-                failures.append(f"outputs.{role} of {manifest_path} is not a "
-                                f"{{path, key, shape, dtype, sha256}} entry")
-                continue
-            file = os.path.normpath(os.path.join(folder, entry["path"]))
-            row = {"role": role, "path": entry["path"], "file": file, "key": entry.get("key"),
-                   "shape": entry["shape"], "dtype": entry["dtype"],
-                   "sha256": entry.get("sha256"), "sha256_ok": None}
-            rows.append(row)
-            if not own_file(file, path):
-                # lstmshape writes OUT and OUT.<role>.npy only: a manifest naming any other
-                # file (../secret) is not read, whatever it says
-                failures.append(f"outputs.{role} names {entry['path']!r}, which is not one of "
-                                f"{display(path)}'s own files; not reading it")
-                continue
-            if not os.path.isfile(file):
-                failures.append(f"{display(file)} (outputs.{role}) is missing")
-                continue
-            if file not in hashes:
-                hashes[file] = InputDigest(file)
-                hashes[file].hash_whole_file()
-            try:
-                array = stored.array(file, entry.get("key"))
-            except InputError as err:
-                failures.append(f"outputs.{role}: {err}")
-                continue
-            where = f"{display(file)}" + (f":{entry['key']}" if entry.get("key") else "")
-            if list(array.shape) != entry["shape"]:
-                failures.append(f"{where} has shape {shape_text(array.shape)} but the manifest "
-                                f"records {shape_text(entry['shape'])}")
-            if not same_dtype(array.dtype, entry["dtype"]):
-                failures.append(f"{where} has dtype {array.dtype} but the manifest records "
-                                f"{entry['dtype']}")
+    for role, entry in sorted(outputs.items()):
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("shape"), list)
+                and isinstance(entry.get("dtype"), str)):
+            failures.append(f"outputs.{role} of {manifest_path} is not a "
+                            f"{{path, key, shape, dtype, sha256}} entry")
+            continue
+        file = os.path.normpath(os.path.join(folder, entry["path"]))
+        row = {"role": role, "path": entry["path"], "file": file, "key": entry.get("key"),
+               "shape": entry["shape"], "dtype": entry["dtype"],
+               "sha256": entry.get("sha256"), "sha256_ok": None}
+        rows.append(row)
+        if not own_file(file, path):
+            # lstmshape writes OUT and OUT.<role>.npy only: a manifest naming any other
+            # file (../secret) is not read, whatever it says
+            failures.append(f"outputs.{role} names {entry['path']!r}, which is not one of "
+                            f"{display(path)}'s own files; not reading it")
+            continue
+        if not os.path.isfile(file):
+            failures.append(f"{display(file)} (outputs.{role}) is missing")
+            continue
+        if file not in hashes:
+            hashes[file] = InputDigest(file)
+            hashes[file].hash_whole_file()
+        try:
+            shape, dtype = stored_array_info(file, entry.get("key"), memory_limit)
+        except InputError as err:
+            failures.append(f"outputs.{role}: {err}")
+            continue
+        where = f"{display(file)}" + (f":{entry['key']}" if entry.get("key") else "")
+        if list(shape) != entry["shape"]:
+            failures.append(f"{where} has shape {shape_text(shape)} but the manifest "
+                            f"records {shape_text(entry['shape'])}")
+        if not same_dtype(dtype, entry["dtype"]):
+            failures.append(f"{where} has dtype {dtype} but the manifest records "
+                            f"{entry['dtype']}")
     return hashes, rows
 
 
@@ -245,91 +252,58 @@ def same_dtype(actual: np.dtype, recorded: str) -> bool:
 # 3. Geometry and lengths
 
 
-def check_geometry(reader: OutputReader, data: dict[str, Any], failures: list[str]) -> bool:
-    """The manifest's samples/timesteps/features/input_shape/lengths against the tensor."""
+def layout_of(source: Source) -> str:
+    """``"batches"`` (a ``batch`` output), ``"dense"`` or ``"ragged"``."""
+    return "batches" if source.batches else source.kind
+
+
+def check_geometry(source: Source, data: dict[str, Any], failures: list[str]) -> bool:
+    """The manifest's samples/timesteps/features/input_shape/lengths against the tensor.
+
+    The per-batch checks (3-D batches of one feature count, lengths one per row within the
+    batch's width) are the reader's own: a batch output that breaks them does not open.
+    """
     before = len(failures)
-    features, timesteps = reader.features, reader.timesteps
+    features, timesteps = source.n_features, source.timesteps
     recorded_shape = data.get("input_shape")
-    fits = recorded_shape == reader.input_shape
+    fits = recorded_shape == [timesteps, features]
     # batched: samples counts every row (pad rows too) and timesteps is None when the batches
     # have widths of their own -- the same as lstmshape batch writes them
-    dims = [reader.samples, timesteps, features]
+    dims = [source.n_samples, timesteps, features]
     recorded = [data.get("samples"), data.get("timesteps"), data.get("features")]
     if recorded != dims:
         failures.append(f"the manifest records (samples, timesteps, features) = "
                         f"{shape_text(recorded)} but the tensor has {shape_text(dims)}")
-    if reader.layout == "batched":
-        check_batches(reader, failures)
-    else:
-        check_lengths_fit(reader, data, failures)
+    if not source.batches:
+        check_lengths_fit(source, data, failures)
     if not fits:
         failures.append(f"the manifest's input_shape {recorded_shape} does not fit the tensor's "
                         f"(timesteps, features) = {shape_text([timesteps, features])}")
     return len(failures) == before
 
 
-def check_lengths_fit(reader: OutputReader, data: dict[str, Any], failures: list[str]) -> None:
-    lengths = reader.lengths
+def check_lengths_fit(source: Source, data: dict[str, Any], failures: list[str]) -> None:
+    lengths = source.lengths
     if not lengths.size:
         return
     low, high = int(lengths.min()), int(lengths.max())
-    if reader.timesteps is not None and high > reader.timesteps:
-        failures.append(f"true lengths go up to {high} but the tensor has {reader.timesteps} "
-                        f"timesteps")
     recorded = data.get("lengths")
     if isinstance(recorded, dict) and (recorded.get("min"), recorded.get("max")) != (low, high):
         failures.append(f"true lengths are {low}..{high} but the manifest records "
                         f"{recorded.get('min')}..{recorded.get('max')}")
 
 
-def check_batches(reader: OutputReader, failures: list[str]) -> None:
-    """Every stored batch: 3-D, the same features, lengths one per row within its width."""
-    if reader.x is not None:  # one (num_batches, B, T, F) .npy: lengths (num_batches, B)
-        lengths_file = reader.batch_lengths
-        if lengths_file is not None:
-            lengths = lengths_file.read_rows(0, lengths_file.shape[0] if lengths_file.shape
-                                             else 1)
-            width = reader.x.shape[2]
-            if lengths.size != reader.x.shape[0] * reader.x.shape[1]:
-                failures.append(f"{lengths.size} true lengths for "
-                                f"{reader.x.shape[0] * reader.x.shape[1]} rows")
-            elif lengths.size and (lengths.min() < 0 or lengths.max() > width):
-                failures.append(f"true lengths {int(lengths.min())}..{int(lengths.max())} "
-                                f"outside 0..{width}")
-        return
-    for index, batch in enumerate(reader.batches):
-        name = f"x_{index:06d}"
-        if len(batch.x.shape) != 3 or batch.x.shape[2] != reader.features:
-            failures.append(f"batch {name} has shape {shape_text(batch.x.shape)}, expected "
-                            f"(rows, timesteps, {reader.features})")
-            continue
-        if batch.lengths is not None:
-            lengths = batch.lengths.read_rows(0, batch.lengths.shape[0] if batch.lengths.shape
-                                              else 1)
-            if lengths.shape != (batch.x.shape[0],):
-                failures.append(f"batch {name} has {batch.x.shape[0]} rows but its lengths "
-                                f"have shape {shape_text(lengths.shape)}")
-            elif lengths.size and (lengths.min() < 0 or lengths.max() > batch.x.shape[1]):
-                failures.append(f"batch {name}: true lengths {int(lengths.min())}.."
-                                f"{int(lengths.max())} outside 0..{batch.x.shape[1]}")
-
-
 # ---------------------------------------------------------------------------------------------
 # 4. Values
 
 
-def count_values(reader: OutputReader, block_bytes: int) -> ValueStats:
+def count_values(source: Source, block_bytes: int) -> ValueStats:
     """NaN/inf/range/pad collisions of the real timesteps, one block in memory at a time."""
-    pad = reader.pad_value
-    stats = ValueStats(pad_value=pad if pad is not None else math.nan)
-    if reader.layout == "batched":
-        for block in reader.blocks(block_bytes):
-            stats.add(SequenceSet.from_dense(block.x, block.lengths, reader.side))
-        return stats
-    source = reader.source()
+    pad_value = source.pad_value
+    stats = ValueStats(pad_value=pad_value if pad_value is not None else math.nan)
     for start, stop in source.block_bounds(block_bytes):
         stats.add(source.read_block(start, stop))
-    if pad is None:
+    if pad_value is None:
         stats.collisions = 0  # nothing is padded, so nothing can be mistaken for padding
     return stats
 
@@ -349,22 +323,36 @@ def value_warnings(stats: ValueStats, pad_value: float | None) -> list[str]:
 # 5. The model
 
 
-def model_inputs(head: Block, layout: str, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, mask)``: the samples as float32 ``(n, T, F)`` and which timesteps are real."""
-    lengths = head.lengths
-    if layout == "ragged":  # pad here, as padded_batch would: post, to the longest
+def model_inputs(source: Source, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, mask)``: the first ``count`` samples (of the first batch, when batched) as float32
+    ``(n, T, F)`` as stored, and which of their timesteps are real. A ragged output is padded
+    here, as ``padded_batch`` would: post, to its longest."""
+    if source.batches:
+        start, stop, width = source.batches[0]
+        stop = min(stop, start + count)
+        lengths = source.lengths[start:stop]
+        x = source.read_dense(start, stop, width)
+        side = source.side
+    elif source.timesteps is None:
+        stop = min(count, source.n_samples)
+        block = source.read_block(0, stop)
+        lengths = block.lengths
         width = max(int(lengths.max()) if lengths.size else 0, 1)
-        x = pad(SequenceSet(head.x, lengths), width, "post", "post", 0.0, np.float32).tensor
+        x = pad(block, width, "post", "post", 0.0, np.float32).tensor
         side = "post"
     else:
-        x = head.x.astype(np.float32)
-    return x, real_mask(lengths, x.shape[1], "pre" if side == "pre" else "post")
+        stop = min(count, source.n_samples)
+        lengths = source.lengths[:stop]
+        x = source.read_dense(0, stop)
+        side = source.side
+    x = x.astype(np.float32)
+    return x, real_mask(lengths, x.shape[1], side)
 
 
-def run_model(head: Block, input_shape: list[int | None], pad_value: float | None, side: str,
-              layout: str, *, quiet: bool) -> dict[str, Any]:
+def run_model(head: tuple[np.ndarray, np.ndarray], input_shape: list[int | None],
+              pad_value: float | None, layout: str, *, quiet: bool) -> dict[str, Any]:
     """Build ``Input -> [Masking] -> LSTM(4) -> Dense(1)`` and run it on ``head``."""
-    x, mask = model_inputs(head, layout, side)
+    x, mask = head
     samples = int(x.shape[0])
     padded = not bool(mask.all())
     if layout == "ragged" or (pad_value is not None and math.isnan(pad_value)) \

@@ -71,10 +71,9 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
         if is_set:
             arrays.append(("source_index", Stream((total,), np.dtype(np.int64),
                                                   series_index_blocks(counts))))
-        notes = []
         short = int(np.count_nonzero(counts == 0))
         if short:
-            notes.append(f"{short:,} of {len(counts):,} series in {source.location} are shorter "
+            job.warn(f"{short:,} of {len(counts):,} series in {source.location} are shorter "
                          f"than one window ({spec.reach} timesteps) and gave no window")
         manifest = ManifestData(
             command="window", params=params, inputs=[], outputs={}, samples=total,
@@ -88,7 +87,7 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
                 "rule": "y[i] = row (last row of window i) + horizon"},
             "source_index": "outputs.source_index" if is_set else None,
         }
-        return Result(arrays, manifest, notes)
+        return Result(arrays, manifest)
 
     return Job("window", [src], options).run(produce)
 

@@ -68,3 +68,12 @@ def is_side_file(path: str, output: str) -> bool:
     folder, name = os.path.split(os.path.abspath(path))
     out_folder, out_name = os.path.split(os.path.abspath(output))
     return folder == out_folder and name.startswith(out_name + ".") and name.endswith(".npy")
+
+
+def same_path(first: str, second: str) -> bool:
+    """The same file, existing or not yet (through links when it exists)."""
+    if first == "-" or second == "-":
+        return False
+    if os.path.exists(first) and os.path.exists(second):
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)

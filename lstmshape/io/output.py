@@ -37,11 +37,11 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..manifest import Manifest
 from .arrays import little_endian
 from .digest import open_regular, sha256_file
-from .location import STDIO, Location, is_side_file
+from .location import STDIO, Location, is_side_file, same_path
 from .npy import NpyWriter
-from .source import read_manifest_beside
 from .writeback import WritebackFile
 
 
@@ -437,15 +437,6 @@ def side_files_of(path: str) -> list[str]:
     return glob.glob(glob.escape(path) + ".*.npy")
 
 
-def same_path(first: str, second: str) -> bool:
-    """The same file, existing or not yet (through links when it exists)."""
-    if first == "-" or second == "-":
-        return False
-    if os.path.exists(first) and os.path.exists(second):
-        return os.path.samefile(first, second)
-    return os.path.realpath(first) == os.path.realpath(second)
-
-
 def stale_candidates(output: Location) -> set[str]:
     """Side files an earlier run wrote beside ``output`` (its default manifest ``OUT.json`` and
     the ``OUT.<role>.npy`` files that manifest lists). If this run does not write them again
@@ -453,18 +444,16 @@ def stale_candidates(output: Location) -> set[str]:
     if output.is_stdio:
         return set()
     try:
-        manifest = read_manifest_beside(output.path)
+        manifest = Manifest.beside(output.path)
     except InputError:  # a damaged old manifest is replaced, with every side file beside it
         return {output.path + ".json", *side_files_of(output.path)}
     if manifest is None:
         return set()
-    found = {output.path + ".json"}
-    folder = os.path.dirname(os.path.abspath(output.path))
-    for entry in (manifest.get("outputs") or {}).values():
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            path = os.path.join(folder, entry["path"])
-            if is_side_file(path, output.path):  # never a file elsewhere, whatever it says
-                found.add(path)
+    found = {manifest.path}
+    for role in manifest.outputs:
+        path = manifest.file_of(role)
+        if path is not None and is_side_file(path, output.path):  # never a file elsewhere
+            found.add(path)
     return found
 
 

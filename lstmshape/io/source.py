@@ -24,18 +24,18 @@ container; ``--lengths FILE``; the input's manifest ``IN.json`` (``outputs.lengt
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
+from ..manifest import Manifest, side_file_path
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
@@ -46,18 +46,8 @@ if TYPE_CHECKING:
 
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 SEQUENCE_KEY_PREFIX = "arr_"
-MANIFEST_SUFFIX = ".json"
 #: ``--memory-limit``'s default, for the CLI and the library alike.
 DEFAULT_MEMORY_LIMIT = 256 * 10**6
-#: A manifest beside an input larger than this is refused unread (lstmshape's are a few KB).
-MAX_MANIFEST_BYTES = 16 * 10**6
-#: Types of the manifest keys an input's manifest is read for; other types mean damage.
-#: How a manifest lstmshape wrote begins (sorted keys, 2-space indent), and what it holds:
-#: an unparsable IN.json that looks like this is a damaged manifest, not someone else's file.
-MANIFEST_START = b'{\n  "'
-SCHEMA_MARK = b'"lstmshape/manifest-v1"'
-MANIFEST_TYPES: dict[str, type] = {"outputs": dict, "history": list, "padding": dict,
-                                   "feature_names": list}
 #: ``lstmshape batch`` writes one ``x_NNNNNN`` (+ ``lengths_NNNNNN``) per batch to .npz/.h5.
 FIRST_BATCH_KEY = "x_000000"
 #: ``.npz``/``.h5`` outputs holding a padded ``x`` also hold which side the padding is on, so
@@ -92,7 +82,7 @@ class Source:
     records: list[ArrayRecord]
     block_reader: Callable[[int, int], SequenceSet]
     targets: StoredArray | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     notes: list[str] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     row_bytes_hint: int = 0
@@ -102,6 +92,12 @@ class Source:
     sha256: str | None = None
     #: a single series (``series=True``): reads its rows ``start:stop`` as ``(rows, F)``
     row_reader: Callable[[int, int], np.ndarray] | None = None
+    #: ``lstmshape batch`` output: each stored batch as ``(start, stop, timesteps)``, its rows
+    #: being samples ``start:stop`` padded to ``timesteps``; empty for anything else
+    batches: list[tuple[int, int, int]] = field(default_factory=list)
+    #: a stored dense tensor (or one stored batch): rows ``start:stop`` as ``(n, T, F)``, padding
+    #: and all, exactly as stored
+    stored_reader: Callable[[int, int], np.ndarray] | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def read_block(self, start: int, stop: int) -> SequenceSet:
@@ -113,7 +109,32 @@ class Source:
         return self.read_block(0, self.n_samples)
 
     def read_targets(self, start: int, stop: int) -> np.ndarray | None:
+        """Targets of samples ``start:stop`` (None when the input has none)."""
         return None if self.targets is None else self.targets.read_rows(start, stop)
+
+    def read_dense(self, start: int, stop: int, timesteps: int | None = None) -> np.ndarray:
+        """Samples ``start:stop`` as an ``(n, T, F)`` tensor: as stored when the input is one
+        (a padded tensor, one stored batch), else padded with the source's pad value (else 0)
+        on its side to ``timesteps`` (default: the longest of these samples)."""
+        from ..ops.pad import pad
+
+        width = timesteps if timesteps is not None else self.timesteps
+        if self.stored_reader is not None:
+            stored = self.stored_reader(start, stop)
+            if width is None or stored.shape[1] == width:
+                return stored
+        block = self.read_block(start, stop)
+        if width is None:
+            width = int(block.lengths.max()) if block.n_samples else 0
+        value = self.pad_value
+        if value is None or (np.isnan(value) and self.dtype.kind != "f"):
+            value = 0.0
+        return pad(block, width, self.side, self.side, value, self.dtype).tensor
+
+    @property
+    def target_shape(self) -> tuple[int, ...] | None:
+        """The shape of one sample's target, None without targets."""
+        return None if self.targets is None else tuple(self.targets.shape[1:])
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of a single series as ``(rows, F)``, without reading the rest.
@@ -145,14 +166,13 @@ class Source:
 
     @property
     def feature_names(self) -> list[str]:
-        names = (self.manifest or {}).get("feature_names")
-        if isinstance(names, list) and len(names) == self.n_features:
-            return [str(n) for n in names]
+        if self.manifest is not None:
+            return self.manifest.feature_names(self.n_features)
         return [f"f{i}" for i in range(self.n_features)]
 
     @property
     def pad_value(self) -> float | None:
-        return pad_value_of(self.manifest)
+        return None if self.manifest is None else self.manifest.pad_value
 
     def close(self) -> None:
         for close in self.closers:
@@ -172,16 +192,22 @@ class Source:
 
 def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                 allow_pickle: bool = False, lengths_file: str | None = None,
-                series: bool = False, digest: InputDigest | None = None) -> Source:
+                series: bool = False, digest: InputDigest | None = None,
+                nan: str = "keep", manifest: str | None = None) -> Source:
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
+
+    The one reader: raw inputs and lstmshape's own outputs (padded, ragged, batched, with their
+    ``lengths``, ``y`` and manifest) are opened by the same code, so every command, ``verify``,
+    ``inspect`` and the framework bridges read exactly the same samples.
 
     ``series=True`` reads a 1-D ``(T,)`` or 2-D ``(T, F)`` array as one long sequence (for
     ``window``) instead of as samples; its rows can be read a range at a time
     (:meth:`Source.read_rows`). A 3-D array or a ragged set stays a set of series.
 
-    ``digest``: hashes the file from the rows read as they are read, where the layout allows
-    (its ``observed_bytes`` counts the bytes of the arrays that report to it; see
-    :mod:`lstmshape.io.digest`).
+    ``lengths_file`` (``--lengths``): true lengths of a dense input. ``nan="error"``
+    (``--nan error``): every read fails on NaN/inf, naming where. ``manifest``: the manifest to
+    read instead of ``PATH.json`` (``verify --manifest``). ``digest``: hashes the file from the
+    rows read as they are read, where the layout allows (see :mod:`lstmshape.io.digest`).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -191,11 +217,13 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
         ('dense', 4, 5, 1)
     """
     location = parse_location(src) if isinstance(src, str) else src
-    opener = Opener(location, memory_limit, allow_pickle, series, digest)
+    opener = Opener(location, memory_limit, allow_pickle, series, digest, manifest)
     try:
         source = opener.open()
         if lengths_file is not None:
-            apply_lengths_file(source, lengths_file, memory_limit)
+            source = with_lengths_file(source, lengths_file, memory_limit)
+        if nan == "error":
+            source = refusing_non_finite(source)
         return source
     except BaseException:
         for close in opener.closers:
@@ -207,8 +235,10 @@ class Opener:
     """Resolves a location to a layout; holds the open files until the Source owns them."""
 
     def __init__(self, location: Location, memory_limit: int, allow_pickle: bool,
-                 series: bool, digest: InputDigest | None = None) -> None:
+                 series: bool, digest: InputDigest | None = None,
+                 manifest: str | None = None) -> None:
         self.location = location
+        self.manifest_path = manifest
         self.memory_limit = memory_limit
         self.allow_pickle = allow_pickle
         self.series = series
@@ -240,13 +270,40 @@ class Opener:
                                  f"remove ':{location.key}'")
             array = NpyFileArray(location.path, self.allow_pickle, self.memory_limit)
             self.closers.append(array.close)
-            return self.from_array(array, None, read_manifest_beside(location.path))
+            manifest = self.manifest_beside()
+            return self.with_side_targets(self.from_array(array, None, manifest), manifest)
         if suffix == ".npz":
             return self.open_npz()
         if suffix == ".h5":
             return self.open_h5()
         raise InputError(f"{location.path}: unknown suffix {suffix or '(none)'!r}; "
                          f"lstmshape reads .npy, .npz and .h5")
+
+    def manifest_beside(self) -> Manifest | None:
+        if self.manifest_path is not None:
+            return Manifest.from_file(self.manifest_path, self.location.path)
+        return Manifest.beside(self.location.path)
+
+    def with_side_targets(self, source: Source, manifest: Manifest | None) -> Source:
+        """An ``.npy`` output's targets: ``OUT.y.npy`` beside it (one row per sample; a batched
+        output's may be ``(num_batches, B, ...)``)."""
+        path = self.location.path
+        if manifest is not None:
+            y_path = manifest.side_file("y", path)
+        else:
+            conventional = side_file_path(path, "y")
+            y_path = conventional if os.path.isfile(conventional) else None
+        if y_path is None or source.layout == "series":
+            return source
+        y_file = NpyFileArray(y_path, self.allow_pickle, self.memory_limit)
+        self.closers.append(y_file.close)
+        target: StoredArray = y_file
+        if source.batches and len(y_file.shape) >= 2 and \
+                y_file.shape[0] * y_file.shape[1] == source.n_samples:
+            target = BatchRows(y_file)
+        source = self.with_targets(source, target, "", y_path)
+        source.records[-1] = record(y_path, None, y_file)  # as stored, not as rows
+        return source
 
     # -- containers -----------------------------------------------------------------------------
     def open_npz(self) -> Source:
@@ -255,7 +312,7 @@ class Opener:
         archive = NpzArchive(self.location.path, self.memory_limit, self.allow_pickle)
         self.closers.append(archive.close)
         keys = archive.keys()
-        manifest = read_manifest_beside(self.location.path)
+        manifest = self.manifest_beside()
         key = self.location.key
         if key is not None:
             if key not in keys:
@@ -282,7 +339,7 @@ class Opener:
 
         h5 = H5File(self.location.path, self.memory_limit)
         self.closers.append(h5.close)
-        manifest = read_manifest_beside(self.location.path)
+        manifest = self.manifest_beside()
         node = h5.get(self.location.key or "/")
         explicit = user_key = self.location.key is not None
         while not explicit and h5.is_group(node) and len(h5.children(node)) == 1:
@@ -313,7 +370,7 @@ class Opener:
                          f"{self.location.path}:KEY -- keys found: {', '.join(names) or 'none'}")
 
     # -- layouts --------------------------------------------------------------------------------
-    def from_group(self, arrays: dict[str, Any], manifest: dict[str, Any] | None,
+    def from_group(self, arrays: dict[str, Any], manifest: Manifest | None,
                    group: str | None = None) -> Source:
         """A container group: ``values`` + lengths, ``x`` (+ ``lengths``, ``y``), or one array."""
         prefix = "" if group in (None, "/") else f"{group}/"
@@ -335,18 +392,22 @@ class Opener:
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
 
-    def with_targets(self, source: Source, target: StoredArray | None, prefix: str) -> Source:
-        """Attach a container's ``y`` (one row per sample) so commands carry it along."""
+    def with_targets(self, source: Source, target: StoredArray | None, prefix: str,
+                     file: str | None = None) -> Source:
+        """Attach the targets ``y`` (one row per sample) so commands carry them along."""
         if target is None:
             return source
+        where = file or f"{self.location.path}:{prefix}y"
         if target.shape[:1] != (source.n_samples,):
-            raise InputError(f"{self.location.path}:{prefix}y has shape {target.shape}, not one "
-                             f"row per sample of the {source.n_samples} samples; fix or drop it")
+            raise InputError(f"{where} has shape {target.shape}, not one row per sample of the "
+                             f"{source.n_samples} samples; fix or drop it")
+        check_dtype(target.dtype, where)
         source.targets = target
-        source.records.append(record(self.location.path, prefix + "y", target))
+        source.records.append(record(file or self.location.path, None if file else prefix + "y",
+                                     target))
         return source
 
-    def from_batches(self, arrays: dict[str, Any], manifest: dict[str, Any] | None,
+    def from_batches(self, arrays: dict[str, Any], manifest: Manifest | None,
                      prefix: str) -> Source:
         """``batch``'s .npz/.h5 output read back as one set: every row of ``x_000000``,
         ``x_000001``, ... in output order, with its true length (pad rows are empty sequences).
@@ -390,15 +451,39 @@ class Opener:
 
         detail = f"{len(xs)} x_NNNNNN" + padding_summary(manifest)
         uniform = len(widths) == 1
-        return Source(location=Location(path, prefix.rstrip("/") or None),
+        batches = [(int(offsets[i]), int(offsets[i + 1]), x.shape[1]) for i, x in enumerate(xs)]
+        target_keys = ["y" + key[1:] for key in keys]
+        targets = None
+        if all(key in arrays for key in target_keys) and target_keys:
+            targets = ConcatRows([arrays[key] for key in target_keys],
+                                 f"{path}:{prefix}{target_keys[0]}")
+        elif any(key in arrays for key in target_keys):
+            missing = next(key for key in target_keys if key not in arrays)
+            raise InputError(f"{path}: has y_NNNNNN targets but no {prefix}{missing}; every batch "
+                             f"needs its own")
+
+        def read_stored(start: int, stop: int) -> np.ndarray:
+            index = int(np.searchsorted(offsets, start, side="right")) - 1
+            low = int(offsets[index])
+            if stop > int(offsets[index + 1]):
+                raise ValueError(f"rows {start}:{stop} span more than batch {index}")
+            rows: np.ndarray = xs[index].read_rows(start - low, stop - low)
+            return rows
+
+        source = Source(location=Location(path, prefix.rstrip("/") or None),
+                      stored_reader=read_stored,
                       kind="dense" if uniform else "ragged", layout="batches", detail=detail,
                       n_samples=int(offsets[-1]), n_features=features, dtype=xs[0].dtype,
                       timesteps=widths.pop() if uniform else None, lengths=lengths, side=side,
                       manifest=manifest, closers=self.closers, block_reader=read_batches,
                       records=[record(path, prefix + k, x) for k, x in zip(keys, xs,
-                                                                          strict=True)])
+                                                                          strict=True)],
+                      batches=batches)
+        if targets is not None:
+            source.targets = targets
+        return source
 
-    def from_array(self, array: StoredArray, key: str | None, manifest: dict[str, Any] | None,
+    def from_array(self, array: StoredArray, key: str | None, manifest: Manifest | None,
                    lengths_array: StoredArray | None = None,
                    side_array: StoredArray | None = None) -> Source:
         """A single array: dense samples, a series (``series=True``) or pickled sequences."""
@@ -410,7 +495,7 @@ class Opener:
             return self.from_sequences([MemoryArray(np.asarray(o)) for o in objects.reshape(-1)],
                                        key, f"object array of {objects.size}")
         check_dtype(array.dtype, where)
-        if len(array.shape) == 4 and (manifest or {}).get("command") == "batch":
+        if len(array.shape) == 4 and manifest is not None and manifest.command == "batch":
             array = BatchRows(array)  # (num_batches, B, T, F) read as its B * num_batches rows
         shape = array.shape
         if self.series and len(shape) != 3:  # (N, T, F) stays a set of N series
@@ -427,9 +512,12 @@ class Opener:
         side: Side = "post"
         notes: list[str] = []
         layout, detail = "dense", ""
+        batches: list[tuple[int, int, int]] = []
         if isinstance(array, BatchRows):
             layout = "batches"
             detail = f"{array.array.shape} (num_batches, B, T, F)" + padding_summary(manifest)
+            batches = [(i * array.rows, (i + 1) * array.rows, t)
+                       for i in range(array.array.shape[0])]
         if lengths_array is not None:
             lengths = check_lengths(read_all(lengths_array), n, t,
                                     f"{self.location.path}:lengths")
@@ -446,11 +534,13 @@ class Opener:
             detail=detail, n_samples=n, n_features=features, dtype=array.dtype, timesteps=t,
             lengths=lengths, side=side, manifest=manifest, notes=notes, closers=self.closers,
             records=[record(self.location.path, key, array)],
-            block_reader=dense_reader(array, lengths, side, t),
+            block_reader=dense_reader(array, lengths, side, t), batches=batches,
+            stored_reader=lambda start, stop: array.read_rows(start, stop).reshape(
+                stop - start, t, features),
         )
 
     def series_source(self, array: StoredArray, key: str | None, where: str,
-                      manifest: dict[str, Any] | None = None) -> Source:
+                      manifest: Manifest | None = None) -> Source:
         shape = array.shape
         if len(shape) not in (1, 2):
             raise InputError(f"{where}: expected a series of shape (timesteps,) or (timesteps, "
@@ -474,7 +564,7 @@ class Opener:
                       block_reader=read_series, row_reader=read_rows, manifest=manifest)
 
     def from_ragged(self, values: StoredArray, splits: StoredArray, split_key: str, prefix: str,
-                    manifest: dict[str, Any] | None) -> Source:
+                    manifest: Manifest | None) -> Source:
         path = self.location.path
         where = f"{path}:{prefix}values"
         check_dtype(values.dtype, where)
@@ -545,24 +635,9 @@ class Opener:
 # Helpers
 
 
-def pad_value_of(manifest: dict[str, Any] | None) -> float | None:
-    """The manifest's ``padding.value`` as a float (``"nan"`` -> NaN), None when unpadded.
-
-    Example:
-        >>> pad_value_of({"padding": {"side": "post", "value": "nan"}})
-        nan
-    """
-    padding = (manifest or {}).get("padding")
-    if not isinstance(padding, dict) or "value" not in padding:
-        return None
-    value = padding["value"]  # read_manifest_beside has checked it is a number or "nan"/"inf"
-    return float(value) if isinstance(value, int | float | str) else None
-
-
-def side_of(manifest: dict[str, Any] | None) -> Side:
-    """Where a manifest says the padding is: ``"pre"`` or (also when unpadded) ``"post"``."""
-    padding = (manifest or {}).get("padding")
-    return "pre" if isinstance(padding, dict) and padding.get("side") == "pre" else "post"
+def side_of(manifest: Manifest | None) -> Side:
+    """Where a manifest says the padding is; ``"post"`` without one."""
+    return "post" if manifest is None else manifest.side
 
 
 def side_from_code(raw: np.ndarray, where: str) -> Side:
@@ -619,14 +694,14 @@ def record(path: str, key: str | None, array: StoredArray) -> ArrayRecord:
     return ArrayRecord(path, key, tuple(array.shape), str(array.dtype))
 
 
-def padding_summary(manifest: dict[str, Any] | None) -> str:
+def padding_summary(manifest: Manifest | None) -> str:
     """``", 120 padded timesteps (9,000 before bucketing)"`` from a batch output's manifest."""
-    summary = (manifest or {}).get("batches") or {}
+    summary = (manifest.data.get("batches") if manifest is not None else None) or {}
     counts = summary.get("padded_timesteps")
-    if not isinstance(counts, dict):
+    if not isinstance(counts, dict) or manifest is None:
         return ""
     text = f", {counts.get('after', 0):,} padded timesteps"
-    if ((manifest or {}).get("params") or {}).get("bucket_by_length"):
+    if manifest.params.get("bucket_by_length"):
         text += f" ({counts.get('before', 0):,} before bucketing)"
     return text
 
@@ -654,6 +729,36 @@ class BatchRows:
         return block[start - first * size:stop - first * size]
 
 
+class ConcatRows:
+    """Several arrays of one dtype and row shape seen as their rows one after another (the
+    ``y_000000``, ``y_000001``, ... of a batched output as one ``y``)."""
+
+    def __init__(self, arrays: list[StoredArray], where: str) -> None:
+        first = arrays[0]
+        for array in arrays:
+            if tuple(array.shape[1:]) != tuple(first.shape[1:]) or array.dtype != first.dtype:
+                raise InputError(f"{where}: per-batch arrays differ in row shape or dtype: "
+                                 f"{first.shape} {first.dtype} and {array.shape} {array.dtype}")
+        self.arrays = arrays
+        self.offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in arrays])])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.offsets[-1]), *self.arrays[0].shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.arrays[0].dtype
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        parts = [np.zeros((0, *self.shape[1:]), dtype=self.dtype)]
+        for index, array in enumerate(self.arrays):
+            low, high = int(self.offsets[index]), int(self.offsets[index + 1])
+            if low < stop and high > start:
+                parts.append(array.read_rows(max(start, low) - low, min(stop, high) - low))
+        return np.concatenate(parts)
+
+
 def dense_reader(array: StoredArray, lengths: np.ndarray, side: Side,
                  timesteps: int) -> Callable[[int, int], SequenceSet]:
     full = bool(np.all(lengths == timesteps))
@@ -663,6 +768,49 @@ def dense_reader(array: StoredArray, lengths: np.ndarray, side: Side,
         return SequenceSet.from_dense(block, None if full else lengths[start:stop], side)
 
     return read_dense
+
+
+def stored_array_info(path: str, key: str | None,
+                      memory_limit: int = DEFAULT_MEMORY_LIMIT) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array ``key`` of ``path`` (``key`` None for an ``.npy``), from its
+    header alone.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npz"); np.savez(path, x=np.zeros((2, 3)))
+        >>> stored_array_info(path, "x")
+        ((2, 3), dtype('float64'))
+    """
+    suffix = Location(path).suffix
+    if suffix == ".npy":
+        array = NpyFileArray(path)
+        array.close()
+        return tuple(array.shape), array.dtype
+    if key is None:
+        raise InputError(f"{path}: a container needs a key to name one of its arrays")
+    if suffix == ".npz":
+        from .npz import NpzArchive
+
+        archive = NpzArchive(path, memory_limit)
+        try:
+            if key not in archive.keys():  # noqa: SIM118 - not a dict
+                raise InputError(f"{path}: no array {key!r}; keys found: "
+                                 f"{', '.join(archive.keys()) or 'none'}")
+            member = archive.array(key)
+            return tuple(member.shape), member.dtype
+        finally:
+            archive.close()
+    if suffix == ".h5":
+        from .h5 import H5DatasetArray, H5File
+
+        h5 = H5File(path, memory_limit)
+        try:
+            dataset = H5DatasetArray(h5, h5.get(key))
+            return tuple(dataset.shape), dataset.dtype
+        finally:
+            h5.close()
+    raise InputError(f"{path}: unknown suffix {suffix or '(none)'!r}; lstmshape outputs are "
+                     f".npy, .npz or .h5")
 
 
 def check_readable_file(path: str) -> None:
@@ -711,75 +859,34 @@ def lengths_from_splits(raw: np.ndarray, where: str) -> np.ndarray:
     return lengths
 
 
-def read_manifest_beside(path: str) -> dict[str, Any] | None:
-    """The manifest ``PATH.json`` an earlier lstmshape step wrote beside ``path``, if any."""
-    manifest_path = path + MANIFEST_SUFFIX
-    if not os.path.isfile(manifest_path):
-        return None
-    size = os.path.getsize(manifest_path)
-    if size > MAX_MANIFEST_BYTES:  # lstmshape's own are a few KB; never parse a huge one
-        raise InputError(f"{manifest_path}: {size:,} bytes, too large for a manifest beside "
-                         f"{path}; move or delete it")
-    try:
-        with open(manifest_path, "rb") as handle:
-            text = handle.read()
-    except OSError as err:
-        raise InputError(f"{manifest_path}: cannot read the manifest beside {path} "
-                         f"({err.strerror or err}); fix its permissions, or move or delete "
-                         f"it") from None
-    try:
-        manifest = json.loads(text)
-    except (ValueError, RecursionError):
-        # Someone else's file of that name is none of our business; one of ours that no longer
-        # parses (cut short by a full disk, edited by hand) would silently drop the true lengths
-        if text.startswith(MANIFEST_START) or SCHEMA_MARK in text[:65536]:
-            raise InputError(f"{manifest_path}: damaged manifest (not valid JSON) beside "
-                             f"{path}; remake it, or move or delete it") from None
-        return None
-    if not isinstance(manifest, dict) or manifest.get("schema") != "lstmshape/manifest-v1":
-        return None
-    for key, kind in MANIFEST_TYPES.items():
-        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
-            raise InputError(f"{manifest_path}: damaged manifest: {key!r} is a "
-                             f"{type(manifest[key]).__name__}; move or delete it")
-    value = (manifest.get("padding") or {}).get("value", 0)
-    if not ((isinstance(value, int | float) and not isinstance(value, bool))
-            or value in ("nan", "inf", "-inf")):
-        raise InputError(f"{manifest_path}: damaged manifest: padding value {value!r} is not a "
-                         f"number; move or delete it")
-    manifest["_path"] = manifest_path
-    return manifest
-
-
-def lengths_from_manifest(manifest: dict[str, Any], path: str, count: int, timesteps: int,
+def lengths_from_manifest(manifest: Manifest, path: str, count: int, timesteps: int,
                           default: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """True lengths of an ``.npy`` tensor from its manifest's ``outputs.lengths`` file."""
-    entry = (manifest.get("outputs") or {}).get("lengths")
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-        return default, []
-    folder = os.path.dirname(manifest.get("_path", path))
-    relative = os.path.normpath(entry["path"])
-    if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir:
-        # lstmshape writes it beside the tensor; anything else would read a file not given
-        raise InputError(f"{manifest.get('_path', path)}: outputs.lengths.path "
-                         f"{entry['path']!r} is outside the manifest's folder; refusing to read "
-                         f"it")
-    lengths_path = os.path.join(folder, relative)
-    if not os.path.isfile(lengths_path):
-        return default, [f"{path}: its manifest names lengths file {lengths_path}, which is "
-                         f"missing; treating every sample as {timesteps} timesteps long"]
-    array = NpyFileArray(lengths_path)
-    try:
-        raw = array.read_rows(0, array.shape[0] if array.shape else 0)
-    finally:
-        array.close()
+    """True lengths of an ``.npy`` tensor: its manifest's ``OUT.lengths.npy`` beside it."""
+    lengths_path = manifest.side_file("lengths", path)
+    if lengths_path is None:
+        if manifest.file_of("lengths") is None:
+            return default, []
+        return default, [f"{path}: its manifest names lengths file "
+                         f"{side_file_path(path, 'lengths')}, which is missing; treating every "
+                         f"sample as {timesteps} timesteps long"]
+    raw = read_npy_whole(lengths_path)
     if raw.ndim == 2 and raw.size == count:  # (num_batches, B) beside a batch output
         raw = raw.reshape(-1)
     return check_lengths(raw, count, timesteps, lengths_path), []
 
 
-def apply_lengths_file(source: Source, lengths_file: str, memory_limit: int) -> None:
-    """Give a dense source the true lengths stored in ``--lengths FILE`` (``PATH[:KEY]``)."""
+def read_npy_whole(path: str) -> np.ndarray:
+    """A small ``.npy`` side file (lengths, targets), read whole."""
+    array = NpyFileArray(path)
+    try:
+        return array.read_rows(0, array.shape[0] if array.shape else 0)
+    finally:
+        array.close()
+
+
+def with_lengths_file(source: Source, lengths_file: str, memory_limit: int) -> Source:
+    """A dense source with the true lengths stored in ``--lengths FILE`` (``PATH[:KEY]``); the
+    file joins the source's records, so the manifest lists it among the inputs."""
     if source.kind != "dense" or source.timesteps is None:
         raise InputError(f"{source.location}: --lengths applies to a dense tensor; this input is "
                          f"already ragged ({source.layout})")
@@ -788,14 +895,47 @@ def apply_lengths_file(source: Source, lengths_file: str, memory_limit: int) -> 
         if raw is None:
             raise InputError(f"{lengths_file}: lengths must be 1-D, found "
                              f"{lengths_source.n_features} columns")
-    source.lengths = check_lengths(raw, source.n_samples, source.timesteps, lengths_file)
-    source.layout = "dense+lengths"
-    array_reader = source.block_reader
+        records = lengths_source.records
+    lengths = check_lengths(raw, source.n_samples, source.timesteps, lengths_file)
+    array_reader, features, side = source.block_reader, source.n_features, source.side
 
-    def with_lengths(start: int, stop: int) -> SequenceSet:
+    def read_with_lengths(start: int, stop: int) -> SequenceSet:
         block = array_reader(start, stop)
-        dense = block.values.reshape(stop - start, -1, source.n_features)
-        return SequenceSet.from_dense(dense, source.lengths[start:stop], source.side)
+        dense = block.values.reshape(stop - start, -1, features)
+        return SequenceSet.from_dense(dense, lengths[start:stop], side)
 
-    source.block_reader = with_lengths
+    return replace(source, lengths=lengths, layout="dense+lengths",
+                   block_reader=read_with_lengths, records=[*source.records, *records])
 
+
+def refusing_non_finite(source: Source) -> Source:
+    """The source, with every read failing on NaN or inf and naming where it is
+    (``--nan error``)."""
+    if source.dtype.kind != "f":
+        return source
+    read, rows = source.block_reader, source.row_reader
+
+    def read_checked(start: int, stop: int) -> SequenceSet:
+        block = read(start, stop)
+        bad = np.flatnonzero(~np.isfinite(block.values).all(axis=1))
+        if bad.size:
+            row = int(bad[0])
+            ends = np.cumsum(block.lengths)
+            sample = int(np.searchsorted(ends, row, side="right"))
+            step = row - (int(ends[sample - 1]) if sample else 0)
+            value = block.values[row][~np.isfinite(block.values[row])][0]
+            raise InputError(f"{source.location}: {value} at sample {start + sample}, timestep "
+                             f"{step} (--nan error refuses NaN and inf)")
+        return block
+
+    def rows_checked(start: int, stop: int) -> np.ndarray:
+        assert rows is not None
+        values = rows(start, stop)
+        bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+        if bad.size:
+            raise InputError(f"{source.location}: NaN or inf at timestep "
+                             f"{start + int(bad[0])} (--nan error refuses NaN and inf)")
+        return values
+
+    return replace(source, block_reader=read_checked,
+                   row_reader=None if rows is None else rows_checked)
