@@ -53,7 +53,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         modes = [extra_mode(base_shape, shape_of(e, static), static) for e in extras]
         where = [str(base.location), *(str(e.location) for e in extras)]
         dtype, promoted = common_dtype([base.dtype, *(e.dtype for e in extras)], where)
-        check_value_fits(fill, dtype, "--fill")
+        check_value_fits(fill, dtype, "fill")
         pad_value = base.pad_value if base.pad_value is not None else 0.0
         widths = [e.n_features for e in extras]
         new_names = feature_names(base, extras, widths, list(names))

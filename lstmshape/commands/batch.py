@@ -66,7 +66,7 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         source = job.open(job.locations[0])
         side: Side = padding if padding is not None else source.side
         fill = value if value is not None else (source.pad_value or 0.0)
-        check_value_fits(fill, source.dtype, "--value" if value is not None else "pad value")
+        check_value_fits(fill, source.dtype, "value", None if value is not None else "pad value")
         plan = plan_batches(source.lengths, size, remainder=remainder, shuffle=shuffle,
                             seed=seed, bucket=bucket_by_length, stateful=stateful,
                             maxlen=maxlen, width=source.timesteps)
