@@ -16,7 +16,8 @@ Example:
     ('data.npy: expected 2-D or 3-D array, found shape (5,)', 1)
     >>> err = ArgumentError(Param("padding", "middle"), ": expected 'pre' or 'post'")
     >>> str(err), err.cli_message, isinstance(err, ValueError)
-    ("padding='middle': expected 'pre' or 'post'", "--padding 'middle': expected 'pre' or 'post'", True)
+    ("padding='middle': expected 'pre' or 'post'",
+     "--padding 'middle': expected 'pre' or 'post'", True)
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def check_side(side: object, name: str = "side") -> Side:
         >>> check_side("right", "padding")
         Traceback (most recent call last):
         ...
-        lstmshape.errors.ArgumentError: padding='right': expected 'pre' or 'post' (PyTorch's 'right' is 'post')
+        lstmshape.errors.ArgumentError: padding='right': expected 'pre' or 'post' (PyTorch's ...
     """
     if isinstance(side, str) and side in SIDES:
         return cast(Side, side)
