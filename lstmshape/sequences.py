@@ -49,7 +49,7 @@ def check_side(side: object, name: str = "side") -> Side:
         lstmshape.errors.ArgumentError: padding='right': expected 'pre' or 'post' (PyTorch's ...
     """
     if isinstance(side, str) and side in SIDES:
-        return cast(Side, side)
+        return side
     hint = (f" (PyTorch's {side!r} is {TORCH_SIDES[side]!r})"
             if isinstance(side, str) and side in TORCH_SIDES else "")
     raise ArgumentError(Param(name, side), f": expected 'pre' or 'post'{hint}")
@@ -302,7 +302,7 @@ def _concatenate_uniform(sequences: Sequence[npt.ArrayLike],
     if int(lengths.sum()) != values.shape[0]:
         return None
     if lengths.size and not lengths.all():  # an empty sequence's dtype does not count
-        kept = [sequences[i] for i in np.flatnonzero(lengths)]
+        kept = [sequences[int(i)] for i in np.flatnonzero(lengths)]
         if kept:
             values = np.concatenate(kept, axis=0).reshape(values.shape)
     return SequenceSet(values, lengths)

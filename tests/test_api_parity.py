@@ -302,3 +302,28 @@ def test_pad_equals_keras_pad_sequences(keras: Any, data: Any, lengths: list[int
         expected = expected.reshape(ours.shape)
     assert ours.dtype == expected.dtype
     np.testing.assert_array_equal(ours if features else ours[:, :, 0], expected)
+
+
+@pytest.mark.parametrize("command", ["pad", "truncate", "batch", "add_feature"])
+def test_file_level_functions_refuse_other_sides(tmp_path: Path, command: str) -> None:
+    """The file-level API (``lstmshape.commands.*``) checks its sides before opening anything."""
+    from lstmshape.commands.add_feature import add_feature_file
+    from lstmshape.commands.batch import batch_file
+    from lstmshape.commands.pad import pad_file
+    from lstmshape.commands.truncate import truncate_file
+    from lstmshape.job import IOOptions
+
+    src = str(tmp_path / "missing.npy")  # never opened: the side is refused first
+    options = IOOptions(str(tmp_path / "out.npz"))
+    calls: dict[str, tuple[str, Callable[[], Any]]] = {
+        "pad": ("truncating", lambda: pad_file(src, options, truncating="right")),  # type: ignore[arg-type]
+        "truncate": ("truncating", lambda: truncate_file(src, options, maxlen=2,
+                                                          truncating="right")),  # type: ignore[arg-type]
+        "batch": ("padding", lambda: batch_file(src, options, size=2, padding="right")),  # type: ignore[arg-type]
+        "add_feature": ("padding", lambda: add_feature_file(src, [src], options,
+                                                            padding="right")),  # type: ignore[arg-type]
+    }
+    name, call = calls[command]
+    with pytest.raises(ArgumentError, match=f"^{name}='right': expected 'pre' or 'post'"):
+        call()
+    assert list(tmp_path.iterdir()) == []
