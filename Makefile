@@ -2,7 +2,8 @@
 #
 #   make demo    set up .venv and run the demo pipeline on sample_data/ (outputs in demo_out/)
 #   make test    set up .venv with the test extras (TensorFlow included) and run ruff, mypy, pytest
-#   make bench   run the benchmarks (benchmarks/), printing ratios against Keras and a memory copy
+#   make bench   run the benchmarks (benchmarks/), printing ratios against Keras and a memory copy;
+#                end-to-end targets judged on medians (LSTMSHAPE_BENCH_SCALE=0.1 make bench: smaller)
 #
 # Only python3 and make are needed; everything else is installed into .venv (ignored by git).
 

@@ -88,7 +88,7 @@ class LstmshapeGroup(click.Group):
         except LstmshapeError as err:
             if debug:
                 raise
-            raise ReportedError(str(err), err.exit_code) from None
+            raise ReportedError(err.cli_message, err.exit_code) from None
         except MemoryError:
             if debug:
                 raise
@@ -147,7 +147,7 @@ class MaxLen(click.ParamType):  # type: ignore[type-arg]
         try:
             return parse_maxlen(value)
         except LstmshapeError as err:
-            self.fail(str(err).removeprefix(f"--maxlen {value!r}: "), param, ctx)
+            self.fail(err.cli_message.removeprefix(f"--maxlen {value!r}: "), param, ctx)
 
 
 class DType(click.ParamType):  # type: ignore[type-arg]

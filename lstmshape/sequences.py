@@ -25,10 +25,34 @@ from typing import Literal, cast
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InputError
+from .errors import ArgumentError, InputError, Param
+from .io.arrays import check_dtype
 
 Side = Literal["pre", "post"]
+SIDES: tuple[Side, ...] = ("pre", "post")
 LENGTH_DTYPE = np.dtype(np.int64)
+#: what a PyTorch user passes for a side (``pad_sequence(padding_side=...)``), and ours for it
+TORCH_SIDES = {"left": "pre", "right": "post"}
+
+
+def check_side(side: object, name: str = "side") -> Side:
+    """``side`` itself when it is ``"pre"`` or ``"post"``; anything else is an
+    :class:`~lstmshape.errors.ArgumentError` naming the parameter and the allowed values (never
+    silently one of them, as Keras raises too).
+
+    Example:
+        >>> check_side("pre", "padding")
+        'pre'
+        >>> check_side("right", "padding")
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.ArgumentError: padding='right': expected 'pre' or 'post' (PyTorch's ...
+    """
+    if isinstance(side, str) and side in SIDES:
+        return side
+    hint = (f" (PyTorch's {side!r} is {TORCH_SIDES[side]!r})"
+            if isinstance(side, str) and side in TORCH_SIDES else "")
+    raise ArgumentError(Param(name, side), f": expected 'pre' or 'post'{hint}")
 
 
 def rows_as_scalars(values: np.ndarray) -> np.ndarray:
@@ -73,7 +97,7 @@ def real_mask(lengths: np.ndarray, timesteps: int, side: Side) -> np.ndarray:
         [[0, 0, 1], [1, 1, 1]]
     """
     steps = np.arange(timesteps)
-    if side == "post":
+    if check_side(side) == "post":
         mask: np.ndarray = steps[None, :] < lengths[:, None]
     else:
         mask = steps[None, :] >= (timesteps - lengths)[:, None]
@@ -110,6 +134,7 @@ class SequenceSet:
     lengths: np.ndarray
 
     def __post_init__(self) -> None:
+        check_dtype(self.values.dtype, "sequences")  # strings, objects: not for an LSTM
         if self.values.ndim != 2:
             raise InputError(f"sequence values must be 2-D (timesteps, features), "
                              f"found shape {self.values.shape}")
@@ -138,6 +163,7 @@ class SequenceSet:
             >>> s.values.ravel().tolist(), s.lengths.tolist()
             ([0, 1, 2, 3], [3, 1])
         """
+        check_side(side)
         tensor = as_three_d(tensor)
         n, t, f = tensor.shape
         if lengths is None:
@@ -155,11 +181,15 @@ class SequenceSet:
     @classmethod
     def from_sequences(cls, sequences: Sequence[npt.ArrayLike],
                        n_features: int | None = None) -> SequenceSet:
-        """Sequences from a list of ``(len_i, F)`` or ``(len_i,)`` arrays (one dtype for all).
+        """Sequences from a list of ``(len_i, F)`` or ``(len_i,)`` arrays.
+
+        Their dtypes are unified as numpy promotes them, except that an empty sequence's dtype
+        does not count (``np.asarray([])`` is float64; Keras skips empty sequences too).
 
         Example:
-            >>> SequenceSet.from_sequences([[1, 2, 3], [4]]).lengths.tolist()
-            [3, 1]
+            >>> seqs = SequenceSet.from_sequences([[1, 2, 3], [], [4]])
+            >>> seqs.lengths.tolist(), seqs.dtype
+            ([3, 0, 1], dtype('int64'))
         """
         fast = _concatenate_uniform(sequences, n_features)
         if fast is not None:
@@ -180,7 +210,8 @@ class SequenceSet:
         # empty sequences given as (0,) arrays fit any feature count
         shaped = [a if a.shape[0] else a.reshape(0, n_features) for a in shaped]
         lengths = np.array([a.shape[0] for a in shaped], dtype=LENGTH_DTYPE)
-        values = np.concatenate(shaped, axis=0) if shaped else np.zeros((0, n_features))
+        counted = [a for a in shaped if a.shape[0]] or shaped  # not the empty ones' dtypes
+        values = np.concatenate(counted, axis=0) if shaped else np.zeros((0, n_features))
         return cls(np.ascontiguousarray(values), lengths)
 
     # -- properties -----------------------------------------------------------------------------
@@ -270,6 +301,10 @@ def _concatenate_uniform(sequences: Sequence[npt.ArrayLike],
         return None
     if int(lengths.sum()) != values.shape[0]:
         return None
+    if lengths.size and not lengths.all():  # an empty sequence's dtype does not count
+        kept = [sequences[int(i)] for i in np.flatnonzero(lengths)]
+        if kept:
+            values = np.concatenate(kept, axis=0).reshape(values.shape)
     return SequenceSet(values, lengths)
 
 

@@ -20,7 +20,7 @@ from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
 from ..ops.add_feature import Mode, Shape, common_dtype, extra_mode, join_features
 from ..ops.pad import check_value_fits, pad
-from ..sequences import SequenceSet, Side
+from ..sequences import SequenceSet, Side, check_side
 
 
 def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOptions, *,
@@ -43,6 +43,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
     """
     if not extra_srcs:
         raise OptionError("add-feature needs at least one EXTRA input")
+    check_side(padding, "padding")
     params = {"static": static, "fill": json_number(fill), "padding": padding,
               "names": list(names)}
 
@@ -53,7 +54,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         modes = [extra_mode(base_shape, shape_of(e, static), static) for e in extras]
         where = [str(base.location), *(str(e.location) for e in extras)]
         dtype, promoted = common_dtype([base.dtype, *(e.dtype for e in extras)], where)
-        check_value_fits(fill, dtype, "--fill")
+        check_value_fits(fill, dtype, "fill")
         pad_value = base.pad_value if base.pad_value is not None else 0.0
         widths = [e.n_features for e in extras]
         new_names = feature_names(base, extras, widths, list(names))

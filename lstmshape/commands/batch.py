@@ -33,7 +33,7 @@ from ..ops.batch import (
     with_uniform_width,
 )
 from ..ops.pad import check_value_fits
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_side
 
 #: Key pattern of one batch's arrays in an .npz/.h5 output.
 BATCH_KEY = "{role}_{index:06d}"
@@ -57,6 +57,8 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         >>> m["batches"]["widths"], m["batches"]["padded_timesteps"]
         ([2, 4], {'before': 4, 'after': 2, 'real': 10})
     """
+    if padding is not None:
+        check_side(padding, "padding")
     params = {"size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
               "bucket_by_length": bucket_by_length, "stateful": stateful, "maxlen": maxlen,
               "padding": padding, "value": None if value is None else json_number(value)}
@@ -66,7 +68,7 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         source = job.open(job.locations[0])
         side: Side = padding if padding is not None else source.side
         fill = value if value is not None else (source.pad_value or 0.0)
-        check_value_fits(fill, source.dtype, "--value" if value is not None else "pad value")
+        check_value_fits(fill, source.dtype, "value", None if value is not None else "pad value")
         plan = plan_batches(source.lengths, size, remainder=remainder, shuffle=shuffle,
                             seed=seed, bucket=bucket_by_length, stateful=stateful,
                             maxlen=maxlen, width=source.timesteps)

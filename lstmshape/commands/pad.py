@@ -13,7 +13,7 @@ from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, pad, resolve_maxlen
 from ..ops.stats import pad_collisions
-from ..sequences import Side
+from ..sequences import Side, check_side
 
 
 def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
@@ -28,6 +28,8 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
         >>> pad_file(src, IOOptions(os.path.join(folder, "x.npy")), maxlen=2)["input_shape"]
         [2, 1]
     """
+    check_side(padding, "padding")
+    check_side(truncating, "truncating")
     params = {"maxlen": maxlen, "padding": padding, "truncating": truncating,
               "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy}
 

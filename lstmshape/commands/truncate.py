@@ -12,7 +12,7 @@ from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
 from ..ops.pad import pad
 from ..ops.truncate import split, split_lengths, truncate
-from ..sequences import LENGTH_DTYPE, Side
+from ..sequences import LENGTH_DTYPE, Side, check_side
 
 OVERFLOW_CHOICES = ("drop", "split")
 
@@ -32,6 +32,7 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         >>> m["lengths"]["max"], m["lengths"]["dropped_timesteps"]
         (2, 2)
     """
+    check_side(truncating, "truncating")
     params = {"maxlen": maxlen, "truncating": truncating, "overflow": overflow}
 
     def produce(job: Job) -> Result:

@@ -605,7 +605,9 @@ class Opener:
             raise InputError(f"{path}: {description} sequences of {declared:,} bytes in all is "
                              f"over --memory-limit {self.memory_limit:,} and this layout cannot be "
                              f"streamed; raise --memory-limit or store values + lengths")
-        dtypes = {np.dtype(a.dtype) for a in arrays}
+        # an empty sequence's dtype does not count (np.savez of [] is float64), as in Keras
+        counted = [a for a in arrays if not a.shape or a.shape[0]] or arrays
+        dtypes = {np.dtype(a.dtype) for a in counted}
         if len(dtypes) > 1:
             raise InputError(f"{path}: sequences have different dtypes "
                              f"{sorted(map(str, dtypes))}; expected one dtype for all")

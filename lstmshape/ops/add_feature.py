@@ -25,8 +25,16 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side, as_three_d, real_mask, rows_as_scalars
+from ..errors import InputError, Param
+from ..sequences import (
+    LENGTH_DTYPE,
+    SequenceSet,
+    Side,
+    as_three_d,
+    check_side,
+    real_mask,
+    rows_as_scalars,
+)
 from .pad import check_value_fits, pad
 
 Mode = Literal["static", "sequences", "rows"]
@@ -105,25 +113,26 @@ def extra_mode(base: Shape, extra: Shape, static: bool) -> Mode:
     """
     both = f"{extra.text()} does not match {base.text()}"
     if static and len(extra.stored) > 2:
-        raise InputError(f"{extra.text()}: a --static extra must be (samples,) or "
-                         f"(samples, k), one row per sample of {base.text()}")
+        raise InputError(f"{extra.text()}: a ", Param("static", True), " extra must be "
+                         f"(samples,) or (samples, k), one row per sample of {base.text()}")
     if extra.samples != base.samples:
         raise InputError(f"{both}: {extra.samples} samples vs {base.samples}")
     if static:
         return "static"
     if len(extra.stored) < 2:
-        raise InputError(f"{both}: a 1-D extra has one value per sample; pass --static")
+        raise InputError(f"{both}: a 1-D extra has one value per sample; pass ",
+                         Param("static", True))
+    hint: tuple[str | Param, ...] = (("; one row per sample? pass ", Param("static", True))
+                                     if len(extra.stored) == 2 else ())
     if base.timesteps is not None and extra.timesteps is not None:
         if extra.timesteps > base.timesteps:
-            hint = "; one row per sample? pass --static" if len(extra.stored) == 2 else ""
-            raise InputError(f"{both}: {extra.timesteps} timesteps vs {base.timesteps}{hint}")
+            raise InputError(f"{both}: {extra.timesteps} timesteps vs {base.timesteps}", *hint)
         return "rows"
     differ = np.flatnonzero(extra.lengths != base.lengths)
     if differ.size:
         i = int(differ[0])
-        hint = "; one row per sample? pass --static" if len(extra.stored) == 2 else ""
         raise InputError(f"{both}: sequence {i} has {int(extra.lengths[i])} timesteps vs "
-                         f"{int(base.lengths[i])} ({differ.size} sequences differ){hint}")
+                         f"{int(base.lengths[i])} ({differ.size} sequences differ)", *hint)
     return "sequences"
 
 
@@ -157,6 +166,7 @@ def filled_rows(tensor: np.ndarray, timesteps: int, padding: Side, fill: float,
         >>> filled_rows(np.ones((1, 2, 1)), 3, "pre", -1.0, np.dtype("float64"))[0, :, 0].tolist()
         [-1.0, 1.0, 1.0]
     """
+    check_side(padding, "padding")
     n, have, k = tensor.shape
     if have == timesteps:
         return tensor.astype(dtype, copy=False)
@@ -215,6 +225,8 @@ def add_feature(base: npt.ArrayLike | SequenceSet, *extras: np.ndarray | Sequenc
         >>> add_feature(x, np.ones((2, 2)), fill=-1)[:, :, 1].tolist()
         [[1.0, 1.0, -1.0], [1.0, 1.0, -1.0]]
     """
+    check_side(padding, "padding")
+    check_side(side, "side")
     if isinstance(base, SequenceSet):
         seqs: SequenceSet = base
         shape = Shape.of("base", base)
@@ -226,7 +238,7 @@ def add_feature(base: npt.ArrayLike | SequenceSet, *extras: np.ndarray | Sequenc
                       tuple(np.shape(base)))
     names = ["base", *(f"extra {i + 1}" for i in range(len(extras)))]
     dtype, _ = common_dtype([seqs.dtype, *(e.dtype for e in extras)], names)
-    check_value_fits(fill, dtype, "--fill")
+    check_value_fits(fill, dtype, "fill")
     aligned: list[tuple[str, np.ndarray | SequenceSet, Mode]] = []
     for name, extra in zip(names[1:], extras, strict=True):
         extra_shape = Shape.of(name, extra if isinstance(extra, SequenceSet)

@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import OptionError
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side
+from ..errors import ArgumentError, OptionError, Param
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, check_side
 from .pad import PadResult, pad
 
 Remainder = Literal["keep", "drop", "pad"]
@@ -84,23 +84,28 @@ def plan_batches(lengths: npt.ArrayLike, size: int, *, remainder: Remainder = "k
         ([1, 3, 4, 2, 0], [2, 4, 5])
     """
     lengths = np.asarray(lengths, dtype=LENGTH_DTYPE).reshape(-1)
-    if size < 1:
-        raise OptionError(f"--size must be at least 1, got {size}")
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise ArgumentError(Param("size", size), ": expected a positive integer")
     if remainder not in REMAINDERS:
-        raise OptionError(f"--remainder {remainder!r}: expected one of {', '.join(REMAINDERS)}")
-    if maxlen is not None and maxlen < 1:
-        raise OptionError(f"--maxlen must be at least 1, got {maxlen}")
+        raise ArgumentError(Param("remainder", remainder),
+                            f": expected one of {', '.join(map(repr, REMAINDERS))}")
+    if maxlen is not None and (isinstance(maxlen, bool)
+                               or not isinstance(maxlen, int | np.integer) or maxlen < 1):
+        raise ArgumentError(Param("maxlen", maxlen), ": expected a positive integer or None")
     count = lengths.shape[0]
     rest = count % size
     if stateful:
         if shuffle or bucket:
-            raise OptionError(f"--stateful cannot be combined with "
-                              f"{'--shuffle' if shuffle else '--bucket-by-length'}: a stateful "
-                              f"LSTM needs sample j of batch k+1 to continue sample j of batch k")
+            other = (Param("shuffle", True) if shuffle
+                     else Param("bucket", True, flag="--bucket-by-length"))
+            raise OptionError(Param("stateful", True), " cannot be combined with ", other,
+                              ": a stateful LSTM needs sample j of batch k+1 to continue sample "
+                              "j of batch k")
         if rest and remainder != "drop":
-            raise OptionError(f"--stateful needs the sample count to divide by --size: {count} "
-                              f"samples, batch size {size} leaves {rest}; pass --remainder drop "
-                              f"to drop the last {rest} samples")
+            raise OptionError(Param("stateful", True), " needs the sample count to divide by ",
+                              Param("size"), f": {count} samples, batch size {size} leaves "
+                              f"{rest}; pass ", Param("remainder", "drop", shown="drop"),
+                              f" to drop the last {rest} samples")
         batches = count // size
         order = np.arange(batches * size, dtype=np.int64).reshape(size, batches).T.reshape(-1)
         sizes = np.full(batches, size, dtype=np.int64)
@@ -131,8 +136,9 @@ def plan_batches(lengths: npt.ArrayLike, size: int, *, remainder: Remainder = "k
             order = np.concatenate([main, tail])
             sizes = np.append(sizes, len(tail))
     if count and not sizes.size:
-        raise OptionError(f"--remainder drop with {count} samples and --size {size} drops "
-                          f"every sample; use a smaller --size")
+        raise OptionError(Param("remainder", "drop", shown="drop"), f" with {count} samples "
+                          f"and ", Param("size", size), " drops every sample; use a smaller ",
+                          Param("size"))
     row_lengths, widths = fit_widths(lengths, order, sizes, bucket, maxlen, width)
     before = row_lengths
     if bucket:  # what the same rows would need in their order before sorting by length
@@ -178,6 +184,7 @@ def with_uniform_width(plan: BatchPlan) -> BatchPlan:
 def pad_batch(seqs: SequenceSet, width: int, padding: Side = "post", value: float = 0.0,
               dtype: npt.DTypeLike | None = None) -> PadResult:
     """One batch: its sequences (empty ones for pad rows) padded or cut to ``width`` steps."""
+    check_side(padding, "padding")
     return pad(seqs, width, padding, "post", value, dtype, allow_lossy=True)
 
 
@@ -200,6 +207,7 @@ def batch(seqs: SequenceSet | list[npt.ArrayLike], size: int, *, remainder: Rema
         >>> [b[:, :, 0].tolist() for b in out.x], out.plan.order.tolist()
         ([[[4], [7]], [[5, 6, 0], [1, 2, 3]]], [1, 3, 2, 0])
     """
+    check_side(padding, "padding")
     if not isinstance(seqs, SequenceSet):
         seqs = SequenceSet.from_sequences(seqs)
     plan = plan_batches(seqs.lengths, size, remainder=remainder, shuffle=shuffle, seed=seed,

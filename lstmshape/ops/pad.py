@@ -14,6 +14,7 @@ samples are taken in blocks of a few MB, spread over threads when the tensor is 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable
@@ -23,12 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError, OptionError
+from ..errors import ArgumentError, InputError, OptionError, Param
+from ..io.arrays import check_dtype
 from ..sequences import (
     LENGTH_DTYPE,
     SequenceSet,
     Side,
     bounds_within,
+    check_side,
     positions_in_sequence,
     real_mask,
     rows_as_scalars,
@@ -51,31 +54,34 @@ class PadResult:
     lengths: np.ndarray
 
 
-def parse_maxlen(spec: str | int) -> int | str:
-    """``N`` (a positive integer), ``"max"`` or ``"pNN"`` (a percentile of the lengths).
+def parse_maxlen(spec: str | int | None) -> int | str:
+    """``N`` (a positive integer), ``"max"`` or ``"pNN"`` (a percentile of the lengths);
+    ``None`` (Keras' default) is ``"max"``, the longest sequence.
 
     Example:
-        >>> parse_maxlen("p95"), parse_maxlen("100"), parse_maxlen("max")
-        ('p95', 100, 'max')
+        >>> parse_maxlen("p95"), parse_maxlen("100"), parse_maxlen("max"), parse_maxlen(None)
+        ('p95', 100, 'max', 'max')
     """
+    if spec is None:
+        return "max"
     text = str(spec).strip().lower()
     match = MAXLEN_PATTERN.match(text)
     if match is None:
-        raise OptionError(f"--maxlen {spec!r}: expected a positive integer, 'max' or a "
-                          f"percentile such as 'p95'")
+        raise ArgumentError(Param("maxlen", spec), ": expected a positive integer, 'max' or a "
+                            "percentile such as 'p95'")
     if match.group("int") is not None:
         value = int(match.group("int"))
         if value < 1:
-            raise OptionError(f"--maxlen {spec!r}: must be at least 1")
+            raise ArgumentError(Param("maxlen", spec), ": must be at least 1")
         return value
     if match.group("pct") is not None:
         percent = float(match.group("pct"))
         if not 0 < percent <= 100:
-            raise OptionError(f"--maxlen {spec!r}: the percentile must lie in (0, 100]")
+            raise ArgumentError(Param("maxlen", spec), ": the percentile must lie in (0, 100]")
     return text
 
 
-def resolve_maxlen(spec: str | int, lengths: np.ndarray) -> int:
+def resolve_maxlen(spec: str | int | None, lengths: np.ndarray) -> int:
     """The maxlen a spec means for these lengths; percentiles round up to a real length.
 
     Example:
@@ -95,37 +101,58 @@ def resolve_maxlen(spec: str | int, lengths: np.ndarray) -> int:
     return int(np.percentile(lengths, percent, method="inverted_cdf"))
 
 
-def parse_pad_value(text: str | float) -> float:
-    """A pad value: a number, or ``nan``/``inf``/``-inf`` (floats only).
+def check_value_fits(value: object, dtype: np.dtype, name: str = "value",
+                     flag: str | None = None) -> None:
+    """Refuse a pad value that is not a number (:class:`ArgumentError`), or one the output
+    dtype cannot hold exactly (``nan`` in ints, -1 in uint8). ``name`` is the parameter that
+    gave it (``value``, ``fill``); ``flag`` its command-line spelling when not ``--name``
+    (``"pad value"`` for one taken from an input's manifest).
 
     Example:
-        >>> parse_pad_value("-1"), parse_pad_value("nan")
-        (-1.0, nan)
+        >>> check_value_fits("pad", np.dtype("int32"))
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.ArgumentError: value='pad': expected a number (float('nan') allowed ...
     """
-    try:
-        return float(text)
-    except ValueError:
-        raise OptionError(f"--value {text!r}: expected a number or 'nan'") from None
-
-
-def check_value_fits(value: float, dtype: np.dtype, option: str = "--value") -> None:
-    """Refuse a pad value the output dtype cannot hold exactly (``nan`` in ints, -1 in uint8);
-    ``option`` is how the user gave it (``--value``, ``--fill``)."""
+    if not isinstance(value, numbers.Real):
+        raise ArgumentError(Param(name, value, flag), ": expected a number (float('nan') "
+                            "allowed for float data); lstmshape pads numeric data only")
+    number = float(value)
+    param = Param(name, value, flag, shown=f"{number:g}")
     if dtype.kind == "f":
-        if math.isfinite(value) and abs(value) > float(np.finfo(dtype).max):
-            raise OptionError(f"{option} {value:g} does not fit dtype {dtype}")
+        if math.isfinite(number) and abs(number) > float(np.finfo(dtype).max):
+            raise OptionError(param, f" does not fit dtype {dtype}")
         return
-    if not math.isfinite(value) or not float(value).is_integer():
-        raise OptionError(f"{option} {value:g} cannot be stored in {dtype} data; "
-                          f"use a whole number or a float --dtype")
+    if not math.isfinite(number) or not number.is_integer():
+        raise OptionError(param, f" cannot be stored in {dtype} data; use a whole number or a "
+                          f"float ", Param("dtype"))
     if dtype.kind == "b":
-        if value not in (0, 1):
-            raise OptionError(f"{option} {value:g} cannot be stored in bool data (0 or 1)")
+        if number not in (0, 1):
+            raise OptionError(param, " cannot be stored in bool data (0 or 1)")
         return
     info = np.iinfo(dtype)
-    if not info.min <= value <= info.max:
-        raise OptionError(f"{option} {value:g} is outside the range of {dtype} "
-                          f"({info.min}..{info.max})")
+    if not info.min <= number <= info.max:
+        raise OptionError(param, f" is outside the range of {dtype} ({info.min}..{info.max})")
+
+
+def output_dtype(dtype: npt.DTypeLike) -> np.dtype:
+    """The ``dtype=`` argument as a numpy dtype lstmshape writes (bool, ints, float16/32/64).
+
+    Example:
+        >>> output_dtype("float32")
+        dtype('float32')
+        >>> output_dtype(object)
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.ArgumentError: dtype=<class 'object'>: expected bool, int8..int64, ...
+    """
+    try:
+        result = np.dtype(dtype)
+        check_dtype(result, "dtype")
+    except (TypeError, InputError):
+        raise ArgumentError(Param("dtype", dtype), ": expected bool, int8..int64, uint8..uint64, "
+                            "float16, float32 or float64") from None
+    return result
 
 
 def lossy_cast_reason(values: np.ndarray, target: np.dtype) -> str | None:
@@ -172,20 +199,32 @@ def lossy_cast_reason(values: np.ndarray, target: np.dtype) -> str | None:
     return None
 
 
-def pad(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int | str = "max",
+def pad(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int | str | None = None,
         padding: Side = "post", truncating: Side = "post", value: float = 0.0,
         dtype: npt.DTypeLike | None = None, allow_lossy: bool = False) -> PadResult:
     """Pad (and truncate) sequences to one dense ``(N, maxlen, F)`` tensor.
+
+    ``maxlen``: an int, ``None`` or ``"max"`` (the longest sequence, Keras' default), or a
+    percentile of the lengths such as ``"p95"``. Arguments Keras refuses are refused too, with a
+    :class:`~lstmshape.errors.ArgumentError` (a ``ValueError``) naming the parameter.
 
     Example:
         >>> result = pad([[1, 2, 3], [4]], maxlen=2, padding="pre", truncating="pre")
         >>> result.tensor[:, :, 0].tolist(), result.lengths.tolist()
         ([[2, 3], [0, 4]], [2, 1])
+        >>> pad([[1, 2, 3], [4]], padding="middle")
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.ArgumentError: padding='middle': expected 'pre' or 'post'
     """
+    check_side(padding, "padding")
+    check_side(truncating, "truncating")
+    parse_maxlen(maxlen)  # a bad maxlen is named before the sequences are looked at
+    target = output_dtype(dtype) if dtype is not None else None
     if not isinstance(seqs, SequenceSet):
         seqs = SequenceSet.from_sequences(seqs)
     length = resolve_maxlen(maxlen, seqs.lengths)
-    target = np.dtype(dtype) if dtype is not None else seqs.dtype
+    target = target if target is not None else seqs.dtype
     check_value_fits(value, target)
     count, features = seqs.n_samples, seqs.n_features
     if value == 0:
@@ -202,7 +241,7 @@ def pad(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int | str = "max",
             reason = None if allow_lossy else lossy_cast_reason(kept_values, target)
             if reason is not None:
                 raise InputError(f"casting {seqs.dtype} to {target} would lose data ({reason}); "
-                                 f"pass --allow-lossy to cast anyway")
+                                 f"pass ", Param("allow_lossy", True), " to cast anyway")
             kept_values = kept_values.astype(target)
         place(tensor[start:stop], kept_values, kept, padding)
 
@@ -249,7 +288,7 @@ def truncated_values(values: np.ndarray, lengths: np.ndarray, maxlen: int,
     Returns ``values`` itself (no copy) when nothing is cut.
     """
     kept = np.minimum(lengths, maxlen).astype(LENGTH_DTYPE)
-    if lengths.size == 0 or int(lengths.max()) <= maxlen:
+    if check_side(side) and (lengths.size == 0 or int(lengths.max()) <= maxlen):
         return values, kept
     position = positions_in_sequence(lengths)
     if side == "post":

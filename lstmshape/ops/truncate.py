@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import OptionError
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side
+from ..errors import ArgumentError, Param
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, check_side
 from .pad import truncated_values
 
 
@@ -25,8 +25,9 @@ def truncate(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int,
         >>> cut.values.ravel().tolist(), cut.lengths.tolist()
         ([2, 3, 4], [2, 1])
     """
-    seqs = as_sequence_set(seqs)
+    check_side(side)
     check_maxlen(maxlen)
+    seqs = as_sequence_set(seqs)
     values, lengths = truncated_values(seqs.values, seqs.lengths, maxlen, side)
     return SequenceSet(values, lengths)
 
@@ -44,6 +45,8 @@ def split(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int,
         >>> pieces.lengths.tolist(), source.tolist()
         ([2, 2, 1, 1], [0, 0, 0, 1])
     """
+    check_side(side)
+    check_maxlen(maxlen)
     seqs = as_sequence_set(seqs)
     pieces, source_index = split_lengths(seqs.lengths, maxlen, side)
     return SequenceSet(seqs.values, pieces), source_index
@@ -59,6 +62,7 @@ def split_lengths(lengths: np.ndarray, maxlen: int,
         >>> pieces.tolist(), source.tolist()
         ([1, 2, 2, 0], [0, 0, 0, 1])
     """
+    check_side(side)
     check_maxlen(maxlen)
     counts = np.maximum(1, -(-lengths // maxlen))
     source_index = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), counts)
@@ -73,8 +77,16 @@ def split_lengths(lengths: np.ndarray, maxlen: int,
 
 
 def check_maxlen(maxlen: int) -> None:
+    """A maxlen to cut at: a positive integer (``None`` cuts nothing, so it is refused here).
+
+    Example:
+        >>> check_maxlen(0)
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.ArgumentError: maxlen=0: expected a positive integer
+    """
     if isinstance(maxlen, bool) or not isinstance(maxlen, int | np.integer) or maxlen < 1:
-        raise OptionError(f"maxlen must be a positive integer, got {maxlen!r}")
+        raise ArgumentError(Param("maxlen", maxlen), ": expected a positive integer")
 
 
 def as_sequence_set(seqs: SequenceSet | list[npt.ArrayLike]) -> SequenceSet:

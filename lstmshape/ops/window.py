@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import OptionError
+from ..errors import ArgumentError, OptionError, Param
 from ..sequences import LENGTH_DTYPE, SequenceSet, positions_in_sequence
 
 
@@ -33,12 +33,12 @@ class WindowSpec:
     horizon: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "stride", "sampling_rate"):
-            if getattr(self, name) < 1:
-                option = "--" + name.replace("_", "-")
-                raise OptionError(f"{option} must be at least 1, got {getattr(self, name)}")
-        if self.horizon < 0:
-            raise OptionError(f"--horizon must not be negative, got {self.horizon}")
+        for name in ("timesteps", "stride", "sampling_rate", "horizon"):
+            value = getattr(self, name)
+            least = 0 if name == "horizon" else 1
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+                raise ArgumentError(Param(name, value), f": expected an integer of at least "
+                                    f"{least}")
 
     @property
     def span(self) -> int:
@@ -161,8 +161,8 @@ def resolve_columns(spec: Sequence[int | str] | str, n_features: int,
     items: list[int | str] = ([p.strip() for p in spec.split(",")] if isinstance(spec, str)
                               else list(spec))
     if not items or any(item == "" for item in items):
-        raise OptionError(f"--target {spec!r}: expected column indices or feature names "
-                          f"separated by commas")
+        raise OptionError(Param("target", spec), ": expected column indices or feature names "
+                          "separated by commas")
     known = list(names) if names is not None else [f"f{i}" for i in range(n_features)]
     columns: list[int] = []
     for item in items:
@@ -170,12 +170,12 @@ def resolve_columns(spec: Sequence[int | str] | str, n_features: int,
         if text.lstrip("-").isdigit():
             index = int(text)
             if not -n_features <= index < n_features:
-                raise OptionError(f"--target {text}: no such column; the data has "
-                                  f"{n_features} features (0..{n_features - 1})")
+                raise OptionError(Param("target", item, shown=text), f": no such column; the "
+                                  f"data has {n_features} features (0..{n_features - 1})")
             columns.append(index % n_features)
         elif text in known:
             columns.append(known.index(text))
         else:
-            raise OptionError(f"--target {text!r}: no feature of that name; features are "
-                              f"{', '.join(known)}")
+            raise OptionError(Param("target", item, shown=repr(text)), ": no feature of that "
+                              f"name; features are {', '.join(known)}")
     return columns
