@@ -12,6 +12,7 @@ The PNG goes through a temp file beside it and is renamed into place only when c
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,15 +65,16 @@ def curve_maxlens(longest: int) -> np.ndarray:
 
 
 def histogram_edges(lengths: np.ndarray) -> np.ndarray:
-    """Integer bin edges from the shortest to the longest length, at most 60 bins.
+    """Bin edges from the shortest to the longest length, at most 60 bins, each bin centred on
+    whole lengths (a bar of sequences of length L stands over L on the maxlen axis below).
 
     Example:
         >>> histogram_edges(np.array([3, 7])).tolist()
-        [3, 4, 5, 6, 7, 8]
+        [2.5, 3.5, 4.5, 5.5, 6.5, 7.5]
     """
     low, high = int(lengths.min()), int(lengths.max())
     width = max(1, math.ceil((high - low + 1) / HISTOGRAM_BINS))
-    return np.arange(low, high + width + 1, width, dtype=np.int64)
+    return np.arange(low, high + width + 1, width, dtype=np.int64) - 0.5
 
 
 def candidate_marks(rows: Sequence[MaxlenTradeoff]) -> list[tuple[int, str, bool]]:
@@ -117,8 +119,12 @@ def write_length_plot(path: str, lengths: npt.ArrayLike, rows: Sequence[MaxlenTr
     check_writable_folder(path)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     # matplotlib's own defaults, not the user's matplotlibrc; a font matplotlib ships
-    with matplotlib_style.context("default"), rc_context({"font.family": "DejaVu Sans",
-                                                           "font.size": FONT_SIZE}):
+    # text.parse_math off: a file name like "run$1.h5" is text, not TeX math
+    with matplotlib_style.context("default"), warnings.catch_warnings(), rc_context(
+            {"font.family": "DejaVu Sans", "font.size": FONT_SIZE, "text.parse_math": False}):
+        # a name in a script DejaVu lacks draws as boxes; matplotlib's warning per glyph would
+        # add lines to stderr for a picture that is otherwise fine
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         figure = Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
         FigureCanvasAgg(figure)
         lengths_axes, shares_axes = figure.subplots(2, 1, sharex=True)
@@ -136,6 +142,7 @@ def draw(lengths_axes: Any, shares_axes: Any, lengths: np.ndarray,
         counts, _ = np.histogram(lengths, bins=edges)
         lengths_axes.stairs(counts, edges, fill=True, color="#4c72b0")
     lengths_axes.set_ylabel("sequences")
+    lengths_axes.yaxis.get_major_locator().set_params(integer=True)  # counts: no 0.2 ticks
     lengths_axes.set_title(f"{lengths.size:,} sequences by length", loc="left")
     longest = int(lengths.max()) if lengths.size else 0
     maxlens = curve_maxlens(longest)

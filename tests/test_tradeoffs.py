@@ -266,6 +266,21 @@ def test_plot_ignores_the_users_matplotlibrc(tmp_path: Path) -> None:
     assert (tmp_path / "plain.png").read_bytes() == (tmp_path / "styled.png").read_bytes()
 
 
+def test_plot_of_odd_names_and_lengths_is_quiet(tmp_path: Path) -> None:
+    """A "$" in a file name is not TeX; a script the font lacks, no lengths at all, or a dense
+    tensor of one length still give a picture, and nothing on stderr."""
+    odd = tmp_path / "run$1 数据.npz"
+    np.savez(odd, values=np.ones((10, 2), np.float32), lengths=np.array([1, 2, 3, 4]))
+    np.savez(tmp_path / "empty.npz", values=np.ones((0, 2), np.float32),
+             lengths=np.zeros(0, np.int64))
+    np.save(tmp_path / "dense.npy", np.ones((5, 7, 2), np.float32))
+    for src in (odd, tmp_path / "empty.npz", tmp_path / "dense.npy"):
+        plot = tmp_path / f"{src.stem}.png"
+        done = run_lstmshape("inspect", src, "--plot", plot)
+        assert done.returncode == 0 and done.stderr == b"", done.stderr
+        assert plot.read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_failed_run_leaves_an_older_plot_alone(tmp_path: Path) -> None:
     plot = tmp_path / "lengths.png"
     plot.write_bytes(b"an older picture")
