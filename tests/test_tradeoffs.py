@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from lstmshape.commands.inspect import inspect_file
 from lstmshape.io.source import Source
+from lstmshape.ops.batch import plan_batches
 from lstmshape.ops.tradeoffs import maxlen_tradeoffs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -176,6 +177,9 @@ def test_property_rows_equal_numpy(lengths: list[int], batch_size: int, features
         assert shorter["padded_share"] <= longer["padded_share"] + 1e-12
         assert shorter["dropped_timesteps"] >= longer["dropped_timesteps"]
     for row in rows:
+        # the rows were planned once for every maxlen: the same as batch's plan for each one
+        plan = plan_batches(array, batch_size, bucket=True, maxlen=max(row["maxlen"], 1))
+        assert row["bucketed_padded_timesteps"] == plan.padded_timesteps
         if row["maxlen"] >= 1:  # bucketing never pads more than one tensor of that maxlen
             assert row["bucketed_padded_share"] <= row["padded_share"] + 1e-12
 

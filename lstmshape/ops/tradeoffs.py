@@ -11,8 +11,8 @@ sequences of true lengths ``len_i``, F features and a dtype of ``itemsize`` byte
   ``dropped_share``, that over all real timesteps;
 * ``tensor_bytes``: ``N * M * F * itemsize`` (``pad`` keeps the input's dtype);
 * ``bucketed_padded_share``: the padding left when ``batch --bucket-by-length --size B --maxlen M``
-  batches the same sequences, from the very plan ``batch`` writes
-  (:func:`~lstmshape.ops.batch.plan_batches`); the padded timesteps over the batches' slots;
+  batches the same sequences, from the very planning code ``batch`` runs
+  (:func:`~lstmshape.ops.batch.bucketed_padding`); the padded timesteps over the batches' slots;
 * ``batch_bytes``: one full ``(B, M, F)`` batch, the largest a bucketed batch can be.
 
 Everything is a function of the lengths: ``inspect`` of a 2 GB ragged ``.h5`` needs its lengths
@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from ..errors import OptionError
 from ..sequences import LENGTH_DTYPE
-from .batch import plan_batches
+from .batch import bucketed_padding
 from .pad import parse_maxlen, resolve_maxlen
 
 #: The candidates every table has, in this order; ``--maxlen`` values are added to them.
@@ -142,24 +142,22 @@ def maxlen_tradeoffs(lengths: npt.ArrayLike, *, features: int, itemsize: int,
     labels = candidate_labels(extra)
     maxlens = [resolve_maxlen(label, lengths) for label in labels]
     kept, truncated = kept_and_truncated(lengths, maxlens)
+    # what `batch --bucket-by-length --size B --maxlen M` writes; it pads a batch to at least
+    # one timestep, so a maxlen of 0 (most sequences empty) is planned as 1, as batch would be
+    bucketed = bucketed_padding(lengths, batch_size, [max(maxlen, 1) for maxlen in maxlens])
     step_bytes = features * itemsize
     rows = []
-    for label, maxlen, kept_steps, cut in zip(labels, maxlens, kept.tolist(), truncated.tolist(),
-                                              strict=True):
+    for label, maxlen, kept_steps, cut, (bucketed_padded, bucketed_slots) in zip(
+            labels, maxlens, kept.tolist(), truncated.tolist(), bucketed, strict=True):
         slots = count * maxlen
-        # the plan `batch --bucket-by-length --size B --maxlen M` writes; it pads a batch to at
-        # least one timestep, so a maxlen of 0 (most sequences empty) is planned as 1, as batch
-        # would have to
-        plan = plan_batches(lengths, batch_size, bucket=True, maxlen=max(maxlen, 1))
-        bucketed_slots = int((plan.sizes * plan.widths).sum())
         rows.append(MaxlenTradeoff(
             candidate=label, maxlen=maxlen,
             padded_timesteps=slots - kept_steps, padded_share=share(slots - kept_steps, slots),
             truncated_samples=cut,
             dropped_timesteps=total - kept_steps, dropped_share=share(total - kept_steps, total),
             tensor_bytes=slots * step_bytes, batch_size=batch_size,
-            bucketed_padded_timesteps=plan.padded_timesteps,
-            bucketed_padded_share=share(plan.padded_timesteps, bucketed_slots),
+            bucketed_padded_timesteps=bucketed_padded,
+            bucketed_padded_share=share(bucketed_padded, bucketed_slots),
             batch_bytes=batch_size * maxlen * step_bytes,
             pad_p95=label == MARKED_CANDIDATE))
     order = sorted(range(len(rows)), key=lambda index: rows[index].maxlen)  # stable: ties
