@@ -160,8 +160,7 @@ def maxlen_tradeoffs(lengths: npt.ArrayLike, *, features: int, itemsize: int,
             bucketed_padded_share=share(bucketed_padded, bucketed_slots),
             batch_bytes=batch_size * maxlen * step_bytes,
             pad_p95=label == MARKED_CANDIDATE))
-    order = sorted(range(len(rows)), key=lambda index: rows[index].maxlen)  # stable: ties
-    return [rows[index] for index in order]
+    return sorted(rows, key=lambda row: row.maxlen)  # stable: tied rows keep their order
 
 
 def share_curves(lengths: npt.ArrayLike,
