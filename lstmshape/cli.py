@@ -303,24 +303,40 @@ def cli() -> None:
               help="Exit 1 unless the shape matches, e.g. '*,100,8' (* matches anything).")
 @click.option("--pad-value", type=PadValue(), default=None,
               help="Value counted as padding (default: the manifest's, else 0).")
+@click.option("--maxlen", "maxlens", type=MaxLen(), multiple=True,
+              help="Add a maxlen to the trade-off table (p50 ... p99 and max are always there); "
+                   "repeatable.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Batch size for the table's bucketed padding and batch memory.")
+@click.option("--plot", metavar="FILE.png",
+              help="Draw the lengths and what each maxlen costs to a PNG (needs matplotlib).")
 @input_options
 def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
-            pad_value: float | None, lengths: str | None, allow_pickle: bool,
+            pad_value: float | None, maxlens: tuple[int | str, ...], batch_size: int,
+            plot: str | None, lengths: str | None, allow_pickle: bool,
             memory_limit: int) -> None:
     """Show what SRC holds and whether an LSTM can take it.
 
     SRC is PATH or PATH:KEY (an array or group inside .npz/.h5), or '-' for .npy on stdin.
+    Sequences of varying length get a maxlen trade-off table: padding, truncation and memory
+    for p50 ... p99, max and each --maxlen.
 
     \b
     Examples:
       lstmshape inspect raw.h5
       lstmshape inspect train.npy --json | jq .input_shape
       lstmshape inspect train.npy --expect-shape '*,100,8'   # CI gate
+      lstmshape inspect seqs.h5 --maxlen 200 --batch-size 64 --plot lengths.png
     """
     import json
 
     from . import render
     from .commands.inspect import inspect_file, parse_expected_shape
+
+    if plot is not None and len(sources) > 1:
+        raise click.UsageError(f"--plot draws one SRC; {len(sources)} were given")
+    if plot is not None and not plot.lower().endswith(".png"):
+        raise click.BadParameter(f"{plot!r}: expected a .png file name", param_hint="--plot")
 
     if expect_shape is not None:
         try:
@@ -336,7 +352,8 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
         try:
             reports.append(inspect_file(src, memory_limit=memory_limit,
                                         allow_pickle=allow_pickle, lengths=lengths,
-                                        pad_value=pad_value, expect_shape=expect_shape))
+                                        pad_value=pad_value, expect_shape=expect_shape,
+                                        maxlens=maxlens, batch_size=batch_size, plot=plot))
         except LstmshapeError as err:
             if len(sources) == 1:
                 raise

@@ -144,12 +144,36 @@ def render_inspect(report: dict[str, Any]) -> None:
         for low, high, count in histogram:
             bar = "█" * max(1 if count else 0, round(HISTOGRAM_WIDTH * count / peak))
             console.print(f"  {low:>6}-{high:<6} {bar:<{HISTOGRAM_WIDTH}} {count:,}")
+    if report.get("maxlen_tradeoffs"):
+        console.print(tradeoff_table(report["maxlen_tradeoffs"]))
     if report["lstm_ready"]:
         shape = ", ".join("None" if d is None else str(d) for d in report["input_shape"])
         console.print(Text(f"LSTM-ready: input_shape=({shape})", style="green bold"))
     else:
         console.print(Text("Not LSTM-ready: ", style="yellow bold") +
                       Text(report.get("suggestion") or ""))
+
+
+def tradeoff_table(rows: list[dict[str, Any]]) -> Table:
+    """``inspect``'s maxlen trade-off rows as a table; the ``pad --maxlen p95`` row marked."""
+    size = rows[0]["batch_size"]
+    table = Table(title="maxlen trade-offs", title_justify="left", show_edge=False,
+                  caption=f"◀ pad --maxlen p95 picks this; bucketed: batch --bucket-by-length "
+                          f"--size {size} --maxlen N", caption_justify="left")
+    for name in ("maxlen", "padded", "samples\ncut", "timesteps\ndropped", "tensor",
+                 "bucketed\npadded", f"batch\nof {size}"):
+        table.add_column(name, justify="left" if name == "maxlen" else "right", no_wrap=True)
+    for row in rows:
+        name = str(row["maxlen"])
+        if row["candidate"] != name:  # a number given with --maxlen is its own name
+            name = f"{row['candidate']} {name}"
+        table.add_row(
+            name + (" ◀" if row["pad_p95"] else ""), f"{row['padded_share']:.1%}",
+            f"{row['truncated_samples']:,}",
+            f"{row['dropped_timesteps']:,} ({row['dropped_share']:.1%})",
+            human_bytes(row["tensor_bytes"]), f"{row['bucketed_padded_share']:.1%}",
+            human_bytes(row["batch_bytes"]), style="bold" if row["pad_p95"] else None)
+    return table
 
 
 def human_bytes(count: int) -> str:

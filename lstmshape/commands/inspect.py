@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..io.location import Location, parse_location
 from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
 from ..job import BLOCK_SHARE
 from ..ops.stats import ValueStats, length_histogram, length_statistics
+from ..ops.tradeoffs import DEFAULT_BATCH_SIZE, candidate_labels, maxlen_tradeoffs
 
 
 def list_arrays(location: Location, memory_limit: int) -> list[dict[str, Any]]:
@@ -72,10 +74,15 @@ def parse_expected_shape(text: str) -> list[int | None]:
 
 def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pickle: bool = False,
                  lengths: str | None = None, pad_value: float | None = None,
-                 expect_shape: str | None = None) -> dict[str, Any]:
+                 expect_shape: str | None = None, maxlens: Sequence[str | int] = (),
+                 batch_size: int = DEFAULT_BATCH_SIZE, plot: str | None = None) -> dict[str, Any]:
     """Describe ``src``: layout, shape, length statistics, value checks and an LSTM verdict.
 
-    Raises :class:`~lstmshape.errors.CheckFailed` when ``expect_shape`` does not match.
+    ``maxlen_tradeoffs`` holds what each candidate maxlen (p50 ... max and ``maxlens``) costs,
+    with ``batch_size`` for the bucketed and per-batch figures (see
+    :mod:`lstmshape.ops.tradeoffs`); ``plot`` writes the lengths and those costs to a PNG
+    (needs matplotlib). Raises :class:`~lstmshape.errors.CheckFailed` when ``expect_shape``
+    does not match.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -86,25 +93,55 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         ('dense', [10, 3], True)
     """
     location = parse_location(src)
+    # before anything is read: a bad --maxlen, a missing extra or an unwritable folder fail now
+    candidate_labels(maxlens)
+    if plot is not None:
+        check_plot_path(plot)
     report: dict[str, Any] = {"path": location.path, "key": location.key,
                               "arrays": list_arrays(location, memory_limit)}
     try:
         source = open_source(location, memory_limit=memory_limit, allow_pickle=allow_pickle,
                              lengths_file=lengths)
     except InputError as err:
-        if len(report["arrays"]) > 1 and location.key is None and "pick one" in str(err):
+        # a listing is an answer to "what is in it?", but not a picture of one array's lengths
+        if (len(report["arrays"]) > 1 and location.key is None and "pick one" in str(err)
+                and plot is None):
             keys = [shlex.quote(f"{location.path}:{entry['key']}")
                     for entry in report["arrays"][:3]]
-            report.update(kind=None, lstm_ready=False, input_shape=None,
+            report.update(kind=None, lstm_ready=False, input_shape=None, maxlen_tradeoffs=None,
                           suggestion=f"pick an array or group: lstmshape inspect {keys[0]}"
                                      + "".join(f" (or {key})" for key in keys[1:]))
             return report
         raise
     with source:
         report.update(describe(source, pad_value, max(memory_limit // BLOCK_SHARE, 1 << 16)))
+        # from the lengths alone: the values were read once, block by block, by describe()
+        rows = maxlen_tradeoffs(source.lengths, features=source.n_features,
+                                itemsize=source.dtype.itemsize, batch_size=batch_size,
+                                extra=maxlens)
+        varied = bool(np.any(source.lengths != source.lengths.max())) if rows else False
+        # every row of an unpadded dense tensor says "T timesteps, no padding": shown only
+        # when asked for with --maxlen
+        report["maxlen_tradeoffs"] = ([row.to_dict() for row in rows]
+                                      if varied or maxlens else None)
+        if plot is not None:
+            from ..plot import write_length_plot
+
+            write_length_plot(plot, source.lengths, rows, str(location))
     if expect_shape is not None:
         check_expected_shape(report, expect_shape)
     return report
+
+
+def check_plot_path(plot: str) -> None:
+    """Refuse a ``--plot`` that cannot be written, before the input is read."""
+    from ..io.output import check_writable_folder
+    from ..plot import import_matplotlib
+
+    if os.path.splitext(plot)[1].lower() != ".png":
+        raise OptionError(f"--plot {plot}: expected a .png file name")
+    import_matplotlib(f"--plot {plot}")
+    check_writable_folder(plot)
 
 
 def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[str, Any]:

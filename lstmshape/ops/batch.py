@@ -15,6 +15,7 @@ batch has and how many timesteps it is padded to. :func:`batch` then pads the da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,14 +85,46 @@ def plan_batches(lengths: npt.ArrayLike, size: int, *, remainder: Remainder = "k
         ([1, 3, 4, 2, 0], [2, 4, 5])
     """
     lengths = np.asarray(lengths, dtype=LENGTH_DTYPE).reshape(-1)
+    check_size_and_remainder(size, remainder)
+    if maxlen is not None and (isinstance(maxlen, bool)
+                               or not isinstance(maxlen, int | np.integer) or maxlen < 1):
+        raise ArgumentError(Param("maxlen", maxlen), ": expected a positive integer or None")
+    order, sizes, unsorted = plan_rows(lengths, size, remainder=remainder, shuffle=shuffle,
+                                       seed=seed, bucket=bucket, stateful=stateful)
+    row_lengths, widths = fit_widths(lengths, order, sizes, bucket, maxlen, width)
+    before = row_lengths
+    if bucket:  # what the same rows would need in their order before sorting by length
+        before, before_widths = fit_widths(lengths, unsorted, sizes, False, maxlen, width)
+    else:
+        before_widths = widths
+    padding_before = int((sizes * before_widths).sum() - before.sum())
+    return BatchPlan(order, sizes, widths, row_lengths, size, padding_before)
+
+
+def check_size_and_remainder(size: int, remainder: str) -> None:
+    """Refuse a batch size that is not a positive integer and an unknown ``remainder``."""
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
         raise ArgumentError(Param("size", size), ": expected a positive integer")
     if remainder not in REMAINDERS:
         raise ArgumentError(Param("remainder", remainder),
                             f": expected one of {', '.join(map(repr, REMAINDERS))}")
-    if maxlen is not None and (isinstance(maxlen, bool)
-                               or not isinstance(maxlen, int | np.integer) or maxlen < 1):
-        raise ArgumentError(Param("maxlen", maxlen), ": expected a positive integer or None")
+
+
+def plan_rows(lengths: np.ndarray, size: int, *, remainder: Remainder = "keep",
+              shuffle: bool = False, seed: int = 0, bucket: bool = False,
+              stateful: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of :func:`plan_batches`, before any width: ``(order, sizes, unsorted)``.
+
+    ``order`` is the source sample of every output row (``-1`` for a pad row), ``sizes`` the
+    rows of each batch, ``unsorted`` the same rows before bucketing sorted them by length. No
+    maxlen changes them, so one call serves every maxlen (``inspect``'s trade-off table).
+
+    Example:
+        >>> order, sizes, _ = plan_rows(np.array([5, 1, 4, 2, 3]), 2, bucket=True)
+        >>> order.tolist(), sizes.tolist()
+        ([1, 3, 4, 2, 0], [2, 2, 1])
+    """
+    check_size_and_remainder(size, remainder)
     count = lengths.shape[0]
     rest = count % size
     if stateful:
@@ -139,14 +172,7 @@ def plan_batches(lengths: npt.ArrayLike, size: int, *, remainder: Remainder = "k
         raise OptionError(Param("remainder", "drop", shown="drop"), f" with {count} samples "
                           f"and ", Param("size", size), " drops every sample; use a smaller ",
                           Param("size"))
-    row_lengths, widths = fit_widths(lengths, order, sizes, bucket, maxlen, width)
-    before = row_lengths
-    if bucket:  # what the same rows would need in their order before sorting by length
-        before, before_widths = fit_widths(lengths, unsorted, sizes, False, maxlen, width)
-    else:
-        before_widths = widths
-    padding_before = int((sizes * before_widths).sum() - before.sum())
-    return BatchPlan(order, sizes, widths, row_lengths, size, padding_before)
+    return order, sizes, unsorted
 
 
 def fit_widths(lengths: np.ndarray, order: np.ndarray, sizes: np.ndarray, bucket: bool,
@@ -166,6 +192,30 @@ def fit_widths(lengths: np.ndarray, order: np.ndarray, sizes: np.ndarray, bucket
     # like the rows --remainder pad adds (fully masked rows; cuDNN's kernel refuses those).
     widths = np.maximum(widths, 1).astype(np.int64)
     return np.minimum(row_lengths, np.repeat(widths, sizes)), widths
+
+
+def bucketed_padding(lengths: npt.ArrayLike, size: int,
+                     maxlens: Sequence[int]) -> list[tuple[int, int]]:
+    """``(padded timesteps, slots)`` of ``batch --bucket-by-length --size SIZE --maxlen M`` for
+    each M: the figures of ``plan_batches(lengths, size, bucket=True, maxlen=M)``, with the rows
+    planned (and the lengths sorted) once for all the maxlens.
+
+    Example:
+        >>> bucketed_padding([5, 1, 4, 2, 3], 2, [2, 5])
+        [(1, 10), (2, 17)]
+        >>> plan_batches([5, 1, 4, 2, 3], 2, bucket=True, maxlen=5).padded_timesteps
+        2
+    """
+    lengths = np.asarray(lengths, dtype=LENGTH_DTYPE).reshape(-1)
+    order, sizes, _ = plan_rows(lengths, size, bucket=True)
+    figures = []
+    for maxlen in maxlens:
+        if maxlen < 1:
+            raise OptionError(f"--maxlen must be at least 1, got {maxlen}")
+        row_lengths, widths = fit_widths(lengths, order, sizes, True, maxlen, None)
+        slots = int((sizes * widths).sum())
+        figures.append((slots - int(row_lengths.sum()), slots))
+    return figures
 
 
 def with_uniform_width(plan: BatchPlan) -> BatchPlan:
