@@ -30,6 +30,7 @@ import click
 
 from . import __version__
 from .errors import LstmshapeError
+from .io.threads import HANDLED_SIGNALS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,11 +50,6 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-
-class StdoutClosed(BaseException):
-    """stdout's reader went away (``| head``); a BaseException so that click's EPIPE handling
-    (which exits 1) does not see it and :func:`main` can end quietly with 141."""
 
 
 class ReportedError(click.ClickException):
@@ -76,41 +72,50 @@ def one_printable_line(message: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+class Escaped(BaseException):
+    """Carries whatever a command raised past click's ``main()`` to :func:`exit_code_for`:
+    click would otherwise turn Ctrl-C into a blank line plus "Aborted!" and a closed stdout
+    into a plain exit 1 before lstmshape could say anything."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class LstmshapeGroup(click.Group):
-    """The command group; the one place library errors become messages and exit codes."""
+    """The command group. However it is run (the console script, ``CliRunner``, a call of
+    ``cli()``), every way a command can end reaches :func:`exit_code_for`, the one place
+    exceptions become messages and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(os.environ.get(DEBUG_ENV))
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except LstmshapeError as err:
-            if debug:
-                raise
-            raise ReportedError(err.cli_message, err.exit_code) from None
-        except MemoryError:
-            if debug:
-                raise
-            raise ReportedError("out of memory; lower --memory-limit or use a smaller input",
-                                1) from None
-        except BrokenPipeError:
-            # click's own main() turns EPIPE into a plain exit 1; main() wants to see it
-            raise StdoutClosed() from None
-        except KeyboardInterrupt:
-            # click's main() would print an empty line before its Abort: the error must stay
-            # one line, so Ctrl-C travels on as a signal of its own
-            raise Terminated(signal.SIGINT) from None
-        except OSError as err:
-            if debug:
-                raise
-            where = f"{err.filename}: " if err.filename else ""
-            raise ReportedError(f"{where}{err.strerror or err}", 1) from None
-        except Exception as err:
-            if debug:
-                raise
-            raise ReportedError(f"internal error ({type(err).__name__}: {err}); this is a bug "
-                                f"in lstmshape -- set {DEBUG_ENV}=1 for a traceback", 1) from None
+        except BaseException as error:
+            raise Escaped(error) from None
+
+    def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> int:
+        """Run a command; its exit code is returned, or exited with when ``standalone_mode``."""
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.exceptions.Exit as exit_:
+            code = exit_.exit_code
+        except click.ClickException as err:  # click's usage errors, shown with their usage
+            err.show()
+            code = err.exit_code
+        except click.exceptions.Abort:  # Ctrl-C while click itself had control
+            code = exit_code_for(KeyboardInterrupt())
+        except Escaped as escaped:
+            code = exit_code_for(escaped.error)
+        except (KeyboardInterrupt, Terminated, BrokenPipeError) as error:  # outside a command
+            code = exit_code_for(error)
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,8 +655,9 @@ def run() -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lstmshape`` console script and ``python -m lstmshape``.
 
-    Library errors are mapped by :class:`LstmshapeGroup`; here only what happens outside a
-    command's control: signals and a closed stdout.
+    Sets up the process (signal handlers, closed descriptors), runs the command, and ends it:
+    temp files removed, stdout flushed (a closed one exits 141). What a command raised is
+    turned into its exit code by :func:`exit_code_for`.
     """
     # No command does linear algebra, and numpy's OpenBLAS otherwise starts a thread per core
     # that busy-waits for work after import: ~0.1 s of CPU taken from the block pipeline on a
@@ -665,17 +671,17 @@ def main(argv: list[str] | None = None) -> None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the whole process
     # SIGTERM (kill, CI timeouts) and SIGHUP (closed terminal) clean up like Ctrl-C does.
     # SIGINT is left to Python's own handler (ignored if the parent ignores it: a background job).
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in HANDLED_SIGNALS - {signal.SIGINT}:
         if signal.getsignal(signum) != signal.SIG_IGN:
             signal.signal(signum, on_terminate)
     try:
-        code = run_cli(argv)
+        code = cli.main(args=argv, prog_name="lstmshape", standalone_mode=False)
     except (KeyboardInterrupt, Terminated) as late:
         # a second signal while the first error was being reported: its line is already out
         code = signal_exit_code(late)
     # From here on the process only cleans up and exits: a late signal must not turn that into
     # a traceback, and it is not lost either -- the exit code already says what happened.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     remove_temp_files()
     try:
         sys.stdout.flush()
@@ -684,30 +690,35 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-def run_cli(argv: list[str] | None) -> int:
-    """Run the command group; every way it can end becomes an exit code (and one line)."""
-    try:
-        result = cli.main(args=argv, prog_name="lstmshape", standalone_mode=False)
-        return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exit_:
-        return exit_.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        error_line("interrupted")
-        return EXIT_INTERRUPTED
-    except Terminated as stop:
-        if stop.signum == signal.SIGINT:
-            error_line("interrupted")
-        elif stop.signum == signal.SIGTERM:
-            error_line("terminated")
-        else:
-            error_line(f"stopped by signal {signal.Signals(stop.signum).name}")
-        return signal_exit_code(stop)
-    except (BrokenPipeError, StdoutClosed):
+def exit_code_for(error: BaseException) -> int:
+    """The one place an exception becomes an exit code and at most one ``Error:`` line.
+
+    ``LSTMSHAPE_DEBUG=1`` re-raises what is not a signal or a closed pipe, for its traceback.
+    """
+    if isinstance(error, BrokenPipeError):
         remove_temp_files()
         quiet_broken_pipe()
+    if isinstance(error, KeyboardInterrupt):
+        error = Terminated(signal.SIGINT)
+    if isinstance(error, Terminated):
+        messages = {int(signal.SIGINT): "interrupted", int(signal.SIGTERM): "terminated"}
+        error_line(messages.get(error.signum,
+                                f"stopped by signal {signal.Signals(error.signum).name}"))
+        return signal_exit_code(error)
+    if os.environ.get(DEBUG_ENV):
+        raise error
+    if isinstance(error, LstmshapeError):
+        message, code = error.cli_message, error.exit_code
+    elif isinstance(error, MemoryError):
+        message, code = "out of memory; lower --memory-limit or use a smaller input", 1
+    elif isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        message, code = f"{where}{error.strerror or error}", 1
+    else:
+        message, code = (f"internal error ({type(error).__name__}: {error}); this is a bug in "
+                         f"lstmshape -- set {DEBUG_ENV}=1 for a traceback"), 1
+    ReportedError(message, code).show()
+    return code
 
 
 def signal_exit_code(stop: BaseException) -> int:

@@ -382,3 +382,16 @@ def test_failed_run_keeps_existing_output(tmp_path: Path) -> None:
     proc = run_cli("pad", damaged, "-o", out / "x.h5", "--memory-limit", "1MiB")
     assert_refused(proc, "late.h5")
     assert snapshot(out) == before
+
+
+def test_worker_threads_never_take_a_signal() -> None:
+    """A signal the kernel handed to a worker would have its handler run in the main thread
+    at once -- even inside signals_deferred(), between a temp file's creation and its record,
+    leaving the temp file behind. Every worker blocks them from its first instruction."""
+    from lstmshape.io.threads import HANDLED_SIGNALS, start_worker
+
+    masks: list[set[signal.Signals]] = []
+    start_worker(lambda: masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, [])),
+                 "lstmshape-test").join()
+    assert HANDLED_SIGNALS <= masks[0]
+    assert not HANDLED_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])  # main: open

@@ -316,8 +316,8 @@ def test_without_matplotlib_one_line_says_how_to_install(tmp_path: Path) -> None
 
 def test_inspect_without_plot_does_not_import_matplotlib(tmp_path: Path) -> None:
     src = write_ragged(tmp_path, "npz-lengths", sequences([1, 5, 9]))
-    code = ("import sys\nfrom lstmshape.cli import run_cli\n"
-            f"run_cli(['inspect', {src!r}])\n"
+    code = ("import sys\nfrom lstmshape.cli import cli\n"
+            f"cli.main(['inspect', {src!r}], standalone_mode=False)\n"
             "print('LOADED', 'matplotlib' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)

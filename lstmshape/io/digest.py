@@ -45,6 +45,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from .threads import start_worker
+
 #: bytes read from the file per ``readinto`` when hashing a gap or a whole file
 HASH_BLOCK = 1 << 22
 #: blocks observed but not yet hashed; the reader waits when this many are waiting
@@ -218,10 +220,8 @@ class InputDigest:
     def _start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._hash, name="lstmshape-sha256-in",
-                                        daemon=True)
         try:
-            self._thread.start()
+            self._thread = start_worker(self._hash, "lstmshape-sha256-in")
         except RuntimeError as err:  # no thread to be had: say so to whoever asks for the hash
             self._close_handle()
             self._result.set_exception(err)

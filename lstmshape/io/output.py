@@ -42,6 +42,7 @@ from .arrays import little_endian
 from .digest import open_regular, sha256_file
 from .location import STDIO, Location, is_side_file, same_path
 from .npy import NpyWriter
+from .threads import HANDLED_SIGNALS, start_worker
 from .writeback import WritebackFile
 
 
@@ -107,8 +108,8 @@ def release_cache(path: str) -> None:
     lives on), not with a second hard link, not the file on stdin.
     """
     with suppress(RuntimeError):  # no thread to be had: a hint is not worth failing for
-        threading.Thread(target=drop_page_cache, args=(path,), name="lstmshape-release-cache",
-                         daemon=True).start()  # ~30 ms of freeing pages: overlaps opening inputs
+        # ~30 ms of freeing pages: overlaps opening inputs
+        start_worker(drop_page_cache, "lstmshape-release-cache", path)
 
 
 def drop_page_cache(path: str) -> None:
@@ -172,9 +173,7 @@ class HashingWriter:
             self.digest.update(data)
         else:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._hash_blocks, daemon=True,
-                                                name="lstmshape-sha256-out")
-                self._thread.start()
+                self._thread = start_worker(self._hash_blocks, "lstmshape-sha256-out")
             self._pending.put(data)
         return self.stream.write(data)
 
@@ -203,7 +202,7 @@ class HashingWriter:
 #: numpy's ``tofile`` (used by ``np.save`` on real files) reports a short write on a full disk
 #: as ``OSError("N requested and M written")`` with errno None.
 SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
-DEFERRED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+DEFERRED_SIGNALS = HANDLED_SIGNALS
 #: Every temp file of every live OutputSet in this process. A signal can still land in the few
 #: bytecodes between an error and the ``with`` block's cleanup; the CLI calls
 #: :func:`remove_temp_files` last thing, so not even that leaves a temp file behind.
@@ -242,7 +241,8 @@ def describe_os_error(path: str, err: OSError) -> str:
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP back for a few system calls; a held signal is delivered (and
     its handler raises) as soon as the block ends. Only the main thread runs Python signal
-    handlers, so other threads need no mask."""
+    handlers, and workers block these signals (:mod:`.threads`), so the main thread's mask is
+    the only one that matters."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

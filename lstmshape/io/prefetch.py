@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from .output import ArrayData, Stream
+from .threads import start_worker
 
 T = TypeVar("T")
 _DONE = object()
@@ -58,8 +59,7 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
             return
         hand_over(_DONE)
 
-    thread = threading.Thread(target=produce, name="lstmshape-prefetch", daemon=True)
-    thread.start()
+    start_worker(produce, "lstmshape-prefetch")
     try:
         while True:
             item = handoff.get()
