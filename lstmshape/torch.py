@@ -50,7 +50,7 @@ import numpy.typing as npt
 from .errors import ArgumentError, InputError, LstmshapeError
 from .io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
 from .ops.batch import plan_batches
-from .sequences import LENGTH_DTYPE, SequenceSet, positions_in_sequence, rows_as_scalars
+from .sequences import LENGTH_DTYPE, SequenceSet, rows_as_scalars
 
 __all__ = ["INSTALL_HINT", "ItemBatch", "LengthBucketSampler", "SequenceDataset",
            "TorchMissing", "collate", "import_torch", "last_valid", "torch_available"]

@@ -344,6 +344,7 @@ def test_a_batch_output_reads_as_its_rows(invoke: Any, tmp_path: Path,
     for row, index in enumerate(rows):
         x, length = data[row]
         expected = sequences[index] if index >= 0 else np.zeros((0, 3), np.float32)
+        assert length == len(expected)
         np.testing.assert_array_equal(x.numpy(), expected)
 
 
