@@ -222,6 +222,8 @@ class SequenceDataset:
     (``in_memory=False``, or a larger file) nothing more is read at construction: each item is
     read from the file when asked for, and a batch (``__getitems__``) in one read per run of
     consecutive indices. Each process (each ``DataLoader`` worker) opens the file for itself.
+    Items read from memory share it with the dataset, as ``TensorDataset``'s do (a worker
+    started by ``spawn`` gets its own copy).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -584,11 +586,17 @@ def collate_items(torch: Any, batch: Any, value: float,
         if x.dim() < 1 or x.shape[0] != length:
             raise ArgumentError(f"batch item {index}: x has shape {tuple(x.shape)} but its "
                                 f"length is {length}; x must be (length, features)")
-    x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=batch_first, padding_value=value)
+    if not all(x.is_floating_point() for x in xs):
+        fits_value(value, np.dtype(np.int64))  # torch would cut 2.5 to 2 without a word
+    try:
+        x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=batch_first, padding_value=value)
+        y = torch.stack([torch.as_tensor(item[2]) for item in items]) if arity == 3 else None
+    except RuntimeError as err:  # items of other feature counts, targets of other shapes
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ArgumentError(f"batch items do not stack: {first}") from None
     width = x.shape[1] if batch_first else x.shape[0]
     mask = torch.arange(width)[None, :] < lengths[:, None]
     mask = (mask if batch_first else mask.T.contiguous()).to(x.device)
-    y = torch.stack([torch.as_tensor(item[2]) for item in items]) if arity == 3 else None
     return x, lengths, mask, y
 
 
