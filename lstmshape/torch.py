@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ArgumentError, InputError, LstmshapeError
+from .errors import ArgumentError, InputError, LstmshapeError, Param
 from .io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
-from .ops.batch import plan_batches
+from .ops.batch import plan_rows
 from .sequences import LENGTH_DTYPE, SequenceSet, rows_as_scalars
 
 __all__ = ["INSTALL_HINT", "ItemBatch", "LengthBucketSampler", "SequenceDataset",
@@ -107,16 +107,16 @@ def whole_number(value: Any, name: str, minimum: int) -> int:
         >>> whole_number(0, "batch_size", 1)
         Traceback (most recent call last):
         ...
-        lstmshape.errors.ArgumentError: batch_size must be an integer >= 1, got 0
+        lstmshape.errors.ArgumentError: batch_size=0: expected an integer >= 1
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ArgumentError(Param(name, value), f": expected an integer >= {minimum}")
     return int(value)
 
 
 def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool | np.bool_):
-        raise ArgumentError(f"{name} must be True or False, got {value!r}")
+        raise ArgumentError(Param(name, value), ": expected True or False")
     return bool(value)
 
 
@@ -196,8 +196,8 @@ def fits_value(value: float, dtype: np.dtype) -> None:
     if dtype.kind == "f":
         return
     if not math.isfinite(value) or not float(value).is_integer():
-        raise ArgumentError(f"padding_value {value!r} cannot be stored in {dtype} data; "
-                            f"use a whole number, or a float dtype= for the dataset")
+        raise ArgumentError(Param("padding_value", value), f" cannot be stored in {dtype} "
+                            f"data; use a whole number, or a float dtype= for the dataset")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ class SequenceDataset:
             try:
                 self.dtype = np.dtype(dtype) if dtype is not None else source.dtype
             except TypeError:
-                raise ArgumentError(f"dtype {dtype!r} is not a numpy dtype") from None
+                raise ArgumentError(Param("dtype", dtype), ": not a numpy dtype") from None
             lengths = np.array(source.lengths, dtype=LENGTH_DTYPE)
             lengths.flags.writeable = False  # the sampler and the offsets rely on them
             self.lengths: np.ndarray = lengths
@@ -428,8 +428,8 @@ def distributed_world(num_replicas: int | None, rank: int | None) -> tuple[int, 
     replicas = whole_number(world if num_replicas is None else num_replicas, "num_replicas", 1)
     mine = whole_number(me if rank is None else rank, "rank", 0)
     if mine >= replicas:
-        raise ArgumentError(f"rank must be in 0..{replicas - 1} for num_replicas={replicas}, "
-                            f"got {mine}")
+        raise ArgumentError(Param("rank", mine), f": expected 0..{replicas - 1} for ",
+                            Param("num_replicas", replicas))
     return replicas, mine
 
 
@@ -437,7 +437,7 @@ class LengthBucketSampler:
     """Batches of indices of similar lengths, for ``DataLoader(..., batch_sampler=...)``.
 
     The bucketing is ``lstmshape batch --bucket-by-length``'s own
-    (:func:`~lstmshape.ops.batch.plan_batches` with ``bucket=True``): every sample sorted by
+    (:func:`~lstmshape.ops.batch.plan_rows` with ``bucket=True``): every sample sorted by
     true length and cut into batches of ``batch_size``, so a batch is padded only to its own
     longest sequence. With ``shuffle``, equal lengths are shuffled and so is the order of the
     batches, from ``(seed, epoch)``: call :meth:`set_epoch` at each epoch for a new order; the
@@ -491,10 +491,10 @@ class LengthBucketSampler:
             return []
         # One seed from (seed, epoch): batch's planner takes an int
         seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        plan = plan_batches(self.lengths, self.batch_size,
-                            remainder="drop" if self.drop_last else "keep",
-                            shuffle=self.shuffle, seed=seed, bucket=True)
-        batches = np.split(plan.order, plan.offsets[1:-1])
+        order, sizes, _ = plan_rows(self.lengths, self.batch_size,
+                                    remainder="drop" if self.drop_last else "keep",
+                                    shuffle=self.shuffle, seed=seed, bucket=True)
+        batches = np.split(order, np.cumsum(sizes)[:-1])
         wanted = self.num_batches * self.num_replicas
         if len(batches) >= wanted:
             return batches[:wanted]
@@ -536,7 +536,7 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
         (torch.Size([2, 3, 2]), [3, 1], [3, 1])
     """
     if isinstance(padding_value, bool) or not isinstance(padding_value, numbers.Real):
-        raise ArgumentError(f"padding_value must be a number, got {padding_value!r}")
+        raise ArgumentError(Param("padding_value", padding_value), ": expected a number")
     value = float(padding_value)
     batch_first = flag(batch_first, "batch_first")
     pack = flag(pack, "pack")
