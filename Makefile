@@ -39,7 +39,10 @@ $(VENV)/.installed-tf: $(VENV)/.installed-base
 	$(call EDITABLE,'.[tf]')
 	touch $@
 
+# torch pinned first: an open range would pull the multi-GB CUDA build; 2.13.0 satisfies the
+# extra's range, so '.[test]' then installs nothing more for it.
 $(VENV)/.installed-test: $(VENV)/.installed-tf
+	$(BIN)/pip install --quiet torch==2.13.0
 	$(call EDITABLE,'.[test]')
 	touch $@
 

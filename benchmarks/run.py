@@ -24,6 +24,10 @@ E2E  `lstmshape pad W1.h5 -o out.npy` at least 5x faster than a script that load
 MEM  peak RSS (/usr/bin/time -v) of pad and truncate on a 4 GB dense .npy and of pad on a 2 GB
      ragged .h5 under 300 MB; Keras' peak on W1 shown as a multiple of its output size.
 START `lstmshape --help` within 2x of `python -c "import numpy"`.
+TORCH one epoch of lstmshape.torch batches (LengthBucketSampler + collate, through a DataLoader)
+     over W1-like data (200,000 float32 sequences, lengths 1..200, 8 features; the count is
+     LSTMSHAPE_BENCH_TORCH_SAMPLES when set) at least 3x faster than a DataLoader over a list of
+     tensors with pad_sequence as its collate_fn, both batch 64, shuffled.
 
 In-process timings (W1, W2) are the best of a few repeats on both sides. The end-to-end
 comparisons are judged on the MEDIAN of at least 5 round-robin rounds (after one that is not
@@ -298,6 +302,50 @@ def bench_memory(dense_gb: float, ragged_gb: float, work: Path) -> None:
     (work / "r.npy").unlink(missing_ok=True)
 
 
+def bench_torch(scale: float, work: Path) -> None:
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+    from torch.utils.data import DataLoader
+
+    from lstmshape.torch import LengthBucketSampler, SequenceDataset, collate
+
+    count = int(os.environ.get("LSTMSHAPE_BENCH_TORCH_SAMPLES") or 200_000 * scale)
+    values, lengths = ragged(count, 1, 200, 8, "float32", 1)
+    source = work / "w1_torch.h5"
+    with h5py.File(source, "w") as h5:
+        h5["values"], h5["lengths"] = values, lengths
+    # Both sides hold the data in memory before the epoch: the dataset reads the file at
+    # construction (it fits the memory_limit given), the baseline gets a list of tensors.
+    data = SequenceDataset(source, memory_limit=4 * values.nbytes)
+    sampler = LengthBucketSampler(data, batch_size=64, seed=1)
+    ours_loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate)
+    tensors = list(torch.from_numpy(values).split(lengths.tolist()))
+    torch.manual_seed(1)
+    base_loader = DataLoader(tensors, batch_size=64, shuffle=True,
+                             collate_fn=lambda batch: pad_sequence(batch, batch_first=True))
+    padded = {"ours": 0, "baseline": 0}
+
+    def ours() -> None:
+        sampler.set_epoch(sampler.epoch + 1)
+        padded["ours"] = sum(batch["x"].shape[0] * batch["x"].shape[1] for batch in ours_loader)
+
+    def baseline() -> None:
+        padded["baseline"] = sum(x.shape[0] * x.shape[1] for x in base_loader)
+
+    base_s = best_of(baseline, 3)
+    ours_s = best_of(ours, 3)
+    base_s = min(base_s, best_of(baseline, 2))  # measured on both sides of ours
+    report(f"TORCH epoch of {count:,} W1 sequences, batch 64", f"{ours_s:.3f}s",
+           f"pad_sequence {base_s:.3f}s", base_s / ours_s, ">= 3 (speed-up)",
+           base_s >= 3 * ours_s)
+    real = int(lengths.sum())
+    report("TORCH padded timesteps, bucketed vs random batches (info)",
+           f"{padded['ours'] - real:,}", f"{padded['baseline'] - real:,}",
+           (padded["ours"] - real) / max(padded["baseline"] - real, 1), "for reference", True)
+    data.close()
+    source.unlink()
+
+
 def bench_startup() -> None:
     def median(command: list[str]) -> float:
         times = []
@@ -338,6 +386,7 @@ def main() -> None:
         bench_end_to_end(values, lengths, work)
         del values, lengths
         bench_memory(dense_gb, ragged_gb, work)
+        bench_torch(scale, work)
     print()
     print("| benchmark | lstmshape | baseline | ratio | target |")
     print("|---|---|---|---|---|")

@@ -33,8 +33,9 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-#: Submodules reached as attributes; ``lstmshape.tf`` imports TensorFlow only when used.
-_SUBMODULES = ("tf",)
+#: Submodules reached as attributes; ``lstmshape.tf`` and ``lstmshape.torch`` import TensorFlow
+#: and PyTorch only when used.
+_SUBMODULES = ("tf", "torch")
 
 
 def __getattr__(name: str) -> Any:

@@ -556,13 +556,17 @@ def window(source: str, timesteps: int, stride: int, sampling_rate: int, target:
 @click.option("--no-model", is_flag=True,
               help="Skip the Keras model check (then TensorFlow is not needed).")
 @click.option("--debug", is_flag=True, help="Let TensorFlow's own log lines through to stderr.")
+@click.option("--framework", type=click.Choice(["keras", "torch"]), default="keras",
+              show_default=True,
+              help="Run the model check with Keras, or with PyTorch (nn.LSTM over the packed "
+                   "true lengths; needs the torch extra).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print nothing when every check passes (for Makefiles); errors still show.")
 @click.option("--memory-limit", type=ByteSize(), default="256MB", show_default=True,
               help="Memory budget; the tensor is read in blocks that fit it.")
-def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_json: bool,
-           quiet: bool, memory_limit: int) -> None:
+def verify(source: str, manifest: str | None, no_model: bool, debug: bool, framework: str,
+           as_json: bool, quiet: bool, memory_limit: int) -> None:
     """Check an output against its manifest and run it through a small Keras LSTM.
 
     Checks shape, dtype and sha256 of every output file, lengths and input_shape, counts
@@ -574,6 +578,7 @@ def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_js
     Examples:
       lstmshape verify train.npy
       lstmshape verify batches.h5 --no-model --json | jq .ok
+      lstmshape verify train.npz --framework torch     # PyTorch instead of Keras
       lstmshape verify -q train.npy && touch train.npy.verified    # a Makefile rule
     """
     import json
@@ -583,7 +588,7 @@ def verify(source: str, manifest: str | None, no_model: bool, debug: bool, as_js
 
     try:
         report = verify_file(source, manifest=manifest, model=not no_model, debug=debug,
-                             memory_limit=memory_limit)
+                             memory_limit=memory_limit, framework=framework)
     except VerifyFailed as failed:
         if as_json:  # CI keeps the whole report; the Error line still says what differs
             click.echo(json.dumps(failed.report, indent=2, sort_keys=True, default=str))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckFailed, InputError
+from ..errors import CheckFailed, InputError, OptionError
 from ..io.digest import InputDigest
 from ..io.location import is_side_file, parse_location, same_path
 from ..io.source import (
@@ -41,7 +41,7 @@ from ..job import BLOCK_SHARE
 from ..manifest import Manifest
 from ..ops.pad import pad
 from ..ops.stats import ValueStats
-from ..sequences import real_mask
+from ..sequences import SequenceSet, real_mask
 from ..tf import (
     INSTALL_HINT,
     TensorFlowMissing,
@@ -52,6 +52,7 @@ from ..tf import (
 
 MODEL_SAMPLES = 64
 LSTM_UNITS = 4
+FRAMEWORKS = ("keras", "torch")
 
 
 class VerifyFailed(CheckFailed):
@@ -74,8 +75,11 @@ def shape_text(shape: Any) -> str:
 
 def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
                 debug: bool = False, memory_limit: int = DEFAULT_MEMORY_LIMIT,
-                model_samples: int = MODEL_SAMPLES) -> dict[str, Any]:
+                model_samples: int = MODEL_SAMPLES, framework: str = "keras") -> dict[str, Any]:
     """Check the output ``src`` against its manifest and, with ``model``, a Keras LSTM.
+
+    ``framework="torch"`` runs the model check with PyTorch instead (``nn.LSTM`` over the
+    packed true lengths, see :func:`lstmshape.torch.model_check`); it needs the ``torch`` extra.
 
     ``debug=True`` lets TensorFlow's own log lines through to stderr. Raises
     :class:`VerifyFailed` when a check fails and :class:`~lstmshape.tf.TensorFlowMissing` when
@@ -89,7 +93,16 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
     path = parse_location(src).path
     if path == "-":
         raise InputError("verify checks a file and its manifest; it cannot read stdin")
-    if model and not tensorflow_available():
+    if framework not in FRAMEWORKS:
+        raise OptionError(f"--framework {framework!r}: expected one of {', '.join(FRAMEWORKS)}")
+    if model and framework == "torch":
+        from ..torch import INSTALL_HINT as TORCH_HINT
+        from ..torch import TorchMissing, torch_available
+
+        if not torch_available():
+            raise TorchMissing(f"verify --framework torch runs nn.LSTM on {path} and needs "
+                               f"PyTorch: {TORCH_HINT} (or pass --no-model)")
+    elif model and not tensorflow_available():
         # Before reading anything: the user asked for a check this machine cannot run.
         raise TensorFlowMissing(f"verify runs a Keras LSTM on {path} and needs TensorFlow: "
                                 f"{INSTALL_HINT} (or pass --no-model to skip the model check)")
@@ -145,8 +158,13 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
         raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
     if head is not None:
         assert stats is not None
-        report["model"] = run_model(head, list(data["input_shape"]), pad_value, layout,
-                                    quiet=not debug)
+        if framework == "torch":
+            from ..torch import model_check
+
+            report["model"] = model_check(head_sequences(head), LSTM_UNITS)
+        else:
+            report["model"] = run_model(head, list(data["input_shape"]), pad_value, layout,
+                                        quiet=not debug)
         model_report = report["model"]
         if model_report.get("error"):
             failures.append(model_report["error"])
@@ -347,6 +365,13 @@ def model_inputs(source: Source, count: int) -> tuple[np.ndarray, np.ndarray]:
         side = source.side
     x = x.astype(np.float32)
     return x, real_mask(lengths, x.shape[1], side)
+
+
+def head_sequences(head: tuple[np.ndarray, np.ndarray]) -> SequenceSet:
+    """The first samples at their true lengths (for PyTorch, which packs them): the real
+    timesteps of each row, whichever side it was padded on."""
+    x, mask = head
+    return SequenceSet(x[mask], mask.sum(axis=1))
 
 
 def run_model(head: tuple[np.ndarray, np.ndarray], input_shape: list[int | None],
