@@ -76,6 +76,17 @@ def random_sequences(rng: np.random.Generator, count: int, max_length: int, feat
     return [rng.integers(-100, 100, size=(n, features)).astype(dtype) for n in lengths]
 
 
+@pytest.fixture(autouse=True)
+def digest_cache_dir(tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty digest cache (never ~/.cache), outside its tmp_path (tests
+    that list tmp_path must not see it); subprocesses inherit the variable."""
+    folder = tmp_path_factory.mktemp("digest-cache")
+    monkeypatch.setenv("LSTMSHAPE_CACHE_DIR", str(folder))
+    monkeypatch.delenv("LSTMSHAPE_NO_DIGEST_CACHE", raising=False)
+    return folder
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
