@@ -7,6 +7,7 @@ Whether a cached input is read for hashing is measured, not inferred from equal 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from lstmshape.io.digest_cache import (
     DigestCache,
     cache_info,
     clock_tick_ns,
+    identity,
     racy,
     timestamp_granularity_ns,
 )
@@ -76,7 +78,7 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> list[InputDigest]:
 
 
 def cache_rows(folder: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(folder / DB_NAME) as db:
+    with contextlib.closing(sqlite3.connect(folder / DB_NAME)) as db:
         return db.execute("SELECT device, inode, size, mtime_ns, ctime_ns, hex(sha256) "
                           "FROM digests").fetchall()
 
@@ -195,11 +197,13 @@ def test_hard_links_and_symlinks_to_a_cached_file_get_its_digest(
     assert digests[-1].cached and manifest_sha(tmp_path / "e.npy")["input"] == expected
 
 
-def fake_stat(stamp_ns: int, inode: int = 7, size: int = 100) -> os.stat_result:
+def fake_stat(stamp_ns: int, inode: int = 7, size: int = 100,
+              ctime_ns: int | None = None) -> os.stat_result:
     """A stat whose mtime and ctime are ``stamp_ns`` (as a file system with that precision
     would give it)."""
+    ctime = stamp_ns if ctime_ns is None else ctime_ns
     return os.stat_result((0o100644, inode, 1, 1, 0, 0, size, 0, 0, 0, 0, 0, 0,
-                           stamp_ns, stamp_ns, stamp_ns))
+                           stamp_ns, stamp_ns, ctime))
 
 
 def test_a_record_within_the_timestamp_granularity_is_not_trusted(
@@ -209,6 +213,8 @@ def test_a_record_within_the_timestamp_granularity_is_not_trusted(
     assert timestamp_granularity_ns(fake_stat(stamp)) == tick
     assert racy(fake_stat(stamp), stamp + tick - 1, tick)
     assert not racy(fake_stat(stamp), stamp + tick, tick)
+    # an old mtime put back (os.utime, cp -p, tar x) with the change itself in the ctime
+    assert racy(fake_stat(stamp - 10**10, ctime_ns=stamp), stamp + tick - 1, tick)
     seconds = 1_700_000_001_000_000_000  # whole-second stamps (ext3, HFS+): one second
     assert timestamp_granularity_ns(fake_stat(seconds)) == 10**9
     # remember() does not write a racy record ...
@@ -219,12 +225,27 @@ def test_a_record_within_the_timestamp_granularity_is_not_trusted(
     cache.flush()
     assert [row[1] for row in cache_rows(digest_cache_dir)] == [3]
     assert cache.lookup(fake_stat(stamp, inode=3)) == "ef" * 32
-    # ... and lookup() does not trust one written anyway (by hand here)
-    with sqlite3.connect(digest_cache_dir / DB_NAME) as db:
-        db.execute("INSERT INTO digests VALUES (0, 4, 100, ?, ?, ?, ?, ?, 0)",
-                   (stamp, stamp, bytes(32), stamp + tick - 1, tick))
+    # ... and lookup() does not trust one written anyway (by hand here) ...
+    insert_row(digest_cache_dir, fake_stat(stamp, inode=4), recorded_ns=stamp + tick - 1,
+               granularity_ns=tick)
     assert cache.lookup(fake_stat(stamp, inode=4)) is None
     assert cache.lookup(fake_stat(stamp, inode=5)) is None  # never recorded
+    # ... nor one of a stat that differs in any field of the key, however old
+    insert_row(digest_cache_dir, fake_stat(stamp - 1, inode=6), recorded_ns=stamp + 10**10,
+               granularity_ns=tick)
+    insert_row(digest_cache_dir, fake_stat(stamp, inode=7), recorded_ns=stamp + 10**10,
+               granularity_ns=tick)
+    assert cache.lookup(fake_stat(stamp, inode=7)) == "00" * 32  # the control: trusted
+    assert cache.lookup(fake_stat(stamp - 1, inode=6, ctime_ns=stamp)) is None  # ctime only
+    assert cache.lookup(fake_stat(stamp, inode=7, size=101)) is None
+
+
+def insert_row(folder: Path, info: os.stat_result, recorded_ns: int,
+               granularity_ns: int) -> None:
+    """Write a record by hand, as no lstmshape would (racy, or of a stat that is not now)."""
+    with contextlib.closing(sqlite3.connect(folder / DB_NAME)) as db, db:
+        db.execute("INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                   (*identity(info), bytes(32), recorded_ns, granularity_ns))
 
 
 def test_a_file_modified_just_before_it_is_read_is_not_recorded(
@@ -425,6 +446,20 @@ def test_the_least_recently_used_records_are_pruned(digest_cache_dir: Path) -> N
     cache.flush()
     kept = sorted(row[1] for row in cache_rows(digest_cache_dir))
     assert kept == [1, 6, 7, 8, 9, 10, 11, 12, 13]
+
+
+def test_at_most_one_warning_per_run(digest_cache_dir: Path) -> None:
+    said: list[str] = []
+    cache = DigestCache(str(digest_cache_dir), warn=said.append)
+    (digest_cache_dir / DB_NAME).write_bytes(b"garbage" * 1000)
+    assert cache.lookup(os.stat(__file__)) is None
+    assert len(said) == 1 and "started a new one" in said[0]
+    cache.close()
+    (digest_cache_dir / DB_NAME).write_bytes(b"garbage" * 1000)  # damaged again: given up
+    assert cache.lookup(os.stat(__file__)) is None
+    cache.remember(fake_stat(1_700_000_000_123_456_789), "ab" * 32, 1_800_000_000 * 10**9)
+    cache.flush()
+    assert len(said) == 1 and (digest_cache_dir / DB_NAME).read_bytes().startswith(b"garbage")
 
 
 def test_cache_info_and_clear(invoke: Any, tmp_path: Path, digest_cache_dir: Path,
