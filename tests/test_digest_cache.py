@@ -278,6 +278,31 @@ def test_a_file_stamped_in_the_future_is_not_recorded(tmp_path: Path, digest_cac
     assert source.stat().st_ino not in [row[1] for row in cache_rows(digest_cache_dir)]
 
 
+def test_an_output_replaced_after_its_rename_is_not_recorded(tmp_path: Path,
+                                                             digest_cache_dir: Path) -> None:
+    ours, theirs = tmp_path / "ours.bin", tmp_path / "out.bin"
+    ours.write_bytes(b"ours")
+    before = ours.stat()  # what OutputSet.commit keeps, just before the rename
+    ours.replace(theirs)
+    cache = DigestCache(str(digest_cache_dir))
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"them")
+    other.replace(theirs)  # another process renamed its file over ours in the meantime
+    cache.record_outputs([(str(theirs), sha256_of_bytes(b"ours"), before)])
+    cache.lookup(before)  # (creates the database)
+    cache.flush()
+    assert cache_rows(digest_cache_dir) == []
+    theirs.write_bytes(b"ours")
+    fresh = theirs.stat()
+    cache.record_outputs([(str(theirs), sha256_of_bytes(b"ours"), fresh)])  # the control
+    cache.flush()
+    assert [row[:2] for row in cache_rows(digest_cache_dir)] == [identity(fresh)[:2]]
+
+
+def sha256_of_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 # -- verify never trusts the cache --------------------------------------------------------------
 
 def test_verify_hashes_every_file_whatever_the_cache_says(tmp_path: Path,
@@ -431,7 +456,7 @@ def test_two_dozen_concurrent_commands_share_one_cache(tmp_path: Path,
         assert sha.lower() == sha256_of(path)
 
 
-# -- bounded size, cache info | clear ---------------------------------------------------------------
+# -- bounded size, cache info | clear -------------------------------------------------------
 
 def test_the_least_recently_used_records_are_pruned(digest_cache_dir: Path) -> None:
     stamp = 1_700_000_000_123_456_789
