@@ -215,7 +215,7 @@ class DigestCache:
     Used from the thread that runs the command only (an sqlite3 connection is not shared
     between threads; the hashing threads never touch the cache). Every method is safe to call
     when the cache is unusable: lookups find nothing, writes are dropped, and ``warn`` (the
-    job's notes) hears about it once.
+    job's ``warn``) hears about it once.
 
     Example:
         >>> import tempfile
