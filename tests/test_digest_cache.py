@@ -370,6 +370,23 @@ def test_a_cache_path_that_is_not_a_folder_warns_once(tmp_path: Path) -> None:
     assert len(warned) == 1 and "digest cache" in warned[0] and "cannot be used" in warned[0]
 
 
+def test_a_cache_locked_by_another_process_is_not_an_error(tmp_path: Path,
+                                                          digest_cache_dir: Path) -> None:
+    source = make_input(tmp_path / "raw.npy")
+    settle()
+    check_run(tmp_path, source, "a.npy")  # the database exists
+    with contextlib.closing(sqlite3.connect(digest_cache_dir / DB_NAME,
+                                            isolation_level=None)) as db:
+        db.execute("BEGIN IMMEDIATE")  # holds the write lock for the whole run
+        start = time.monotonic()
+        done = check_run(tmp_path, source, "b.npy")
+        waited = time.monotonic() - start
+        db.execute("ROLLBACK")
+    warned = warnings_in(done.stderr)
+    assert len(warned) == 1 and "locked" in warned[0], done.stderr
+    assert waited < 30
+
+
 def namespace_or_skip() -> list[str]:
     """A shell prefix that runs a command as root of its own mount namespace (mounts there are
     seen by nothing else, and go when it ends)."""
