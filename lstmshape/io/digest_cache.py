@@ -117,10 +117,13 @@ def cache_folder() -> str:
     ``~/.cache/lstmshape``.
 
     Example:
-        >>> os.environ[CACHE_DIR_ENV] = "/tmp/c"; cache_folder()
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {CACHE_DIR_ENV: "/tmp/c"}):
+        ...     cache_folder()
         '/tmp/c'
-        >>> del os.environ[CACHE_DIR_ENV]; cache_folder().endswith("lstmshape")
-        True
+        >>> with mock.patch.dict(os.environ, {CACHE_DIR_ENV: "", "XDG_CACHE_HOME": "/var/c"}):
+        ...     cache_folder()
+        '/var/c/lstmshape'
     """
     folder = os.environ.get(CACHE_DIR_ENV)
     if folder:
