@@ -24,17 +24,16 @@ E2E  `lstmshape pad W1.h5 -o out.npy` at least 5x faster than a script that load
 MEM  peak RSS (/usr/bin/time -v) of pad and truncate on a 4 GB dense .npy and of pad on a 2 GB
      ragged .h5 under 300 MB; Keras' peak on W1 shown as a multiple of its output size.
 START `lstmshape --help` within 2x of `python -c "import numpy"`.
-CACHE the digest cache (issue 15), medians of 5 round-robin rounds, each timed run after `sync` and
-     a process that touches PRIME_MB of memory: the chain `pad W1.h5 -> truncate -> batch`, then
+CACHE the digest cache (issue 15), medians of the round-robin rounds, each timed run after
+     settle() (sync, TOUCH_MB touched and freed): the chain `pad W1.h5 -> truncate -> batch`, then
      the same chain again with one option changed in the last step (only that step re-runs), with
      the cache (empty before the first run) against LSTMSHAPE_NO_DIGEST_CACHE=1: both runs
      together >= 1.15x faster with it; `pad W1.h5` re-run on its unchanged input within 1.3x of
      the numpy script that reads it and writes an array of the output's size; the same command
      on an input never seen (a new stat, in an existing cache) not slower than without the
      cache (<= 1.05x).
-     `python benchmarks/run.py --only cache` runs these rows alone; LSTMSHAPE_BENCH_SCALE
-     (default 1, 0.1 with --quick) scales W1's sample count for them, LSTMSHAPE_BENCH_PRIME_MB
-     the memory primed (default 2000 x the scale, at least 100).
+     `python benchmarks/run.py --only cache` runs these rows alone (LSTMSHAPE_BENCH_SCALE scales
+     W1's sample count for them too).
 
 In-process timings (W1, W2) are the best of a few repeats on both sides. The end-to-end
 comparisons are judged on the MEDIAN of at least 5 round-robin rounds (after one that is not
@@ -266,16 +265,9 @@ def end_to_end(source: Path, work: Path, layout: str) -> None:
         path.unlink(missing_ok=True)
 
 
-PRIME_SCRIPT = """
-import sys, numpy as np
-np.ones(int(sys.argv[1]) << 20, np.uint8)  # every page written, then given back at exit
-"""
-
-
-def bench_digest_cache(scale: float, work: Path, rounds: int = 5) -> None:
-    """The CACHE rows (see the module docstring). Every timed run starts alike: no dirty data
-    of an earlier run left to write back (``sync``), and memory the guest holds already (a
-    process touches PRIME_MB and exits: on this VM fresh guest pages are slow to hand out)."""
+def bench_digest_cache(scale: float, work: Path) -> None:
+    """The CACHE rows (see the module docstring); every timed run starts after :func:`settle`,
+    so that every contender starts alike."""
     count = int(200_000 * scale)
     values, lengths = ragged(count, 1, 200, 8, "float32", 1)
     source = work / "w1-cache.h5"
@@ -286,7 +278,6 @@ def bench_digest_cache(scale: float, work: Path, rounds: int = 5) -> None:
     # cache that exists -- creating the database is a once-per-machine cost
     cold_source = work / "w1-cold.h5"
     shutil.copyfile(source, cold_source)
-    prime_mb = int(os.environ.get("LSTMSHAPE_BENCH_PRIME_MB", max(100, int(2000 * scale))))
     base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     base.pop("LSTMSHAPE_NO_DIGEST_CACHE", None)
     off = {**base, "LSTMSHAPE_NO_DIGEST_CACHE": "1"}
@@ -336,9 +327,7 @@ def bench_digest_cache(scale: float, work: Path, rounds: int = 5) -> None:
     def timed(name: str) -> float:
         commands, environment = scenarios[name]
         env = environment()
-        os.sync()
-        subprocess.run([PYTHON, "-c", PRIME_SCRIPT, str(prime_mb)], check=True)
-        os.sync()
+        settle()
         start = time.perf_counter()
         for command in commands():
             done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -350,7 +339,7 @@ def bench_digest_cache(scale: float, work: Path, rounds: int = 5) -> None:
     times: dict[str, list[float]] = {name: [] for name in scenarios}
     for name in scenarios:  # one round not counted: files into the page cache, warm cache
         timed(name)
-    for _ in range(rounds):
+    for _ in range(ROUNDS):
         for name in scenarios:
             times[name].append(timed(name))
     for name, seconds in times.items():
@@ -451,7 +440,6 @@ def main() -> None:
     args = parser.parse_args()
     scale = float(os.environ.get("LSTMSHAPE_BENCH_SCALE", "0.1" if args.quick else "1"))
     dense_gb, ragged_gb = 4.0 * scale, 2.0 * scale
-    cache_scale = scale
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     DATA.mkdir(exist_ok=True)
     free_gb = shutil.disk_usage(DATA).free / 2**30
@@ -461,7 +449,7 @@ def main() -> None:
           f"{platform.python_version()}, numpy {np.__version__}", flush=True)
     if args.only == "cache":
         with tempfile.TemporaryDirectory(dir=DATA) as folder:
-            bench_digest_cache(cache_scale, Path(folder))
+            bench_digest_cache(scale, Path(folder))
         print_table()
         return
     import keras
@@ -475,7 +463,7 @@ def main() -> None:
         bench_end_to_end(values, lengths, work)
         del values, lengths
         bench_memory(dense_gb, ragged_gb, work)
-        bench_digest_cache(cache_scale, work)
+        bench_digest_cache(scale, work)
     print_table()
 
 
