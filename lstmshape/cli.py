@@ -220,6 +220,9 @@ def output_options(command: F) -> F:
                      help="Progress bar on stderr (default: when stderr is a terminal)."),
         click.option("--nan", type=click.Choice(["keep", "error"]), default="keep",
                      show_default=True, help="'error' refuses NaN/inf in the data."),
+        click.option("--no-digest-cache", is_flag=True,
+                     help="Hash every input and record nothing in the digest cache "
+                          "(also: LSTMSHAPE_NO_DIGEST_CACHE=1)."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -266,7 +269,8 @@ def run_transform(label: str, kwargs: dict[str, Any],
             output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
-            progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"))
+            progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
+            digest_cache=not kwargs.pop("no_digest_cache"))
         manifest = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
         from . import render
@@ -601,6 +605,56 @@ def verify(source: str, manifest: str | None, no_model: bool, debug: bool, frame
         render.warn(note)
     if not as_json:
         render.render_verify(report)
+
+
+@cli.group()
+def cache() -> None:
+    """See or empty the digest cache (sha256 of files, keyed by their stat).
+
+    Each file's sha256 is computed once per pipeline: outputs are recorded as they are written,
+    and an input whose stat has not changed is not read again for hashing. verify never uses it.
+    Where: $LSTMSHAPE_CACHE_DIR, else $XDG_CACHE_HOME/lstmshape, else ~/.cache/lstmshape.
+
+    \b
+    Examples:
+      lstmshape cache info
+      lstmshape cache clear
+    """
+
+
+@cache.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def cache_info(as_json: bool) -> None:
+    """Show where the digest cache is, whether it is on, and how many records it holds.
+
+    \b
+    Example:
+      lstmshape cache info --json | jq .entries
+    """
+    import json
+
+    from .io.digest_cache import cache_info as info_of
+
+    info = info_of()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    entries = info["entries"] if info["problem"] is None else f"unknown ({info['problem']})"
+    click.echo(f"path: {info['path']}\nenabled: {'yes' if info['enabled'] else 'no'}\n"
+               f"entries: {entries} (at most {info['max_entries']:,})\nbytes: {info['bytes']:,}")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove every record from the digest cache (the next runs hash their files again).
+
+    \b
+    Example:
+      lstmshape cache clear
+    """
+    from .io.digest_cache import clear_cache
+
+    click.echo(f"removed {clear_cache():,} records")
 
 
 @cli.command()

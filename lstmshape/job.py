@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 from .io.digest import OBSERVED_SHARE, InputDigest
+from .io.digest_cache import open_digest_cache
 from .io.location import Location, parse_location, same_path
 from .io.output import (
     ArrayData,
@@ -79,6 +80,8 @@ class IOOptions:
     #: Called with each warning for the user (pad value collisions, a missing lengths file);
     #: without it, warnings go through Python's :mod:`warnings` as :class:`LstmshapeWarning`.
     on_warning: Callable[[str], None] | None = None
+    #: Use the digest cache (:mod:`lstmshape.io.digest_cache`); ``--no-digest-cache``: False.
+    digest_cache: bool = True
 
 
 class LstmshapeWarning(UserWarning):
@@ -106,6 +109,7 @@ class Job:
         self.hashes: dict[str, InputDigest] = {}
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
+        self.digest_cache = open_digest_cache(options.digest_cache, warn=self.warn)
         outputs = [options.output]
         if self.manifest_path is not None:
             outputs.append(self.manifest_path)
@@ -151,7 +155,7 @@ class Job:
         digest = None
         if not location.is_stdio:
             if location.path not in self.hashes:
-                self.hashes[location.path] = InputDigest(location.path)
+                self.hashes[location.path] = InputDigest(location.path, self.digest_cache)
             digest = self.hashes[location.path]
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
@@ -164,7 +168,7 @@ class Job:
             digest.hash_whole_file()  # little is read as raw file bytes: read it all to hash it
         for item in source.records:  # files read beside it: --lengths, IN.y.npy
             if item.path not in self.hashes and item.path != location.path:
-                self.hashes[item.path] = InputDigest(item.path)
+                self.hashes[item.path] = InputDigest(item.path, self.digest_cache)
                 self.hashes[item.path].hash_whole_file()
         return source
 
@@ -237,6 +241,11 @@ class Job:
                 digest.close()
         written = {entry.path for entry in entries.values()} | {self.manifest_path or ""}
         remove_stale(previous, written)
+        if self.digest_cache is not None:  # the outputs, as renamed into place, and the inputs
+            self.digest_cache.record_run(self.hashes.values(), [
+                (path, entry.sha256, outputs.committed[path]) for path, entry in
+                {entry.path: entry for entry in entries.values()}.items()
+                if entry.sha256 is not None and path in outputs.committed])
         return manifest
 
     def check_input_manifests(self) -> None:

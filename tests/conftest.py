@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,28 @@ def random_sequences(rng: np.random.Generator, count: int, max_length: int, feat
     if np.dtype(dtype).kind == "f":
         return [rng.normal(size=(n, features)).astype(dtype) for n in lengths]
     return [rng.integers(-100, 100, size=(n, features)).astype(dtype) for n in lengths]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_digest_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The digest cache of module- and session-scoped fixtures (set up before any test's own):
+    never ~/.cache."""
+    folder = tmp_path_factory.mktemp("session-digest-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LSTMSHAPE_CACHE_DIR", str(folder))
+        patch.delenv("LSTMSHAPE_NO_DIGEST_CACHE", raising=False)
+        yield folder
+
+
+@pytest.fixture(autouse=True)
+def digest_cache_dir(session_digest_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty digest cache (never ~/.cache), outside its tmp_path (tests
+    that list tmp_path must not see it); subprocesses inherit the variable."""
+    folder = tmp_path_factory.mktemp("digest-cache")
+    monkeypatch.setenv("LSTMSHAPE_CACHE_DIR", str(folder))
+    monkeypatch.delenv("LSTMSHAPE_NO_DIGEST_CACHE", raising=False)
+    return folder
 
 
 @pytest.fixture

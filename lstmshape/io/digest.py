@@ -29,6 +29,10 @@ time, so memory grows by at most that many blocks. A block must not be modified 
 observed: the readers hand out fresh arrays, and the commands only ever read their input
 blocks. :meth:`InputDigest.close` stops the hasher at its next 4 MB, also in the middle of a
 gap, so a failed or interrupted command is not held up by hashing.
+
+Given a :class:`~lstmshape.io.digest_cache.DigestCache`, the digest first looks the opened file's
+stat up there: on a trusted record, that is the hash, nothing is read for hashing and every
+observation is ignored (the readers still read what the command needs).
 """
 
 from __future__ import annotations
@@ -38,14 +42,18 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .threads import start_worker
+
+if TYPE_CHECKING:
+    from .digest_cache import DigestCache
 
 #: bytes read from the file per ``readinto`` when hashing a gap or a whole file
 HASH_BLOCK = 1 << 22
@@ -125,10 +133,17 @@ class InputDigest:
         True
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, cache: DigestCache | None = None) -> None:
         self.path = path
         #: bytes of the arrays whose reads are observed (see :data:`OBSERVED_SHARE`)
         self.observed_bytes = 0
+        #: bytes fed to sha256 so far (written by the hasher thread; read it after hexdigest())
+        self.hashed_bytes = 0
+        #: the stat of the file opened, taken just after ``stat_time_ns`` (with a cache only)
+        self.stat: os.stat_result | None = None
+        self.stat_time_ns = 0
+        #: whether the hash came from the cache (then the file is not read for hashing)
+        self.cached = False
         self._handle: IO[bytes] | None
         try:
             self._handle = open_regular(path)  # the hasher closes it
@@ -144,10 +159,20 @@ class InputDigest:
         self._cancelled = False
         self._result: Future[str] = Future()
         self._thread: threading.Thread | None = None
+        if cache is not None and self._handle is not None:
+            self.stat_time_ns = time.time_ns()  # before the stat: see digest_cache.racy
+            self.stat = os.fstat(self._handle.fileno())
+            known = cache.lookup(self.stat)
+            if known is not None:
+                self.cached = True
+                self._close_handle()
+                self._result.set_result(known)  # done: observe() and the rest do nothing
 
     @property
     def size(self) -> int:
         """The size of the file the digest opened (0 if it could not)."""
+        if self.stat is not None:
+            return self.stat.st_size
         return os.fstat(self._handle.fileno()).st_size if self._handle is not None else 0
 
     def hash_whole_file(self) -> None:
@@ -247,10 +272,12 @@ class InputDigest:
             while (item := self._next()) is not _END:
                 if isinstance(item, tuple):
                     start, stop = item
-                    hash_range(self._handle, digest, start, stop, buffer,
-                               lambda: self._cancelled)
+                    end = hash_range(self._handle, digest, start, stop, buffer,
+                                     lambda: self._cancelled)
+                    self.hashed_bytes += end - start
                 else:
                     digest.update(item)
+                    self.hashed_bytes += item.nbytes
             self._result.set_result(digest.hexdigest())
         except BaseException as err:  # handed to whoever asks for the hash
             self._result.set_exception(err)

@@ -269,6 +269,9 @@ class OutputSet:
     def __init__(self) -> None:
         self.pending: list[tuple[str, str]] = []
         self.sha256: dict[str, str] = {}
+        #: final path -> the stat of the temp file renamed there, taken just before the rename
+        #: (the digest cache records an output only if it is still that file)
+        self.committed: dict[str, os.stat_result] = {}
 
     def temp_path(self, final: str) -> str:
         """A new empty temp file beside ``final``; it replaces ``final`` on commit."""
@@ -291,6 +294,7 @@ class OutputSet:
                 for temp, final in self.pending:
                     try:
                         os.chmod(temp, mode)
+                        self.committed[final] = os.stat(temp)
                         os.replace(temp, final)
                         LIVE_TEMP_FILES.discard(temp)
                     except OSError as err:
