@@ -125,8 +125,11 @@ def run_lstmshape(*args: Any, input: bytes | None = None, timeout: float = 120,
 
 @pytest.fixture(scope="session")
 def keras() -> Any:
-    """Keras (with TensorFlow), the reference implementation; imported once per session."""
-    return pytest.importorskip("keras")
+    """Keras (with TensorFlow), the reference implementation; imported once per session.
+    ``make test`` installs it: a missing Keras fails the tests that need it, never skips them."""
+    import keras
+
+    return keras
 
 
 def files_in(folder: Path) -> list[str]:

@@ -121,7 +121,7 @@ def test_torch_pad_sequence_cases() -> None:
 
 
 def test_torch_pad_sequence_equals_post_padding() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     rnn = torch.nn.utils.rnn
     seqs = [torch.tensor([4, 5]), torch.tensor([1, 2, 3]), torch.tensor([6]),
             torch.tensor([], dtype=torch.int64)]

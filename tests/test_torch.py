@@ -21,16 +21,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch  # make test installs it: missing, this module fails rather than skips
 from conftest import random_sequences, write_ragged
 
 import lstmshape
+import lstmshape.torch as lt
 from lstmshape.errors import ArgumentError, LstmshapeError
 from lstmshape.ops.batch import plan_batches
 
-torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # two cores shared by the whole suite
-
-import lstmshape.torch as lt  # noqa: E402 - after the skip: the module's items need torch
 
 ROOT = Path(__file__).resolve().parent.parent
 ATOL, RTOL = 1e-6, 1e-5

@@ -296,11 +296,6 @@ def test_cli_help_lists_verify_options() -> None:
 # The other commands, as they land
 
 
-def has_command(name: str) -> bool:
-    return name in cli.commands
-
-
-@pytest.mark.skipif(not has_command("window"), reason="window has not landed")
 @pytest.mark.parametrize("suffix", [".npy", ".h5"])
 def test_window_output_with_targets_passes(invoke: Any, tmp_path: Path, suffix: str,
                                            keras: Any) -> None:
@@ -314,7 +309,6 @@ def test_window_output_with_targets_passes(invoke: Any, tmp_path: Path, suffix: 
     assert report["model"]["output_shape"] == [64, 1]
 
 
-@pytest.mark.skipif(not has_command("add-feature"), reason="add-feature has not landed")
 def test_add_feature_outputs_pass(invoke: Any, tmp_path: Path, ragged: str) -> None:
     static = tmp_path / "static.npy"
     np.save(static, np.ones((40, 2), np.float32))
@@ -327,7 +321,6 @@ def test_add_feature_outputs_pass(invoke: Any, tmp_path: Path, ragged: str) -> N
     assert verify_file(dense_out, model=False)["ok"]
 
 
-@pytest.mark.skipif(not has_command("batch"), reason="batch has not landed")
 @pytest.mark.parametrize("args", [
     ("--size", "16"),
     ("--size", "16", "--shuffle", "--seed", "3", "--remainder", "pad"),
@@ -342,7 +335,6 @@ def test_batch_outputs_pass(invoke: Any, tmp_path: Path, ragged: str, args: tupl
     assert report["model"]["finite"]
 
 
-@pytest.mark.skipif(not has_command("batch"), reason="batch has not landed")
 def test_batch_npy_output_passes(invoke: Any, tmp_path: Path, ragged: str) -> None:
     padded = make(invoke, "pad", ragged, "-o", tmp_path / "p.npy")
     out = make(invoke, "batch", padded, "--size", "8", "-o", tmp_path / "b.npy")

@@ -199,9 +199,6 @@ class HashingWriter:
 # The transaction
 
 
-#: numpy's ``tofile`` (used by ``np.save`` on real files) reports a short write on a full disk
-#: as ``OSError("N requested and M written")`` with errno None.
-SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
 DEFERRED_SIGNALS = HANDLED_SIGNALS
 #: Every temp file of every live OutputSet in this process. A signal can still land in the few
 #: bytecodes between an error and the ``with`` block's cleanup; the CLI calls
@@ -219,17 +216,14 @@ def remove_temp_files() -> None:
 
 
 def describe_os_error(path: str, err: OSError) -> str:
-    """``PATH: cannot write: REASON`` for an OSError, also one without an errno.
+    """``PATH: cannot write: REASON`` for an OSError.
 
     Example:
-        >>> describe_os_error("x.npy", OSError("96 requested and 0 written"))
-        'x.npy: cannot write: no space left on device (short write: 0 of 96 bytes)'
+        >>> import errno
+        >>> describe_os_error("x.npy", OSError(errno.ENOSPC, "No space left on device"))
+        'x.npy: cannot write: no space left on device'
     """
-    short = SHORT_WRITE.search(str(err)) if err.errno is None else None
-    if short is not None:
-        return (f"{path}: cannot write: no space left on device (short write: "
-                f"{short.group(2)} of {short.group(1)} bytes)")
-    if err.errno == errno.ENOSPC or (err.errno is None and "space" in str(err).lower()):
+    if err.errno == errno.ENOSPC:
         return f"{path}: cannot write: no space left on device"
     if err.errno == errno.EFBIG:
         return f"{path}: cannot write: file too large for this file system or process limit"
