@@ -337,14 +337,10 @@ class SequenceDataset:
     def _indices(self, indices: Any) -> np.ndarray:
         """Many indices checked at once (a batch's: per-index Python calls cost as much as
         the padding itself)."""
-        try:
-            order = np.asarray(indices)
-        except (TypeError, ValueError):
-            order = np.zeros((0, 0))
-        if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
+        order = integer_vector(indices)
+        if order is None:
             raise TypeError(f"dataset indices must be a list of integers, got "
                             f"{type(indices).__name__}")
-        order = order.astype(np.int64)
         count = len(self)
         if order.size and (int(order.min()) < -count or int(order.max()) >= count):
             bad = order[(order < -count) | (order >= count)][0]
@@ -403,17 +399,29 @@ class SequenceDataset:
 
 def lengths_of(dataset: Any) -> np.ndarray:
     """The true lengths of a dataset (its ``lengths``), or the lengths themselves."""
-    raw = getattr(dataset, "lengths", dataset)
-    try:
-        lengths = np.asarray(raw)
-    except (TypeError, ValueError):
-        lengths = np.zeros((0, 0))
-    if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "iu"):
+    lengths = integer_vector(getattr(dataset, "lengths", dataset))
+    if lengths is None:
         raise ArgumentError(f"dataset must be a SequenceDataset (or have .lengths), or a 1-D "
                             f"sequence of integer lengths; got {type(dataset).__name__}")
     if lengths.size and int(lengths.min()) < 0:
         raise ArgumentError(f"dataset has a negative length {int(lengths.min())}")
     return lengths.astype(LENGTH_DTYPE)
+
+
+def integer_vector(raw: Any) -> np.ndarray | None:
+    """``raw`` as a 1-D int64 array, or None when it is not a sequence of integers.
+
+    Example:
+        >>> integer_vector([3, 1]).tolist(), integer_vector([[1]]), integer_vector([0.5])
+        ([3, 1], None, None)
+    """
+    try:
+        array = np.asarray(raw)
+    except (TypeError, ValueError):
+        return None
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        return None
+    return array.astype(np.int64)
 
 
 def distributed_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
