@@ -221,6 +221,15 @@ def test_empty_sequence_dtype_does_not_count_in_the_cli(invoke: Any, keras: Any,
     x = np.load(tmp_path / "x.npy")
     assert x.dtype == np.int64
     np.testing.assert_array_equal(x[:, :, 0], keras.utils.pad_sequences(seqs, dtype="int64"))
+    # the same in an .h5 group of sequences
+    import h5py
+
+    with h5py.File(tmp_path / "seqs.h5", "w") as h5:
+        for index, seq in enumerate(seqs):
+            h5[f"s{index}"] = seq
+    result = invoke("pad", tmp_path / "seqs.h5", "--padding", "pre", "-o", tmp_path / "h.npy")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "h.npy"), x)
     # two non-empty sequences of different dtypes still disagree
     np.savez(src, np.array([1, 2], np.int64), np.array([0.5]))
     refused = invoke("pad", src, "-o", tmp_path / "x.npy")

@@ -669,9 +669,12 @@ def is_numbered_set(names: list[str]) -> bool:
 
 def looks_like_sequences(datasets: list[Any]) -> bool:
     """True when a group's datasets can be sequences of one set: same dtype, same ndim (1 or 2)
-    and the same feature count -- not, say, a tensor beside its labels."""
-    shapes = {(d.ndim, tuple(d.shape[1:]), str(d.dtype)) for d in datasets}
-    return len(shapes) == 1 and next(iter(shapes))[0] in (1, 2)
+    and the same feature count -- not, say, a tensor beside its labels. An empty sequence's
+    dtype does not count (``[]`` is stored as float64 beside int sequences), as in Keras."""
+    shapes = {(d.ndim, tuple(d.shape[1:])) for d in datasets}
+    counted = [d for d in datasets if d.shape and d.shape[0]] or datasets
+    dtypes = {str(d.dtype) for d in counted}
+    return len(shapes) == 1 and len(dtypes) == 1 and next(iter(shapes))[0] in (1, 2)
 
 
 class HashingReader:
