@@ -135,3 +135,10 @@ def keras() -> Any:
 def files_in(folder: Path) -> list[str]:
     """Every file name in a folder, temp files included (for 'nothing left behind' checks)."""
     return sorted(p.name for p in folder.iterdir())
+
+
+def run_python(code: str, *args: Any, timeout: float = 60,
+               **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS...`` in a fresh interpreter (imports, missing packages, exits)."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, **kwargs)

@@ -10,7 +10,6 @@ alone are larger than the ceiling.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+from conftest import run_python
 
 from lstmshape.io import h5 as h5_module
 from lstmshape.job import BLOCK_SHARE
@@ -157,8 +157,7 @@ def test_peak_rss_stays_under_the_budget(name: str, big_input: tuple[str, str],
         # batch while it is written), which is not what this test measures
         args[args.index("--size") + 1] = "512"
     command = [sys.executable, "-m", "lstmshape", *args]
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], capture_output=True,
-                          text=True, timeout=600)
+    done = run_python(PEAK_RSS, *command, timeout=600)
     code, peak_mb = map(int, done.stdout.split())
     assert code == 0, done.stderr
     assert peak_mb < RSS_CEILING_MB, f"{name}: peak RSS {peak_mb} MB"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_lstmshape
+from conftest import run_lstmshape, run_python
 
 import lstmshape.job
 from lstmshape.commands.truncate import truncate_file
@@ -535,8 +535,7 @@ def test_help_does_not_import_sqlite3() -> None:
     code = ("import sys; from lstmshape.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('SQLITE', 'sqlite3' in sys.modules, file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(code)
     assert "SQLITE False" in done.stderr, done.stderr
 
 

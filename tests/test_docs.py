@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import run_python
 
 import lstmshape
 from lstmshape.cli import cli
@@ -43,8 +44,7 @@ def test_help_does_not_import_h5py_tensorflow_matplotlib_or_torch() -> None:
             "                     'torch')\n"
             "         if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(code)
     assert "HEAVY []" in done.stderr, done.stderr
 
 

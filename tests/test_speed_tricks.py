@@ -7,13 +7,13 @@ OpenBLAS setting and the fast exit (cli.main / cli.run).
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 from lstmshape.io import writeback
 
@@ -72,8 +72,7 @@ print("THREADS", len(os.listdir("/proc/self/task")), os.environ.get("OPENBLAS_NU
 
 def test_the_console_script_exits_without_pythons_teardown(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((2, 3)))
-    done = subprocess.run([sys.executable, "-c", RUN_INSPECT, str(tmp_path / "x.npy")],
-                          capture_output=True, text=True, timeout=60)
+    done = run_python(RUN_INSPECT, str(tmp_path / "x.npy"))
     assert done.returncode == 0, done.stderr
     assert '"input_shape"' in done.stdout
     assert "TEARDOWN RAN" not in done.stdout and "NOT REACHED" not in done.stdout
@@ -83,7 +82,6 @@ def test_the_command_line_starts_no_openblas_threads(tmp_path: Path) -> None:
     """numpy's OpenBLAS starts a busy-waiting thread per extra core at import; the CLI asks for
     none, so a command that starts no thread of its own runs on one."""
     np.save(tmp_path / "x.npy", np.zeros((2, 3)))
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    done = subprocess.run([sys.executable, "-c", COUNT_THREADS, str(tmp_path / "x.npy")],
-                          capture_output=True, text=True, timeout=60, env=env)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = run_python(COUNT_THREADS, tmp_path / "x.npy", env=env)
     assert done.stdout.split()[-3:] == ["THREADS", "1", "1"], done.stdout + done.stderr

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_sequences, write_ragged
+from conftest import random_sequences, run_python, write_ragged
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -252,8 +252,7 @@ def test_importing_lstmshape_tf_does_not_import_tensorflow() -> None:
     code = ("import sys, lstmshape; lstmshape.tf\n"
             "from lstmshape.tf import dataset\n"
             "print('HEAVY', [m for m in ('tensorflow', 'keras') if m in sys.modules])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(code)
     assert "HEAVY []" in done.stdout, done.stderr
 
 
@@ -263,8 +262,7 @@ def test_dataset_without_tensorflow_says_how_to_install_it(tmp_path: Path) -> No
             "import lstmshape.tf\n"
             "try:\n    lstmshape.tf.dataset(sys.argv[1])\n"
             "except lstmshape.tf.TensorFlowMissing as err:\n    print('MISSING', err)")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy")],
-                          capture_output=True, text=True, timeout=60)
+    done = run_python(code, str(tmp_path / "x.npy"))
     assert "MISSING" in done.stdout and "pip install 'lstmshape[tf]'" in done.stdout
 
 

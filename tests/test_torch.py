@@ -14,15 +14,13 @@ import importlib.util
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch  # make test installs it: missing, this module fails rather than skips
-from conftest import random_sequences, write_ragged
+from conftest import random_sequences, run_python, write_ragged
 
 import lstmshape
 import lstmshape.torch as lt
@@ -531,8 +529,7 @@ def test_verify_framework_is_checked_and_torch_can_be_missing(invoke: Any, tmp_p
     assert bad.exit_code == 2 and "jax" in bad.output
     code = ("import sys; sys.modules['torch'] = None\n"
             "from lstmshape.cli import main\nmain(sys.argv[1:])")
-    done = subprocess.run([sys.executable, "-c", code, "verify", out, "--framework", "torch"],
-                          capture_output=True, text=True, timeout=120)
+    done = run_python(code, "verify", out, "--framework", "torch", timeout=120)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ")
     assert "pip install 'lstmshape[torch]'" in done.stderr and "Traceback" not in done.stderr
@@ -548,8 +545,7 @@ def test_importing_lstmshape_torch_does_not_import_torch(tmp_path: Path) -> None
             "from lstmshape.torch import SequenceDataset, LengthBucketSampler\n"
             "data = SequenceDataset(sys.argv[1]); list(LengthBucketSampler(data, 2))\n"
             "print('HEAVY', [m for m in ('torch', 'tensorflow') if m in sys.modules])")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.npz")],
-                          capture_output=True, text=True, timeout=60)
+    done = run_python(code, str(tmp_path / "r.npz"))
     assert "HEAVY []" in done.stdout, done.stderr
 
 
@@ -559,8 +555,7 @@ def test_without_torch_items_say_how_to_install_it(tmp_path: Path) -> None:
             "import lstmshape.torch as lt\n"
             "try:\n    lt.SequenceDataset(sys.argv[1])[0]\n"
             "except lt.TorchMissing as err:\n    print('MISSING', err)")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.npz")],
-                          capture_output=True, text=True, timeout=60)
+    done = run_python(code, str(tmp_path / "r.npz"))
     assert "MISSING" in done.stdout and "pip install 'lstmshape[torch]'" in done.stdout
 
 

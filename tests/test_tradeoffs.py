@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import files_in, run_lstmshape, write_ragged
+from conftest import files_in, run_lstmshape, run_python, write_ragged
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -302,8 +301,7 @@ def test_without_matplotlib_one_line_says_how_to_install(tmp_path: Path) -> None
     code = ("import sys\nsys.modules['matplotlib'] = None  # as if it were not installed\n"
             "from lstmshape.cli import main\n"
             f"main(['inspect', {src!r}, '--plot', {str(plot)!r}])\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(code)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"Error: --plot {plot} needs matplotlib, which is not installed: "
@@ -311,8 +309,7 @@ def test_without_matplotlib_one_line_says_how_to_install(tmp_path: Path) -> None
     assert done.stdout == "" and not plot.exists()
     # the table itself needs no matplotlib
     code = code.replace(f", '--plot', {str(plot)!r}", ", '--json'")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(code)
     assert done.returncode == 0 and json.loads(done.stdout)["maxlen_tradeoffs"]
 
 
@@ -321,8 +318,7 @@ def test_inspect_without_plot_does_not_import_matplotlib(tmp_path: Path) -> None
     code = ("import sys\nfrom lstmshape.cli import cli\n"
             f"cli.main(['inspect', {src!r}], standalone_mode=False)\n"
             "print('LOADED', 'matplotlib' in sys.modules, file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = run_python(code)
     assert "LOADED False" in done.stderr, done.stderr
 
 
@@ -371,9 +367,8 @@ def test_big_ragged_h5_stays_within_the_memory_budget(tmp_path: Path) -> None:
                "done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n"
                "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
                "sys.stdout.write(done.stdout.decode())")
-    done = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "lstmshape",
-                           "inspect", str(path), "--json", "--plot", str(tmp_path / "big.png")],
-                          capture_output=True, text=True, timeout=300)
+    done = run_python(measure, sys.executable, "-m", "lstmshape", "inspect", str(path), "--json",
+                      "--plot", str(tmp_path / "big.png"), timeout=300)
     first, _, output = done.stdout.partition("\n")
     code, peak_kb = map(int, first.split())
     assert code == 0, done.stderr

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_sequences, run_lstmshape, write_ragged
+from conftest import random_sequences, run_lstmshape, run_python, write_ragged
 
 from lstmshape.cli import cli
 from lstmshape.commands.verify import VerifyFailed, verify_file
@@ -246,8 +245,7 @@ NO_TENSORFLOW = ("import sys\n"
 
 
 def run_without_tensorflow(*args: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", NO_TENSORFLOW, *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return run_python(NO_TENSORFLOW, *map(str, args), timeout=120)
 
 
 def test_without_tensorflow_says_how_to_install_it(invoke: Any, tmp_path: Path,
@@ -269,8 +267,7 @@ def test_no_model_does_not_import_tensorflow(invoke: Any, tmp_path: Path, ragged
             "try:\n    main(['verify', sys.argv[1], '--no-model'])\n"
             "except SystemExit as done:\n    assert done.code == 0, done.code\n"
             "print('HEAVY', [m for m in ('tensorflow', 'keras') if m in sys.modules])")
-    done = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True,
-                          timeout=120)
+    done = run_python(code, out, timeout=120)
     assert "HEAVY []" in done.stdout, done.stderr
 
 
