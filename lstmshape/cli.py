@@ -211,7 +211,8 @@ def output_options(command: F) -> F:
     """Options every transforming command takes."""
     decorators = [
         click.option("-o", "--output", required=True, metavar="PATH",
-                     help="Output file; .npy, .npz or .h5 by suffix; '-' writes .npy to stdout."),
+                     help="Output file; .npy, .npz, .h5 or .zarr (a directory) by suffix; '-' "
+                          "writes .npy to stdout."),
         click.option("--manifest", metavar="PATH",
                      help="Write the JSON manifest here instead of OUTPUT.json."),
         click.option("--no-manifest", is_flag=True, help="Do not write a manifest."),
@@ -229,6 +230,42 @@ def output_options(command: F) -> F:
     return input_options(command)
 
 
+def engine_options(command: F) -> F:
+    """``--engine local|dask`` with ``--scheduler`` or ``--workers`` (pad, truncate)."""
+    decorators = [
+        click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
+                     show_default=True,
+                     help="Where the work runs: here, or on a Dask cluster (output: .zarr)."),
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="--engine dask: a running 'dask scheduler', e.g. tcp://host:8786."),
+        click.option("--workers", type=click.IntRange(min=1), metavar="N",
+                     help="--engine dask: start a local cluster of N worker processes."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def check_engine_options(kwargs: dict[str, Any]) -> tuple[str | None, int | None]:
+    """Usage errors (exit 2) about --engine; the scheduler address or worker count to use."""
+    engine, scheduler, workers = (kwargs.pop("engine", "local"), kwargs.pop("scheduler", None),
+                                  kwargs.pop("workers", None))
+    if engine == "local":
+        if scheduler is not None or workers is not None:
+            raise click.UsageError("--scheduler and --workers apply to --engine dask")
+        return None, None
+    if (scheduler is None) == (workers is None):
+        raise click.UsageError("--engine dask needs one of --scheduler ADDRESS (a running "
+                               "'dask scheduler') or --workers N (a local cluster)")
+    from .io.location import Location
+
+    if Location(kwargs["output"]).suffix != ".zarr":
+        raise click.BadParameter(f"{kwargs['output']!r}: --engine dask writes a .zarr output "
+                                 f"(a directory store its workers fill at once)",
+                                 param_hint="'-o' / '--output'")
+    return scheduler, workers
+
+
 def check_output_option(output: str, manifest: str | None, no_manifest: bool) -> None:
     """Usage errors (exit 2) about where the output goes, found before any file is opened."""
     from .io.location import SUFFIXES, Location
@@ -241,8 +278,8 @@ def check_output_option(output: str, manifest: str | None, no_manifest: bool) ->
                                    "redirect it to a file or pipe it to a program")
         return
     if Location(output).suffix not in SUFFIXES:
-        raise click.BadParameter(f"{output!r} has no .npy, .npz or .h5 suffix (the suffix picks "
-                                 f"the format)", param_hint="'-o' / '--output'")
+        raise click.BadParameter(f"{output!r} has no .npy, .npz, .h5 or .zarr suffix (the "
+                                 f"suffix picks the format)", param_hint="'-o' / '--output'")
 
 
 def run_transform(label: str, kwargs: dict[str, Any],
@@ -257,6 +294,7 @@ def run_transform(label: str, kwargs: dict[str, Any],
     quiet = kwargs.pop("quiet")
     progress = kwargs.pop("progress")
     check_output_option(kwargs["output"], kwargs["manifest"], kwargs["no_manifest"])
+    scheduler, workers = check_engine_options(kwargs)
     show_progress = not quiet and (progress if progress is not None else sys.stderr.isatty())
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
@@ -265,7 +303,12 @@ def run_transform(label: str, kwargs: dict[str, Any],
             from . import render
 
             callback = stack.enter_context(render.progress_bar(label, True))
-        options = IOOptions(
+        engine = None
+        if scheduler is not None or workers is not None:
+            from .dask_engine import DaskEngine
+
+            engine = stack.enter_context(DaskEngine(scheduler, workers))
+        options = IOOptions(engine=engine,
             output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
@@ -394,6 +437,7 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
 @click.option("--dtype", type=DType(), default=None, help="Output dtype (default: the input's).")
 @click.option("--allow-lossy", is_flag=True, help="Allow a --dtype cast that changes values.")
 @output_options
+@engine_options
 def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: float,
         dtype: str | None, allow_lossy: bool, **common: Any) -> None:
     """Pad (and truncate) sequences into one dense (samples, maxlen, features) tensor.
@@ -405,6 +449,7 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
     Examples:
       lstmshape pad sensors.npz --maxlen p95 -o train.npy
       lstmshape pad tokens.npy --lengths tokens_lengths.npy --padding pre -o - | python train.py
+      lstmshape pad big.npz --maxlen p95 --engine dask --workers 4 -o train.zarr
     """
     from .commands.pad import pad_file
 
@@ -423,6 +468,7 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
 @click.option("--overflow", type=click.Choice(["drop", "split"]), default="drop",
               show_default=True, help="Drop the cut timesteps, or split them into new samples.")
 @output_options
+@engine_options
 def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common: Any) -> None:
     """Cut sequences to at most MAXLEN timesteps; a ragged input stays ragged.
 

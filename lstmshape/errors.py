@@ -107,3 +107,8 @@ class ArgumentError(OptionError, ValueError):
     """
 
     exit_code = 2
+
+
+class EngineError(LstmshapeError):
+    """The execution engine cannot run the work (a Dask scheduler that cannot be reached, a
+    missing ``dask`` extra)."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, OutputError
+from .errors import InputError, OptionError, OutputError
 from .io.digest import OBSERVED_SHARE, InputDigest
 from .io.digest_cache import open_digest_cache
 from .io.location import Location, parse_location, same_path
@@ -45,6 +45,7 @@ from .io.output import (
     stale_candidates,
 )
 from .io.prefetch import prefetched
+from .io.zarr_store import listing_lines
 from .io.source import (
     DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
@@ -53,6 +54,7 @@ from .io.source import (
     open_source,
 )
 from .manifest import FileEntry, ManifestData, dumps, history_from, relative, render
+from .plan import Engine, Planned, RowFunction, SourceSpec, TargetRows
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
@@ -82,6 +84,9 @@ class IOOptions:
     on_warning: Callable[[str], None] | None = None
     #: Use the digest cache (:mod:`lstmshape.io.digest_cache`); ``--no-digest-cache``: False.
     digest_cache: bool = True
+    #: Where a ``.zarr`` output's chunks are computed and written (``--engine dask``: a
+    #: :class:`~lstmshape.dask_engine.DaskEngine`); None: here, streamed block by block.
+    engine: Engine | None = None
 
 
 class LstmshapeWarning(UserWarning):
@@ -103,9 +108,15 @@ class Job:
         self.command = command
         self.options = options
         self.locations = [parse_location(text) for text in inputs]
-        self.output = Location(options.output)
+        self.output = parse_location(options.output)
+        if options.engine is not None and self.output.suffix != ".zarr":
+            raise OptionError(f"{options.output}: the dask engine writes a .zarr output (a "
+                              f"directory store many workers can fill at once); name the output "
+                              f"OUT.zarr")
         self.manifest_path = self.plan_manifest_path()
         self.sources: list[Source] = []
+        #: each source with the location it was opened from (a worker opens it the same way)
+        self.opened: list[tuple[Source, Location]] = []
         self.hashes: dict[str, InputDigest] = {}
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
@@ -162,10 +173,13 @@ class Job:
                              lengths_file=self.options.lengths if with_lengths else None,
                              digest=digest, nan=self.options.nan)
         self.sources.append(source)
+        self.opened.append((source, location))
         for note in source.notes:
             self.warn(note)
-        if digest is not None and digest.observed_bytes < OBSERVED_SHARE * digest.size:
-            digest.hash_whole_file()  # little is read as raw file bytes: read it all to hash it
+        if digest is not None and (self.options.engine is not None
+                                   or digest.observed_bytes < OBSERVED_SHARE * digest.size):
+            # little is read here as raw file bytes (or nothing: workers read it): hash it all
+            digest.hash_whole_file()
         for item in source.records:  # files read beside it: --lengths, IN.y.npy
             if item.path not in self.hashes and item.path != location.path:
                 self.hashes[item.path] = InputDigest(item.path, self.digest_cache)
@@ -185,14 +199,39 @@ class Job:
             if self.options.progress is not None:
                 self.options.progress(stop, source.n_samples)
 
-    def targets(self, source: Source, index: np.ndarray | None = None) -> Stream | None:
+    def array(self, source: Source, shape: tuple[int, ...], dtype: np.dtype,
+              rows: RowFunction, extra_per_sample: int | np.ndarray = 0,
+              offsets: np.ndarray | None = None) -> Stream | Planned:
+        """The output array whose rows ``rows(source, start, stop)`` gives for each block of
+        samples: streamed here block by block, or -- with an engine -- planned as chunk tasks
+        that open the input on the workers (``offsets``: row offsets of ragged samples)."""
+        if self.options.engine is not None:
+            return Planned(shape, dtype, self.spec(source), rows, offsets)
+        return Stream(shape, dtype, (rows(source, start, stop) for start, stop
+                                     in self.blocks(source, extra_per_sample)))
+
+    def spec(self, source: Source) -> SourceSpec:
+        """How a worker opens ``source`` exactly as this job did: the location it was opened
+        from, with the same options."""
+        location = next(loc for opened, loc in self.opened if opened is source)
+        return SourceSpec(str(location), self.options.memory_limit, self.options.allow_pickle,
+                          self.options.lengths, self.options.nan)
+
+    def targets(self, source: Source,
+                index: np.ndarray | None = None) -> Stream | Planned | None:
         """The source's targets in output order, ``y[index]`` (every row when ``index`` is
         None; zeros where ``index`` is -1, a pad row), read and handed out a block of rows at a
         time within the budget -- never the whole array. None when the source has no targets.
+        With an engine (and no reordering), planned as chunk tasks like any output array.
         """
         stored = source.targets
         if stored is None:
             return None
+        if self.options.engine is not None:
+            if index is not None:
+                raise OptionError(f"{source.location}: the dask engine writes targets in input "
+                                  f"order only; use --engine local for this command")
+            return self.array(source, tuple(stored.shape), stored.dtype, TargetRows())
         order = np.arange(source.n_samples) if index is None else np.asarray(index, np.int64)
         row_shape, dtype = tuple(stored.shape[1:]), stored.dtype
         row_bytes = max(int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize, 1)
@@ -219,7 +258,7 @@ class Job:
                 result = produce(self)
                 arrays = result.arrays
                 padding = result.manifest.padding
-                if (self.output.suffix in (".npz", ".h5") and padding is not None
+                if (self.output.suffix in (".npz", ".h5", ".zarr") and padding is not None
                         and arrays and arrays[0][0] == "x"):
                     code = PADDING_SIDE_CODES[padding["side"]]
                     arrays = [*arrays, (PADDING_SIDE_KEY, np.array([code], np.uint8))]
@@ -271,7 +310,8 @@ class Job:
         one block ahead of the writer (:func:`~lstmshape.io.prefetch.prefetched`).
         """
         entries: dict[str, FileEntry] = {}
-        arrays = [(role, prefetched(data)) for role, data in arrays]
+        arrays = [(role, data if isinstance(data, Planned) else prefetched(data))
+                  for role, data in arrays]
         if self.output.suffix == ".npy":
             (main_role, main), *side = arrays
             if main_role != "x":
@@ -295,6 +335,14 @@ class Job:
             for role, location, data in written:
                 digest = outputs.write_file(location, [(role, data)])
                 entries[role] = entry_for(location.path, None, data, digest)
+            return entries
+        if self.output.suffix == ".zarr":
+            store = outputs.write_zarr(self.output, arrays, self.options.engine,
+                                       self.options.progress)
+            for role, data in arrays:
+                entry = entry_for(self.output.path, role, data, store.sha256)
+                entry.files = listing_lines(store.files[role])
+                entries[role] = entry
             return entries
         digest = outputs.write_file(self.output, arrays)
         for role, data in arrays:
@@ -336,8 +384,9 @@ def read_rows_at(read_rows: Callable[[int, int], np.ndarray], index: np.ndarray,
     return out
 
 
-def entry_for(path: str, key: str | None, data: ArrayData, digest: str | None) -> FileEntry:
-    shape = data.shape if isinstance(data, Stream) else np.shape(data)
-    dtype = data.dtype if isinstance(data, Stream) else np.asarray(data).dtype
+def entry_for(path: str, key: str | None, data: ArrayData | Planned,
+              digest: str | None) -> FileEntry:
+    shape = data.shape if isinstance(data, Stream | Planned) else np.shape(data)
+    dtype = data.dtype if isinstance(data, Stream | Planned) else np.asarray(data).dtype
     return FileEntry(os.fspath(path), key, tuple(int(d) for d in shape),
                      str(np.dtype(dtype).newbyteorder("=")), digest)

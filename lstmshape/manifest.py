@@ -60,6 +60,9 @@ class FileEntry:
     shape: tuple[int, ...]
     dtype: str
     sha256: str | None = None
+    #: a directory output (``.zarr``): ``sha256  relative/path`` of each file of this role's
+    #: array, sorted; ``sha256`` is then that of the whole directory's listing
+    files: list[str] | None = None
 
 
 @dataclass
@@ -289,8 +292,11 @@ def render(data: ManifestData, manifest_path: str) -> dict[str, Any]:
     """The manifest object, with paths made relative to ``manifest_path``'s folder."""
 
     def entry(item: FileEntry) -> dict[str, Any]:
-        return {"path": relative(item.path, manifest_path), "key": item.key,
-                "shape": list(item.shape), "dtype": item.dtype, "sha256": item.sha256}
+        found = {"path": relative(item.path, manifest_path), "key": item.key,
+                 "shape": list(item.shape), "dtype": item.dtype, "sha256": item.sha256}
+        if item.files is not None:
+            found["files"] = item.files
+        return found
 
     lengths = length_summary(data.lengths)
     lengths["truncated_samples"] = int(data.truncated_samples)
@@ -331,6 +337,11 @@ _FILE_ENTRY = {
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "dtype": {"type": "string"},
         "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+        "files": {"type": "array",
+                  "description": "a directory output (.zarr): 'sha256  relative/path' of each "
+                                 "file of this role's array, sorted; sha256 is then that of the "
+                                 "whole directory's sorted listing",
+                  "items": {"type": "string", "pattern": "^[0-9a-f]{64}  .+$"}},
     },
 }
 

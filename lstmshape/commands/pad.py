@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..io.output import Stream
+from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, pad, resolve_maxlen
@@ -43,21 +45,12 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
         target = np.dtype(dtype) if dtype is not None else source.dtype
         check_value_fits(value, target)
         kept = np.minimum(source.lengths, length)
-        collisions = [0]
-
-        def blocks() -> Iterator[np.ndarray]:
-            row_bytes = length * source.n_features * target.itemsize
-            for start, stop in job.blocks(source, extra_per_sample=row_bytes):
-                block = source.read_block(start, stop)
-                result = pad(block, length, padding, truncating, value, target, allow_lossy)
-                collisions[0] += pad_collisions(block.values, value)
-                yield result.tensor
-            if collisions[0]:
-                job.warn(f"{collisions[0]:,} real timesteps of {source.location} equal the "
-                             f"pad value {value:g} in every feature; a Masking layer would hide "
-                             f"them -- consider --value with a value the data never takes")
-
-        tensor = Stream((source.n_samples, length, source.n_features), target, blocks())
+        rows = PadRows(length, padding, truncating, value, target, allow_lossy)
+        tensor = job.array(source, (source.n_samples, length, source.n_features), target, rows,
+                           extra_per_sample=length * source.n_features * target.itemsize)
+        if isinstance(tensor, Stream):  # streamed here: count collisions as blocks go by
+            tensor = Stream(tensor.shape, tensor.dtype, warn_collisions(job, source, rows,
+                                                                        tensor.blocks))
         arrays: list[tuple[str, Any]] = [("x", tensor), ("lengths", kept)]
         targets = job.targets(source)
         if targets is not None:
@@ -74,3 +67,35 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
         return Result(arrays, manifest)
 
     return Job("pad", [src], options).run(produce)
+
+
+@dataclass
+class PadRows:
+    """Samples ``start:stop`` of a source, padded: the row function of ``x`` (it crosses to Dask
+    workers: resolved parameters only). ``collisions`` counts, where it runs, real timesteps
+    equal to the pad value."""
+
+    maxlen: int
+    padding: Side
+    truncating: Side
+    value: float
+    dtype: np.dtype
+    allow_lossy: bool
+    collisions: int = 0
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        block = source.read_block(start, stop)
+        result = pad(block, self.maxlen, self.padding, self.truncating, self.value, self.dtype,
+                     self.allow_lossy)
+        self.collisions += pad_collisions(block.values, self.value)
+        return result.tensor
+
+
+def warn_collisions(job: Job, source: Source, rows: PadRows,
+                    blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The blocks, then one warning when real timesteps equal the pad value."""
+    yield from blocks
+    if rows.collisions:
+        job.warn(f"{rows.collisions:,} real timesteps of {source.location} equal the pad value "
+                 f"{rows.value:g} in every feature; a Masking layer would hide them -- consider "
+                 f"--value with a value the data never takes")

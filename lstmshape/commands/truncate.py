@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError
 from ..io.output import Stream
+from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
 from ..ops.pad import pad
 from ..ops.truncate import split, split_lengths, truncate
+from ..plan import Planned
 from ..sequences import LENGTH_DTYPE, Side, check_side
 
 OVERFLOW_CHOICES = ("drop", "split")
@@ -43,34 +46,26 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
             new_lengths, source_index = split_lengths(lengths, maxlen, truncating)
         else:
             new_lengths = np.minimum(lengths, maxlen).astype(LENGTH_DTYPE)
+        if overflow == "split" and job.options.engine is not None:
+            raise OptionError("--overflow split makes a new sample order, which the dask engine "
+                              "does not plan; use --engine local for it")
         dense = source.timesteps is not None
         width = min(maxlen, source.timesteps) if source.timesteps is not None else None
         pad_value = source.pad_value if source.pad_value is not None else 0.0
-
-        def cut_blocks() -> Iterator[Any]:
-            for start, stop in job.blocks(source):
-                block = source.read_block(start, stop)
-                if overflow == "split":
-                    pieces, _ = split(block, maxlen, truncating)
-                else:
-                    pieces = truncate(block, maxlen, truncating)
-                if dense:
-                    assert width is not None
-                    yield pad(pieces, width, source.side, truncating, pad_value).tensor
-                else:
-                    yield pieces.values
-
+        rows = CutRows(maxlen, truncating, overflow, width, source.side, pad_value)
         features = source.n_features
+        main: tuple[str, Stream | Planned]
         if dense:
             assert width is not None
-            main: tuple[str, Stream] = ("x", Stream((len(new_lengths), width, features),
-                                                    source.dtype, cut_blocks()))
+            main = ("x", job.array(source, (len(new_lengths), width, features), source.dtype,
+                                   rows))
             padding = ({"side": source.side, "value": json_number(pad_value)}
                        if bool(np.any(new_lengths < width)) or source.pad_value is not None
                        else None)
         else:
-            main = ("values", Stream((int(new_lengths.sum()), features), source.dtype,
-                                     cut_blocks()))
+            offsets = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
+            main = ("values", job.array(source, (int(new_lengths.sum()), features),
+                                        source.dtype, rows, offsets=offsets))
             padding = None
         arrays: list[tuple[str, Any]] = [main, ("lengths", new_lengths)]
         if source_index is not None:
@@ -94,4 +89,28 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         return Result(arrays, manifest)
 
     return Job("truncate", [src], options).run(produce)
+
+
+@dataclass(frozen=True)
+class CutRows:
+    """Samples ``start:stop`` of a source, truncated or split: a dense ``(n, width, F)`` block
+    padded on the source's side (``width`` given), else the ragged values. The row function of
+    the output (it crosses to Dask workers: resolved parameters only)."""
+
+    maxlen: int
+    truncating: Side
+    overflow: str
+    width: int | None
+    side: Side
+    pad_value: float
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        block = source.read_block(start, stop)
+        if self.overflow == "split":
+            pieces, _ = split(block, self.maxlen, self.truncating)
+        else:
+            pieces = truncate(block, self.maxlen, self.truncating)
+        if self.width is None:
+            return pieces.values
+        return pad(pieces, self.width, self.side, self.truncating, self.pad_value).tensor
 

@@ -13,8 +13,9 @@ import os
 import re
 from dataclasses import dataclass
 
-#: Suffixes lstmshape reads and writes, lower case; ``.hdf5`` is an alias of ``.h5``.
-SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+#: Suffixes lstmshape reads and writes, lower case; ``.hdf5`` is an alias of ``.h5``; a
+#: ``.zarr`` is a directory (a Zarr v3 store).
+SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".zarr")
 STDIO = "-"
 
 
@@ -37,15 +38,15 @@ class Location:
         """``.npy``, ``.npz`` or ``.h5`` (``.hdf5`` maps to ``.h5``); ``.npy`` for stdin/stdout."""
         if self.is_stdio:
             return ".npy"
-        suffix = os.path.splitext(self.path)[1].lower()
+        suffix = os.path.splitext(self.path.rstrip("/"))[1].lower()
         return ".h5" if suffix == ".hdf5" else suffix
 
 
 def parse_location(text: str) -> Location:
     """Split ``PATH[:KEY]``; a colon counts as the separator only right after a known suffix."""
     if text == STDIO or os.path.exists(text):
-        return Location(text)
-    for match in re.finditer(r"\.(?:npy|npz|h5|hdf5):", text, flags=re.IGNORECASE):
+        return Location(text.rstrip("/") if text.endswith(".zarr/") else text)
+    for match in re.finditer(r"\.(?:npy|npz|h5|hdf5|zarr):", text, flags=re.IGNORECASE):
         path, key = text[:match.end() - 1], text[match.end():]
         return Location(path, key or None)
     return Location(text)

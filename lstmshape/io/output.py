@@ -25,6 +25,7 @@ import hashlib
 import os
 import queue
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -38,12 +39,14 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..manifest import Manifest
+from ..plan import ChunkTask, Engine, Listing, Planned, ProgressCallback
 from .arrays import little_endian
 from .digest import open_regular, sha256_file
 from .location import STDIO, Location, is_side_file, same_path
 from .npy import NpyWriter
 from .threads import HANDLED_SIGNALS, start_worker
 from .writeback import WritebackFile
+from .zarr_store import listing_digest
 
 
 @dataclass
@@ -143,7 +146,7 @@ def check_writable_folder(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"{path}: cannot write: folder {folder} does not exist")
-    if os.path.isdir(path):
+    if os.path.isdir(path) and Location(path).suffix != ".zarr":
         raise OutputError(f"{path}: cannot write: it is a directory")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: cannot write: folder {folder} is not writable")
@@ -207,12 +210,65 @@ LIVE_TEMP_FILES: set[str] = set()
 
 
 def remove_temp_files() -> None:
-    """Remove every temp file an OutputSet created and neither committed nor removed."""
+    """Remove every temp file (or ``.zarr`` temp directory) an OutputSet created and neither
+    committed nor removed."""
     with signals_deferred():
         for temp in sorted(LIVE_TEMP_FILES):
-            with suppress(OSError):
-                os.unlink(temp)
+            remove_temp(temp)
         LIVE_TEMP_FILES.clear()
+
+
+def remove_temp(temp: str) -> None:
+    """Remove a temp file, or a temp directory with everything in it; quietly."""
+    if os.path.isdir(temp) and not os.path.islink(temp):
+        shutil.rmtree(temp, ignore_errors=True)
+    else:
+        with suppress(OSError):
+            os.unlink(temp)
+
+
+#: ``renameat2(2)``'s flag that swaps two paths in one step (Linux >= 3.15, glibc >= 2.28)
+RENAME_EXCHANGE = 2
+
+
+def exchange(first: str, second: str) -> bool:
+    """Swap two existing paths atomically (``renameat2(RENAME_EXCHANGE)``); False where the
+    system cannot, and nothing was changed."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second),
+                     RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False  # not supported here (file system, kernel): the caller renames twice
+    raise OSError(code, os.strerror(code), second)
+
+
+def replace_directory(temp: str, final: str) -> None:
+    """Put the directory ``temp`` at ``final``. An existing ``final`` is swapped with it in one
+    step, so a reader sees the old tree or the new one, never a mix, then removed; where the
+    system cannot swap, it is renamed aside first (a reader may then briefly find nothing)."""
+    if not os.path.lexists(final):
+        os.rename(temp, final)
+        return
+    if not os.path.isdir(final) or os.path.islink(final):
+        raise OSError(errno.EEXIST, "exists and is not a directory (a .zarr is one)", final)
+    if exchange(temp, final):
+        shutil.rmtree(temp, ignore_errors=True)  # the old tree, now at the temp path
+        return
+    aside = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}.old.",
+                             dir=os.path.dirname(os.path.abspath(final)))
+    os.rename(final, os.path.join(aside, "old"))
+    os.rename(temp, final)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def describe_os_error(path: str, err: OSError) -> str:
@@ -281,12 +337,31 @@ class OutputSet:
             LIVE_TEMP_FILES.add(temp)
         return temp
 
+    def temp_directory(self, final: str) -> str:
+        """A new empty temp directory beside ``final`` (a ``.zarr`` store); it replaces
+        ``final`` on commit."""
+        folder = os.path.dirname(os.path.abspath(final))
+        with signals_deferred():
+            try:
+                temp = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp",
+                                        dir=folder)
+            except OSError as err:
+                raise OutputError(describe_os_error(final, err)) from None
+            self.pending.append((temp, final))
+            LIVE_TEMP_FILES.add(temp)
+        return temp
+
     def commit(self) -> None:
         mode = 0o644 & ~current_umask()
         with signals_deferred():
             try:
                 for temp, final in self.pending:
                     try:
+                        if os.path.isdir(temp):
+                            os.chmod(temp, 0o755 & ~current_umask())
+                            replace_directory(temp, final)
+                            LIVE_TEMP_FILES.discard(temp)
+                            continue
                         os.chmod(temp, mode)
                         self.committed[final] = os.stat(temp)
                         os.replace(temp, final)
@@ -301,8 +376,7 @@ class OutputSet:
     def abort(self) -> None:
         with signals_deferred():
             for temp, _ in self.pending:
-                with suppress(OSError):
-                    os.unlink(temp)
+                remove_temp(temp)
                 LIVE_TEMP_FILES.discard(temp)
             self.pending.clear()
 
@@ -360,6 +434,55 @@ class OutputSet:
                 raise OutputError(f"{location.path}: unknown output suffix {suffix or '(none)'!r};"
                                   f" use .npy, .npz or .h5")
             return sha256_file(temp)
+
+
+    def write_zarr(self, location: Location, arrays: list[tuple[str, Any]],
+                   engine: Engine | None = None,
+                   progress: ProgressCallback | None = None) -> StoreListing:
+        """Write named arrays as a ``.zarr`` store in a temp directory that replaces
+        ``location`` on commit; its listing.
+
+        The client writes the metadata (before any chunk) and every array given as data or as
+        a :class:`Stream`; each :class:`~lstmshape.plan.Planned` array becomes one task per
+        chunk, run by ``engine`` (progress is reported as they complete).
+        """
+        from .zarr_store import chunk_rows, create_arrays, metadata_files, write_stream
+
+        store = self.temp_directory(location.path)
+        try:
+            create_arrays(store, [(role, tuple(data.shape), np.dtype(data.dtype))
+                                  for role, data in arrays])
+            files: dict[str, Listing] = {role: [] for role, _ in arrays}
+            tasks: list[ChunkTask] = []
+            for role, data in arrays:
+                if isinstance(data, Planned):
+                    if engine is None:
+                        raise ValueError(f"{role}: a planned array needs an engine to run it")
+                    tasks += data.tasks(store, role, chunk_rows(data.shape, data.dtype))
+                else:
+                    stream = as_stream(data)
+                    files[role] += write_stream(store, role, stream.shape, stream.dtype,
+                                                stream.blocks)
+            if tasks:
+                assert engine is not None
+                for task, written in zip(tasks, engine.run(tasks, progress), strict=True):
+                    files[task.role] += written
+            root, *own = metadata_files(store, files)
+            for (role, listing), metadata in zip(files.items(), own, strict=True):
+                listing.append(metadata)
+            every = [root, *(item for listing in files.values() for item in listing)]
+            return StoreListing(listing_digest(every), files)
+        except OSError as err:
+            raise OutputError(describe_os_error(location.path, err)) from None
+
+
+@dataclass
+class StoreListing:
+    """What a directory output holds: the sha256 of its whole listing, and each role's files
+    as ``(relative path, sha256)``."""
+
+    sha256: str
+    files: dict[str, Listing]
 
 
 #: HDF5 puts the system error of a failed write into its message ("..., errno = 28, ...").

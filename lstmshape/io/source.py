@@ -262,8 +262,10 @@ class Opener:
             source = self.from_array(MemoryArray(data), None, None)
             source.sha256 = stdin.digest.hexdigest()  # a pipe cannot be hashed again later
             return source
-        check_readable_file(location.path)
         suffix = location.suffix
+        if suffix == ".zarr":  # a directory: the store's own reader says what is wrong
+            return self.open_zarr()
+        check_readable_file(location.path)
         if suffix == ".npy":
             if location.key is not None:
                 raise InputError(f"{location.path}: an .npy file holds one array; "
@@ -277,7 +279,7 @@ class Opener:
         if suffix == ".h5":
             return self.open_h5()
         raise InputError(f"{location.path}: unknown suffix {suffix or '(none)'!r}; "
-                         f"lstmshape reads .npy, .npz and .h5")
+                         f"lstmshape reads .npy, .npz, .h5 and .zarr")
 
     def manifest_beside(self) -> Manifest | None:
         if self.manifest_path is not None:
@@ -313,14 +315,8 @@ class Opener:
         self.closers.append(archive.close)
         keys = archive.keys()
         manifest = self.manifest_beside()
-        key = self.location.key
-        if key is not None:
-            if key not in keys:
-                raise InputError(f"{self.location.path}: no key {key!r}; keys found: "
-                                 f"{', '.join(keys) or 'none'}")
-            if key == "x" or key == "values":
-                return self.from_group({k: archive.array(k) for k in keys}, manifest)
-            return self.from_array(archive.array(key), key, manifest)
+        if self.location.key is not None:
+            return self.from_key({k: archive.array(k) for k in keys}, manifest)
         if not keys:
             raise InputError(f"{self.location.path}: empty archive, no arrays in it")
         named = set(keys)
@@ -333,6 +329,36 @@ class Opener:
                                        f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}")
         raise InputError(f"{self.location.path}: holds {len(keys)} arrays; pick one with "
                          f"{self.location.path}:KEY -- keys found: {', '.join(keys)}")
+
+    def open_zarr(self) -> Source:
+        """A ``.zarr`` store lstmshape wrote (or any Zarr v3 group of arrays by role): read by
+        the same layouts as an ``.npz`` archive."""
+        from .zarr_store import open_arrays
+
+        if not os.path.isdir(self.location.path):
+            raise InputError(f"{self.location.path}: no such directory (a .zarr is a "
+                             f"directory store)")
+        arrays: dict[str, StoredArray] = dict(open_arrays(self.location.path))
+        manifest = self.manifest_beside()
+        if self.location.key is not None:
+            return self.from_key(arrays, manifest)
+        if not arrays:
+            raise InputError(f"{self.location.path}: empty store, no arrays in it")
+        if arrays.keys() & {"x", "values", FIRST_BATCH_KEY} or len(arrays) == 1:
+            return self.from_group(arrays, manifest)
+        raise InputError(f"{self.location.path}: holds {len(arrays)} arrays; pick one with "
+                         f"{self.location.path}:KEY -- keys found: {', '.join(arrays)}")
+
+    def from_key(self, arrays: dict[str, StoredArray], manifest: Manifest | None) -> Source:
+        """``PATH:KEY`` of an archive or store: ``x``/``values`` with what lies beside them,
+        any other key as a plain array."""
+        key = self.location.key
+        if key not in arrays:
+            raise InputError(f"{self.location.path}: no key {key!r}; keys found: "
+                             f"{', '.join(arrays) or 'none'}")
+        if key == "x" or key == "values":
+            return self.from_group(arrays, manifest)
+        return self.from_array(arrays[key], key, manifest)
 
     def open_h5(self) -> Source:
         from .h5 import H5DatasetArray, H5File, read_vlen
@@ -805,6 +831,10 @@ def stored_array_info(path: str, key: str | None,
             return tuple(member.shape), member.dtype
         finally:
             archive.close()
+    if suffix == ".zarr":
+        from .zarr_store import stored_info
+
+        return stored_info(path, key)
     if suffix == ".h5":
         from .h5 import H5DatasetArray, H5File
 
@@ -815,7 +845,7 @@ def stored_array_info(path: str, key: str | None,
         finally:
             h5.close()
     raise InputError(f"{path}: unknown suffix {suffix or '(none)'!r}; lstmshape outputs are "
-                     f".npy, .npz or .h5")
+                     f".npy, .npz, .h5 or .zarr")
 
 
 def check_readable_file(path: str) -> None:

@@ -1,0 +1,114 @@
+"""``--engine dask``: run a command's chunk tasks on a Dask cluster.
+
+The client (this process) opens the input for its metadata, plans the output
+(:mod:`lstmshape.plan`), writes the ``.zarr`` metadata, submits one task per output chunk, and
+writes the manifest from the listings the tasks return. Workers need the same paths as the
+client: the input and the output's folder on shared storage.
+
+Faults: a worker that dies mid-task is Dask's to handle -- the scheduler runs its tasks again
+on another worker, and since a task writes one whole chunk object, the rerun's bytes are the
+same. A scheduler that cannot be reached is one :class:`~lstmshape.errors.EngineError` after
+:data:`CONNECT_TIMEOUT_S`. Any failure or signal cancels the tasks not yet run; the job then
+removes the temp directory.
+
+dask and distributed are imported only here, and only when ``--engine dask`` is asked for.
+
+Example (not run by the doctests: it starts worker processes)::
+
+    with DaskEngine(workers=2) as engine:
+        pad_file("big.npz", IOOptions("big.zarr", engine=engine), maxlen="p95")
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from types import TracebackType
+from typing import Any
+
+from .errors import EngineError
+from .plan import ChunkTask, Listing, ProgressCallback
+
+INSTALL_HINT = "pip install 'lstmshape[dask]'"
+#: How long to wait for a scheduler before saying it cannot be reached
+CONNECT_TIMEOUT_S = 10
+
+
+class DaskEngine:
+    """A Dask client: to the scheduler at ``scheduler``, or to a local cluster of ``workers``
+    worker processes (one thread each) that lives as long as the engine."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        if (scheduler is None) == (workers is None):
+            raise ValueError("give exactly one of scheduler (an address) or workers (a count)")
+        self.scheduler = scheduler
+        self.workers = workers
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> DaskEngine:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise EngineError(f"--engine dask needs dask.distributed: {INSTALL_HINT}") from None
+        if self.scheduler is not None:
+            try:
+                self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s",
+                                     set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as err:
+                raise EngineError(f"cannot reach the Dask scheduler at {self.scheduler} "
+                                  f"within {CONNECT_TIMEOUT_S} s ({type(err).__name__}); start "
+                                  f"one with 'dask scheduler', or use --workers N") from None
+            return self
+        # processes=True: chunk tasks are numpy and file I/O; one thread per worker keeps a
+        # worker's memory to one chunk task at a time
+        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                    processes=True, dashboard_address=None,
+                                    silence_logs=logging.ERROR)
+        self.client = Client(self.cluster, set_as_default=False)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+    @property
+    def worker_count(self) -> int:
+        """Workers connected now."""
+        return len(self.client.scheduler_info(n_workers=-1)["workers"]) if self.client else 0
+
+    def run(self, tasks: list[ChunkTask], progress: ProgressCallback | None) -> list[Listing]:
+        """Run every task; the listings in task order. Progress is reported as tasks complete.
+
+        On any error or signal the tasks not yet run are cancelled before it propagates; a
+        local cluster is closed too, so none of its workers writes into a store that the job
+        is about to remove.
+        """
+        from distributed import as_completed
+
+        if not tasks:
+            return []
+        run = uuid.uuid4().hex  # keys unique to this run on a long-lived scheduler
+        futures = [self.client.submit(task, key=f"lstmshape-{run}-{task.role}-{task.index}",
+                                      pure=False) for task in tasks]
+        try:
+            with self.client.as_current():  # as_completed finds this engine's client
+                for done, future in enumerate(as_completed(futures), start=1):
+                    if future.status == "error":
+                        future.result()  # raises the task's own error (InputError, OSError)
+                    if progress is not None:
+                        progress(done, len(futures))
+            return list(self.client.gather(futures))
+        except BaseException:
+            self.client.cancel(futures, force=True)
+            if self.cluster is not None:
+                self.close()
+            raise

@@ -1,0 +1,129 @@
+"""Outputs planned as chunks: the part of a command that a Dask worker runs.
+
+With ``--engine dask`` a command does not stream its output array through the client. It
+describes it as a :class:`Planned` array -- its shape and dtype, how to open the input
+(:class:`SourceSpec`) and a row function (``rows(source, start, stop)``: samples
+``start:stop`` of the input to the output's rows) -- and the ``.zarr`` writer turns that into
+one :class:`ChunkTask` per output chunk. Each task owns exactly one chunk object of one array
+(chunks split the first axis only, so no two tasks ever touch one object), reads the input
+samples that chunk needs, writes it and returns ``[(relative path, sha256)]`` of what it wrote.
+
+What crosses to a worker (pickled): the :class:`ChunkTask` -- the store's path, the role, the
+chunk's index and sample range, a :class:`SourceSpec` (strings and numbers) and the row
+function (a small dataclass of resolved parameters). Open files never cross: each worker opens
+the input itself, once per process (:func:`opened`). What comes back: the listing of one chunk.
+The tasks are pure: run twice (a worker died and Dask ran it again), a task writes the same
+bytes to the same object.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .io.source import Source
+
+#: ``[(path relative to the store, sha256)]`` of the objects a task wrote
+Listing = list[tuple[str, str]]
+ProgressCallback = Callable[[int, int], None]
+
+
+class RowFunction(Protocol):
+    """Samples ``start:stop`` of an opened input to the rows they give in the output."""
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How to open the input on any machine: what :func:`~lstmshape.io.source.open_source`
+    takes, as plain values (the path must be the same on every worker: shared storage)."""
+
+    location: str
+    memory_limit: int
+    allow_pickle: bool = False
+    lengths: str | None = None
+    nan: str = "keep"
+
+
+@functools.lru_cache(maxsize=4)
+def opened(spec: SourceSpec) -> Source:
+    """The input, opened once per worker process and kept open for its next tasks."""
+    from .io.source import open_source
+
+    return open_source(spec.location, memory_limit=spec.memory_limit,
+                       allow_pickle=spec.allow_pickle, lengths_file=spec.lengths, nan=spec.nan)
+
+
+@dataclass(frozen=True)
+class TargetRows:
+    """The row function of the targets ``y``: samples ``start:stop``'s rows, as stored."""
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        rows = source.read_targets(start, stop)
+        assert rows is not None, "planned targets for a source without targets"
+        return rows
+
+
+@dataclass
+class Planned:
+    """An output array computed chunk by chunk on workers.
+
+    ``offsets`` (N + 1 row offsets) when the array's rows are the timesteps of ragged samples
+    (``values``); None when each row is one sample.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    source: SourceSpec
+    rows: RowFunction
+    offsets: np.ndarray | None = None
+
+    def tasks(self, store: str, role: str, per_chunk: int) -> list[ChunkTask]:
+        """One task per chunk of ``per_chunk`` rows, with the samples its rows come from."""
+        tasks = []
+        for index, start in enumerate(range(0, self.shape[0], per_chunk)):
+            stop = min(start + per_chunk, self.shape[0])
+            first, last, skip = start, stop, 0
+            if self.offsets is not None:  # the samples whose timesteps cover rows start:stop
+                first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+                last = int(np.searchsorted(self.offsets, stop, side="left"))
+                skip = start - int(self.offsets[first])
+            tasks.append(ChunkTask(store, role, index, self.source, self.rows, first, last,
+                                   skip, stop - start))
+        return tasks
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Write chunk ``index`` of array ``role``: rows ``skip:skip + count`` of what samples
+    ``first:last`` give. Called on a worker; returns the listing of the chunk written."""
+
+    store: str
+    role: str
+    index: int
+    source: SourceSpec
+    rows: RowFunction
+    first: int
+    last: int
+    skip: int
+    count: int
+
+    def __call__(self) -> Listing:
+        from .io.zarr_store import write_chunk
+
+        rows = self.rows(opened(self.source), self.first, self.last)
+        return write_chunk(self.store, self.role, self.index,
+                           rows[self.skip:self.skip + self.count])
+
+
+class Engine(Protocol):
+    """Runs chunk tasks somewhere; results in the order of the tasks."""
+
+    def run(self, tasks: list[ChunkTask], progress: ProgressCallback | None) -> list[Listing]:
+        ...
