@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import EngineError
-from .plan import ChunkTask, Listing, ProgressCallback
+from .plan import ProgressCallback
+
+T = TypeVar("T")
 
 INSTALL_HINT = "pip install 'lstmshape[dask]'"
 #: How long to wait for a scheduler before saying it cannot be reached
@@ -85,7 +88,8 @@ class DaskEngine:
         """Workers connected now."""
         return len(self.client.scheduler_info(n_workers=-1)["workers"]) if self.client else 0
 
-    def run(self, tasks: list[ChunkTask], progress: ProgressCallback | None) -> list[Listing]:
+    def run(self, tasks: Sequence[Callable[[], T]],
+            progress: ProgressCallback | None) -> list[T]:
         """Run every task; the listings in task order. Progress is reported as tasks complete.
 
         On any error or signal the tasks not yet run are cancelled before it propagates; a
@@ -97,8 +101,8 @@ class DaskEngine:
         if not tasks:
             return []
         run = uuid.uuid4().hex  # keys unique to this run on a long-lived scheduler
-        futures = [self.client.submit(task, key=f"lstmshape-{run}-{task.role}-{task.index}",
-                                      pure=False) for task in tasks]
+        futures = [self.client.submit(task, key=f"lstmshape-{run}-{index}", pure=False)
+                   for index, task in enumerate(tasks)]
         try:
             with self.client.as_current():  # as_completed finds this engine's client
                 for done, future in enumerate(as_completed(futures), start=1):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OptionError, OutputError
-from .io.digest import OBSERVED_SHARE, InputDigest
+from .io.digest import OBSERVED_SHARE, InputDigest, input_digest
 from .io.digest_cache import open_digest_cache
 from .io.location import Location, parse_location, same_path
 from .io.output import (
@@ -45,7 +45,6 @@ from .io.output import (
     stale_candidates,
 )
 from .io.prefetch import prefetched
-from .io.zarr_store import listing_lines
 from .io.source import (
     DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
@@ -53,8 +52,17 @@ from .io.source import (
     Source,
     open_source,
 )
+from .io.zarr_store import listing_lines
 from .manifest import FileEntry, ManifestData, dumps, history_from, relative, render
-from .plan import Engine, Planned, RowFunction, SourceSpec, TargetRows
+from .plan import (
+    Engine,
+    LengthsTask,
+    Planned,
+    RowFunction,
+    SourceSpec,
+    TargetRows,
+    merged_histogram,
+)
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
@@ -166,7 +174,7 @@ class Job:
         digest = None
         if not location.is_stdio:
             if location.path not in self.hashes:
-                self.hashes[location.path] = InputDigest(location.path, self.digest_cache)
+                self.hashes[location.path] = input_digest(location.path, self.digest_cache)
             digest = self.hashes[location.path]
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
@@ -209,6 +217,13 @@ class Job:
             return Planned(shape, dtype, self.spec(source), rows, offsets)
         return Stream(shape, dtype, (rows(source, start, stop) for start, stop
                                      in self.blocks(source, extra_per_sample)))
+
+    def length_histogram(self, source: Source) -> np.ndarray:
+        """How many sequences have each length (``bincount``): with an engine, from one
+        planning task per input shard, merged; else from the lengths the source holds."""
+        if self.options.engine is None:
+            return np.bincount(source.lengths, minlength=1)
+        return merged_histogram(self.options.engine.run([LengthsTask(self.spec(source))], None))
 
     def spec(self, source: Source) -> SourceSpec:
         """How a worker opens ``source`` exactly as this job did: the location it was opened

@@ -292,7 +292,7 @@ def render(data: ManifestData, manifest_path: str) -> dict[str, Any]:
     """The manifest object, with paths made relative to ``manifest_path``'s folder."""
 
     def entry(item: FileEntry) -> dict[str, Any]:
-        found = {"path": relative(item.path, manifest_path), "key": item.key,
+        found: dict[str, Any] = {"path": relative(item.path, manifest_path), "key": item.key,
                  "shape": list(item.shape), "dtype": item.dtype, "sha256": item.sha256}
         if item.files is not None:
             found["files"] = item.files

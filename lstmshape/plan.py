@@ -19,9 +19,9 @@ bytes to the same object.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -122,8 +122,36 @@ class ChunkTask:
                            rows[self.skip:self.skip + self.count])
 
 
-class Engine(Protocol):
-    """Runs chunk tasks somewhere; results in the order of the tasks."""
+@dataclass(frozen=True)
+class LengthsTask:
+    """The planning task of one input shard: its lengths histogram (``bincount``) and sample
+    count, so that ``--maxlen pNN`` is exact over every shard (histograms add up)."""
 
-    def run(self, tasks: list[ChunkTask], progress: ProgressCallback | None) -> list[Listing]:
-        ...
+    source: SourceSpec
+
+    def __call__(self) -> tuple[np.ndarray, int]:
+        lengths = opened(self.source).lengths
+        return np.bincount(lengths, minlength=1), len(lengths)
+
+
+def merged_histogram(counted: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """The histograms of several shards as one.
+
+    Example:
+        >>> merged_histogram([(np.array([0, 2]), 2), (np.array([1, 0, 1]), 2)]).tolist()
+        [1, 2, 1]
+    """
+    merged = np.zeros(max((len(h) for h, _ in counted), default=1), dtype=np.int64)
+    for histogram, _ in counted:
+        merged[:len(histogram)] += histogram
+    return merged
+
+
+T = TypeVar("T")
+
+
+class Engine(Protocol):
+    """Runs tasks somewhere; their results in the order of the tasks."""
+
+    def run(self, tasks: Sequence[Callable[[], T]],
+            progress: ProgressCallback | None) -> list[T]: ...

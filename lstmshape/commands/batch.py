@@ -137,6 +137,7 @@ def one_array_roles(plan: BatchPlan, maker: BatchMaker) -> list[tuple[str, Any]]
         ("x", x), ("lengths", plan.lengths.reshape(count, plan.size)), ("order", plan.order)]
     rows = maker.job.targets(maker.source, plan.order)  # pad rows (order -1) get zeros
     if rows is not None:
+        assert isinstance(rows, Stream), "batch runs on the local engine only"
         arrays.append(("y", Stream((count, plan.size, *rows.shape[1:]), rows.dtype,
                                    (block.reshape(-1, plan.size, *block.shape[1:])
                                     for block in whole_batches(rows, plan.size)))))

@@ -13,7 +13,7 @@ from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
-from ..ops.pad import check_value_fits, pad, resolve_maxlen
+from ..ops.pad import check_value_fits, maxlen_from_histogram, pad
 from ..ops.stats import pad_collisions
 from ..sequences import Side, check_side
 
@@ -37,7 +37,7 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
-        length = resolve_maxlen(maxlen, source.lengths)
+        length = maxlen_from_histogram(maxlen, job.length_histogram(source))
         if length == 0:  # "max" or "pNN" of sequences that are all empty
             raise InputError(f"{source.location}: every sequence is empty (0 timesteps), so "
                              f"--maxlen {maxlen} would make 0 timesteps; pass --maxlen N to pad "

@@ -292,3 +292,53 @@ class InputDigest:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+class TreeDigest(InputDigest):
+    """The sha256 of a directory (a ``.zarr`` store): that of its sorted ``sha256  path``
+    listing (:func:`~lstmshape.io.zarr_store.listing_digest`), computed when asked for. Its
+    files are many and small, read by zarr-python: nothing is observed, and nothing cached.
+    """
+
+    def __init__(self, path: str) -> None:  # nothing of InputDigest's file machinery
+        self.path = path
+        self.observed_bytes = 0
+        self.hashed_bytes = 0
+        self.stat = None
+        self.stat_time_ns = 0
+        self.cached = False
+        self._digest: str | None = None
+
+    @property
+    def size(self) -> int:
+        return 0
+
+    def hash_whole_file(self) -> None:
+        """Nothing to start: the listing is hashed by :meth:`hexdigest`."""
+
+    def observe(self, offset: int, block: np.ndarray) -> None:
+        """Blocks of a store are not its files' bytes: ignored."""
+
+    def hexdigest(self) -> str:
+        from .zarr_store import listing_digest, tree_files
+
+        if self._digest is None:
+            self._digest = listing_digest(tree_files(self.path))
+        return self._digest
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+def input_digest(path: str, cache: DigestCache | None = None) -> InputDigest:
+    """The digest of an input or output path: a :class:`TreeDigest` for a directory store,
+    else an :class:`InputDigest` of the file.
+
+    Example:
+        >>> import tempfile
+        >>> type(input_digest(tempfile.mkdtemp())).__name__
+        'TreeDigest'
+    """
+    if os.path.isdir(path):
+        return TreeDigest(path)
+    return InputDigest(path, cache)

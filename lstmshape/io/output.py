@@ -468,7 +468,7 @@ class OutputSet:
                 for task, written in zip(tasks, engine.run(tasks, progress), strict=True):
                     files[task.role] += written
             root, *own = metadata_files(store, files)
-            for (role, listing), metadata in zip(files.items(), own, strict=True):
+            for listing, metadata in zip(files.values(), own, strict=True):
                 listing.append(metadata)
             every = [root, *(item for listing in files.values() for item in listing)]
             return StoreListing(listing_digest(every), files)

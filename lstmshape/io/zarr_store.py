@@ -101,7 +101,7 @@ def create_arrays(store: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]
 
 
 def little_endian_dtype(dtype: np.dtype) -> np.dtype:
-    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+    return np.dtype(dtype.newbyteorder("<")) if dtype.byteorder == ">" else dtype
 
 
 def write_chunk(store: str, role: str, index: int, rows: np.ndarray) -> list[tuple[str, str]]:
@@ -194,7 +194,9 @@ def check_tree(store: str, recorded: dict[str, str]) -> list[str]:
     changed, missing or added, one phrase each (empty when every file matches)."""
     found = dict(tree_files(store))
     problems = [f"{path} is missing" for path in sorted(recorded.keys() - found.keys())]
-    problems += [f"{path} is not in the manifest" for path in sorted(found.keys() - recorded)]
+    # the group's own zarr.json is in no role's listing: the store's sha256 covers it
+    extra = found.keys() - recorded.keys() - {METADATA}
+    problems += [f"{path} is not in the manifest" for path in sorted(extra)]
     problems += [f"{path}: sha256 {found[path][:12]}... differs from the {sha[:12]}... recorded"
                  for path, sha in sorted(recorded.items()) if path in found and found[path] != sha]
     return problems
@@ -221,8 +223,9 @@ class ZarrArray:
     """One array of a ``.zarr`` group as a :class:`~lstmshape.io.arrays.StoredArray`: rows are
     read chunk-aligned by zarr-python, only those asked for."""
 
-    def __init__(self, array: Any) -> None:
+    def __init__(self, array: Any, where: str) -> None:
         self.array = array
+        self.where = where
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -230,10 +233,15 @@ class ZarrArray:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.array.dtype)
+        dtype: np.dtype = np.dtype(self.array.dtype)
+        return dtype
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(self.array[start:stop])
+        try:
+            return np.ascontiguousarray(self.array[start:stop])
+        except (ValueError, TypeError, OSError) as err:  # a damaged chunk: its size, its bytes
+            raise InputError(f"{self.where}: cannot read rows {start}:{stop} ({err}); a chunk "
+                             f"file is damaged -- remake the store") from None
 
 
 def open_arrays(path: str) -> dict[str, ZarrArray]:
@@ -243,7 +251,8 @@ def open_arrays(path: str) -> dict[str, ZarrArray]:
         raise InputError(f"{path}: not a Zarr v3 store (no {METADATA} in it)")
     try:
         group = zarr.open_group(store=zarr.storage.LocalStore(path, read_only=True), mode="r")
-        return {name: ZarrArray(group[name]) for name in sorted(group.array_keys())}
+        return {name: ZarrArray(group[name], f"{path}:{name}")
+                for name in sorted(group.array_keys())}
     except (ValueError, KeyError, TypeError, OSError) as err:
         raise InputError(f"{path}: not a readable Zarr group ({err})") from None
 

@@ -96,9 +96,36 @@ def resolve_maxlen(spec: str | int | None, lengths: np.ndarray) -> int:
         return 0
     if parsed == "max":
         return int(lengths.max())
+    return maxlen_from_histogram(parsed, np.bincount(lengths))
+
+
+def maxlen_from_histogram(spec: str | int | None, histogram: np.ndarray) -> int:
+    """The maxlen a spec means for lengths counted as ``histogram`` (``histogram[k]``: how
+    many sequences are ``k`` long) -- what :func:`resolve_maxlen` gives for the lengths
+    themselves, exactly: the histograms of many shards add up (``--engine dask`` plans one task
+    per shard), and numpy's weighted ``inverted_cdf`` equals the unweighted one on the repeated
+    lengths.
+
+    Example:
+        >>> maxlen_from_histogram("p50", np.bincount([1, 2, 3, 10]))
+        2
+    """
+    parsed = parse_maxlen(spec)
+    if isinstance(parsed, int):
+        return parsed
+    found = np.flatnonzero(histogram)
+    if found.size == 0:
+        return 0
+    if parsed == "max":
+        return int(found[-1])
     percent = float(parsed[1:])
     # the smallest length that at least `percent`% of the sequences fit in whole
-    return int(np.percentile(lengths, percent, method="inverted_cdf"))
+    try:
+        return int(np.percentile(found, percent, method="inverted_cdf",
+                                 weights=histogram[found]))
+    except TypeError:  # numpy < 2 has no weights: the lengths themselves, repeated
+        return int(np.percentile(np.repeat(found, histogram[found]), percent,
+                                 method="inverted_cdf"))
 
 
 def check_value_fits(value: object, dtype: np.dtype, name: str = "value",
