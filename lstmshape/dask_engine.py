@@ -65,8 +65,9 @@ class DaskEngine:
             return self
         # processes=True: chunk tasks are numpy and file I/O; one thread per worker keeps a
         # worker's memory to one chunk task at a time
+        # (":0": the scheduler's HTTP server on a free port, never a clash on 8787)
         self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                    processes=True, dashboard_address=None,
+                                    processes=True, dashboard_address=":0",
                                     silence_logs=logging.ERROR)
         self.client = Client(self.cluster, set_as_default=False)
         return self

@@ -37,11 +37,11 @@ def test_every_command_has_help_with_an_example(invoke: Any, command: str) -> No
     assert cli.commands[command].help
 
 
-def test_help_does_not_import_h5py_tensorflow_matplotlib_or_torch() -> None:
+def test_help_does_not_import_h5py_tensorflow_matplotlib_torch_dask_or_zarr() -> None:
     code = ("import sys; from lstmshape.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('h5py', 'tensorflow', 'keras', 'rich', 'matplotlib',\n"
-            "                     'torch')\n"
+            "                     'torch', 'dask', 'distributed', 'zarr')\n"
             "         if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)")
     done = run_python(code)
