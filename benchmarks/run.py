@@ -38,6 +38,12 @@ CACHE the digest cache (issue 15), medians of the round-robin rounds, each timed
      cache (<= 1.05x).
      `python benchmarks/run.py --only cache` runs these rows alone (LSTMSHAPE_BENCH_SCALE scales
      W1's sample count for them too).
+DASK `lstmshape pad IN.h5 --maxlen 100 -o OUT.zarr --engine dask --workers 2` on a 1 GB ragged
+     input (float32, 8 features, lengths 1..200; x LSTMSHAPE_BENCH_SCALE) within 1.5x of the same
+     command with `--engine local` (the engine's overhead: a local cluster's start, tasks,
+     workers opening the input), medians of the round-robin rounds after settle(); both outputs
+     byte-identical. Prints the per-worker rate (input MB/s / workers).
+     `python benchmarks/run.py --only dask` runs this row alone.
 
 In-process timings (W1, W2) are the best of a few repeats on both sides. The end-to-end
 comparisons are judged on the MEDIAN of at least 5 round-robin rounds (after one that is not
@@ -52,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import os
 import platform
 import re
@@ -376,6 +383,46 @@ def bench_digest_cache(scale: float, work: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def bench_dask(scale: float, work: Path, workers: int = 2) -> None:
+    """The DASK row (see the module docstring)."""
+    count = int(1e9 * scale / (100.5 * 8 * 4))  # lengths 1..200: ~100 steps of 32 bytes
+    values, lengths = ragged(count, 1, 200, 8, "float32", 1)
+    source = work / "dask-in.h5"
+    with h5py.File(source, "w") as h5:
+        h5["values"], h5["lengths"] = values, lengths
+    input_mb = values.nbytes / 1e6
+    del values, lengths
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    commands = {
+        "local": [*LSTMSHAPE, "pad", str(source), "--maxlen", "100", "-o",
+                  str(work / "local.zarr")],
+        "dask": [*LSTMSHAPE, "pad", str(source), "--maxlen", "100", "-o",
+                 str(work / "dask.zarr"), "--engine", "dask", "--workers", str(workers)],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():  # a first round, not counted
+        run_timed(command, env=env)
+    for _ in range(ROUNDS):
+        for name, command in commands.items():
+            times[name].append(run_timed(command, env=env))
+    for name, seconds in times.items():
+        print(f"  DASK {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
+    digests = {name: json.loads((work / f"{name}.zarr.json").read_text())["outputs"]["x"]
+               ["sha256"] for name in commands}
+    assert digests["local"] == digests["dask"], "the engines wrote different bytes"
+    local_s, dask_s = (float(np.median(times[name])) for name in commands)
+    report(f"DASK pad {input_mb:,.0f} MB .h5 -> .zarr, --workers {workers} vs local, medians",
+           f"{dask_s:.2f}s", f"local {local_s:.2f}s", dask_s / local_s, "<= 1.5",
+           dask_s <= 1.5 * local_s)
+    report(f"DASK per-worker rate (input MB/s / {workers} workers; info)",
+           f"{input_mb / dask_s / workers:.0f} MB/s", f"local {input_mb / local_s:.0f} MB/s",
+           local_s / dask_s, "for reference", True)
+    for name in commands:
+        shutil.rmtree(work / f"{name}.zarr", ignore_errors=True)
+        (work / f"{name}.zarr.json").unlink(missing_ok=True)
+    source.unlink()
+
+
 def bench_memory(dense_gb: float, ragged_gb: float, work: Path) -> None:
     # A dense (N, 200, 16) float32 tensor of dense_gb, written block by block.
     rows = int(dense_gb * 2**30 / (200 * 16 * 4))
@@ -483,8 +530,8 @@ def bench_startup() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    parser.add_argument("--only", choices=["all", "cache"], default="all",
-                        help="'cache': only the digest cache rows")
+    parser.add_argument("--only", choices=["all", "cache", "dask"], default="all",
+                        help="'cache': only the digest cache rows; 'dask': only the DASK row")
     args = parser.parse_args()
     scale = float(os.environ.get("LSTMSHAPE_BENCH_SCALE", "0.1" if args.quick else "1"))
     dense_gb, ragged_gb = 4.0 * scale, 2.0 * scale
@@ -495,9 +542,9 @@ def main() -> None:
         sys.exit(f"benchmarks need {2 * dense_gb + 2:.0f} GB free in {DATA}, {free_gb:.0f} GB")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, numpy {np.__version__}", flush=True)
-    if args.only == "cache":
+    if args.only != "all":
         with tempfile.TemporaryDirectory(dir=DATA) as folder:
-            bench_digest_cache(scale, Path(folder))
+            (bench_digest_cache if args.only == "cache" else bench_dask)(scale, Path(folder))
         print_table()
         return
     import keras
@@ -513,6 +560,7 @@ def main() -> None:
         bench_memory(dense_gb, ragged_gb, work)
         bench_torch(scale, work)
         bench_digest_cache(scale, work)
+        bench_dask(scale, work)
     print_table()
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OptionError, OutputError
-from .io.digest import OBSERVED_SHARE, InputDigest, input_digest
+from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
 from .io.digest_cache import open_digest_cache
 from .io.location import Location, parse_location, same_path
 from .io.output import (
@@ -174,7 +174,8 @@ class Job:
         digest = None
         if not location.is_stdio:
             if location.path not in self.hashes:
-                self.hashes[location.path] = input_digest(location.path, self.digest_cache)
+                kind = TreeDigest if os.path.isdir(location.path) else InputDigest  # a .zarr
+                self.hashes[location.path] = kind(location.path, self.digest_cache)
             digest = self.hashes[location.path]
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckFailed, InputError, OptionError
-from ..io.digest import InputDigest, input_digest
+from ..io.digest import InputDigest, TreeDigest
 from ..io.location import is_side_file, parse_location, same_path
 from ..io.source import (
     DEFAULT_MEMORY_LIMIT,
@@ -246,7 +246,7 @@ def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_li
             failures.append(f"{display(file)} (outputs.{role}) is missing")
             continue
         if file not in hashes:
-            hashes[file] = input_digest(file)
+            hashes[file] = TreeDigest(file) if is_store(file) else InputDigest(file)
             hashes[file].hash_whole_file()
         if is_store(file):
             store_files = parse_listing(entry.get("files"))

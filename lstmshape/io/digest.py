@@ -300,7 +300,8 @@ class TreeDigest(InputDigest):
     files are many and small, read by zarr-python: nothing is observed, and nothing cached.
     """
 
-    def __init__(self, path: str) -> None:  # nothing of InputDigest's file machinery
+    def __init__(self, path: str, cache: DigestCache | None = None) -> None:
+        # nothing of InputDigest's file machinery; a directory has no stat the cache can trust
         self.path = path
         self.observed_bytes = 0
         self.hashed_bytes = 0
@@ -329,16 +330,3 @@ class TreeDigest(InputDigest):
     def close(self) -> None:
         """Nothing held open."""
 
-
-def input_digest(path: str, cache: DigestCache | None = None) -> InputDigest:
-    """The digest of an input or output path: a :class:`TreeDigest` for a directory store,
-    else an :class:`InputDigest` of the file.
-
-    Example:
-        >>> import tempfile
-        >>> type(input_digest(tempfile.mkdtemp())).__name__
-        'TreeDigest'
-    """
-    if os.path.isdir(path):
-        return TreeDigest(path)
-    return InputDigest(path, cache)

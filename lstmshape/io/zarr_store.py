@@ -46,11 +46,22 @@ ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
 def import_zarr() -> Any:
-    """zarr, or one clear error naming the extra that installs it."""
+    """zarr, or one clear error naming the extra that installs it.
+
+    zarr-python runs its I/O on a thread of its own (``zarr_io``, and a pool it starts): it is
+    started here with SIGINT/SIGTERM/SIGHUP blocked, as :mod:`.threads` does for lstmshape's
+    own threads, so the kernel never hands such a signal to it while the main thread holds it
+    back over a commit's renames. What crosses to that thread: the chunks being written or read.
+    """
     try:
         import zarr
+        from zarr.core.sync import _get_loop
     except ImportError:
         raise InputError(f".zarr needs zarr-python >= 3: {INSTALL_HINT}") from None
+    from .output import signals_deferred
+
+    with signals_deferred():  # threads inherit the mask of the thread that starts them
+        _get_loop()
     return zarr
 
 
