@@ -70,6 +70,9 @@ class DaskEngine:
                                     processes=True, dashboard_address=":0",
                                     silence_logs=logging.ERROR)
         self.client = Client(self.cluster, set_as_default=False)
+        # New worker processes import zarr, h5py and lstmshape (~0.5 s) while the client opens
+        # and hashes the input, not when the first chunk task arrives
+        self.client.run(warm_up, wait=False)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -117,3 +120,13 @@ class DaskEngine:
             if self.cluster is not None:
                 self.close()
             raise
+
+
+async def warm_up() -> None:
+    """Import what chunk tasks need, on a worker (a coroutine: ``Client.run`` can start it
+    without waiting for it; the imports block that worker's event loop for their ~0.5 s)."""
+    import h5py  # noqa: F401
+
+    from .io import source, zarr_store  # noqa: F401
+
+    zarr_store.import_zarr()
