@@ -105,9 +105,10 @@ class DaskEngine:
         if not tasks:
             return []
         run = uuid.uuid4().hex  # keys unique to this run on a long-lived scheduler
-        futures = [self.client.submit(task, key=f"lstmshape-{run}-{index}", pure=False)
-                   for index, task in enumerate(tasks)]
-        try:
+        futures: list[Any] = []
+        try:  # the first tasks run while the rest are submitted: a signal may land here too
+            futures += (self.client.submit(task, key=f"lstmshape-{run}-{index}", pure=False)
+                        for index, task in enumerate(tasks))
             with self.client.as_current():  # as_completed finds this engine's client
                 for done, future in enumerate(as_completed(futures), start=1):
                     if future.status == "error":

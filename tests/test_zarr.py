@@ -196,6 +196,12 @@ def big_input(tmp_path: Path) -> Path:
     return path
 
 
+def listing(folder: Path) -> dict[str, Any]:
+    """Each entry of a folder: a store's files, or a file's bytes."""
+    return {path.name: tree(path) if path.is_dir() else path.read_bytes()
+            for path in sorted(folder.iterdir())}
+
+
 def start_pad(src: Path, out: Path, *engine: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, CHUNK_BYTES_ENV: "20000"}
     env.pop("LSTMSHAPE_DEBUG", None)
@@ -220,8 +226,7 @@ def test_sigint_of_the_client_removes_the_temp_store(big_input: Path, tmp_path: 
     small = tmp_path / "small.npy"
     np.save(small, np.ones((5, 4, 3), np.float32))
     assert invoke("pad", small, "-o", out / "x.zarr").exit_code == 0
-    before = {name: tree(out / name) if name.endswith(".zarr") else (out / name).read_bytes()
-              for name in os.listdir(out)}
+    before = listing(out)
     proc = start_pad(big_input, out / "x.zarr", "--workers", "1")
     try:
         wait_for_chunks(out, proc)
@@ -233,9 +238,7 @@ def test_sigint_of_the_client_removes_the_temp_store(big_input: Path, tmp_path: 
             proc.wait()
     assert proc.returncode == 130, stderr.decode()
     assert "interrupted" in stderr.decode()
-    after = {name: tree(out / name) if name.endswith(".zarr") else (out / name).read_bytes()
-             for name in os.listdir(out)}
-    assert after == before  # no temp store left, the older output as it was
+    assert listing(out) == before  # no temp store left, the older output as it was
 
 
 def test_killed_worker_rerun_gives_identical_output(big_input: Path, tmp_path: Path,

@@ -23,6 +23,7 @@ zarr is imported only here, and only when a ``.zarr`` is read or written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
@@ -119,6 +120,10 @@ def write_chunk(store: str, role: str, index: int, rows: np.ndarray) -> list[tup
     """Write chunk ``index`` of array ``role`` -- exactly its rows, never part of another
     chunk -- and return ``[(relative path, sha256)]`` of the object written."""
     zarr = import_zarr()
+    if not os.path.isfile(os.path.join(store, METADATA)):
+        # the run was stopped and its temp store removed: a task still in flight on a remote
+        # worker must not create its folders again (zarr creates parent folders as it writes)
+        raise FileNotFoundError(errno.ENOENT, "the store was removed", store)
     array = zarr.open_array(store=zarr.storage.LocalStore(store), path=role, mode="r+")
     array = array.with_config(ARRAY_CONFIG)
     per_chunk = int(array.chunks[0])
