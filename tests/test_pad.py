@@ -213,3 +213,20 @@ def test_all_empty_sequences_with_maxlen_max_say_so(tmp_path: Path, invoke: Any)
     explicit = invoke("pad", tmp_path / "empty.npz", "--maxlen", 2, "-o", tmp_path / "x.npy")
     assert explicit.exit_code == 0
     assert np.load(tmp_path / "x.npy").shape == (5, 2, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=400),
+       st.sampled_from(["p50", "p90", "p95", "p99", "p99.9", "p12.5", "p1", "p100"]))
+def test_maxlen_from_merged_histograms_equals_numpy(lengths: list[int], spec: str) -> None:
+    """``--engine dask`` merges one length histogram per shard: the pNN of the merged histogram
+    is numpy's inverted_cdf percentile of the lengths themselves."""
+    from lstmshape.ops.pad import maxlen_from_histogram
+    from lstmshape.plan import merged_histogram
+
+    array = np.array(lengths)
+    half = len(array) // 2
+    merged = merged_histogram([(np.bincount(array[:half], minlength=1), half),
+                               (np.bincount(array[half:]), len(array) - half)])
+    expected = int(np.percentile(array, float(spec[1:]), method="inverted_cdf"))
+    assert maxlen_from_histogram(spec, merged) == expected

@@ -21,14 +21,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 from hostile import assert_ok, assert_refused, run_cli
 
 import lstmshape
 from lstmshape.io.source import open_source
 from lstmshape.io.zarr_store import CHUNK_BYTES_ENV
-
-distributed = pytest.importorskip("distributed")
-zarr = pytest.importorskip("zarr")
 
 #: ~40 rows of a (T=60, F=3) float32 tensor per chunk: a few dozen chunk tasks per output
 SMALL_CHUNKS = "30000"
@@ -159,6 +157,41 @@ def test_tf_dataset_trains_on_a_zarr_output(ragged_input: Path, tmp_path: Path,
     model.compile(optimizer="adam", loss="mse")
     history = model.fit(dataset.take(2), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_progress_counts_finished_tasks(ragged_input: Path, tmp_path: Path,
+                                        cluster: str) -> None:
+    from lstmshape.commands.pad import pad_file
+    from lstmshape.dask_engine import DaskEngine
+    from lstmshape.job import IOOptions
+
+    calls: list[tuple[int, int]] = []
+    with DaskEngine(scheduler=cluster) as engine:
+        manifest = pad_file(str(ragged_input), IOOptions(str(tmp_path / "x.zarr"), engine=engine,
+                                                         progress=lambda *a: calls.append(a)))
+    chunks = sum("/c/" in line for line in manifest["outputs"]["x"]["files"])
+    chunks += sum("/c/" in line for line in manifest["outputs"]["y"]["files"])
+    assert calls == [(done, chunks) for done in range(1, chunks + 1)]
+
+
+def test_a_zarr_input_chains_and_torch_reads_it(ragged_input: Path, tmp_path: Path,
+                                                invoke: Callable[..., Any]) -> None:
+    import lstmshape.torch as lt
+
+    padded, cut = tmp_path / "p.zarr", tmp_path / "cut.npz"
+    assert invoke("pad", ragged_input, "--maxlen", "p95", "-o", padded).exit_code == 0
+    assert invoke("truncate", padded, "--maxlen", "10", "-o", cut).exit_code == 0
+    data = json.loads((tmp_path / "cut.npz.json").read_text())
+    recorded = json.loads((tmp_path / "p.zarr.json").read_text())["outputs"]["x"]["sha256"]
+    assert data["inputs"][0]["path"] == "p.zarr" and data["inputs"][0]["sha256"] == recorded
+    assert [step["command"] for step in data["history"]] == ["pad"]
+    item = lt.SequenceDataset(str(padded))[0]
+    with np.load(ragged_input) as raw:
+        assert int(item[1]) == min(int(raw["lengths"][0]), recorded_maxlen(padded))
+
+
+def recorded_maxlen(store: Path) -> int:
+    return int(json.loads(Path(f"{store}.json").read_text())["timesteps"])
 
 
 def test_usage_errors(ragged_input: Path, tmp_path: Path, invoke: Callable[..., Any]) -> None:
