@@ -61,6 +61,7 @@ from .plan import (
     RowFunction,
     SourceSpec,
     TargetRows,
+    file_identity,
     merged_histogram,
 )
 
@@ -231,7 +232,8 @@ class Job:
         from, with the same options."""
         location = next(loc for opened, loc in self.opened if opened is source)
         return SourceSpec(str(location), self.options.memory_limit, self.options.allow_pickle,
-                          self.options.lengths, self.options.nan)
+                          self.options.lengths, self.options.nan,
+                          file_identity(location.path))
 
     def targets(self, source: Source,
                 index: np.ndarray | None = None) -> Stream | Planned | None:

@@ -19,6 +19,7 @@ bytes to the same object.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -42,20 +43,43 @@ class RowFunction(Protocol):
 @dataclass(frozen=True)
 class SourceSpec:
     """How to open the input on any machine: what :func:`~lstmshape.io.source.open_source`
-    takes, as plain values (the path must be the same on every worker: shared storage)."""
+    takes, as plain values (the path must be the same on every worker: shared storage), and
+    the identity of the file the client opened (:func:`file_identity`)."""
 
     location: str
     memory_limit: int
     allow_pickle: bool = False
     lengths: str | None = None
     nan: str = "keep"
+    identity: tuple[int, ...] = ()
 
 
-@functools.lru_cache(maxsize=4)
+def file_identity(path: str) -> tuple[int, ...]:
+    """``(device, inode, size, mtime_ns, ctime_ns)`` of ``path``: a file replaced or rewritten
+    since has another, so a worker of a long-lived cluster never reads it through a source it
+    opened for an earlier run.
+
+    Example:
+        >>> import tempfile
+        >>> len(file_identity(tempfile.mkdtemp()))
+        5
+    """
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=2)
 def opened(spec: SourceSpec) -> Source:
-    """The input, opened once per worker process and kept open for its next tasks."""
+    """The input, opened once per worker process and kept open for its next tasks (the last
+    two inputs stay open on a long-lived worker)."""
+    from .errors import InputError
+    from .io.location import parse_location
     from .io.source import open_source
 
+    path = parse_location(spec.location).path
+    if spec.identity and file_identity(path) != spec.identity:
+        raise InputError(f"{path}: changed while the run was reading it (a worker sees another "
+                         f"file than the client did); run again once it is written")
     return open_source(spec.location, memory_limit=spec.memory_limit,
                        allow_pickle=spec.allow_pickle, lengths_file=spec.lengths, nan=spec.nan)
 
