@@ -194,6 +194,25 @@ def recorded_maxlen(store: Path) -> int:
     return int(json.loads(Path(f"{store}.json").read_text())["timesteps"])
 
 
+def test_a_replaced_store_keeps_nothing_of_the_old_one(tmp_path: Path,
+                                                       invoke: Callable[..., Any],
+                                                       cluster: str) -> None:
+    """The new tree replaces the old one whole (no stale chunk of a longer old output), and a
+    long-lived cluster's workers read the input as it is now, not as an earlier run opened it."""
+    src, store, fresh = tmp_path / "in.npy", tmp_path / "x.zarr", tmp_path / "fresh"
+    rng = np.random.default_rng(3)
+    np.save(src, rng.normal(size=(400, 30, 3)).astype(np.float32))
+    engine = ["--engine", "dask", "--scheduler", cluster]
+    assert invoke("pad", src, "-o", store, *engine).exit_code == 0
+    np.save(tmp_path / "new.npy", rng.normal(size=(100, 30, 3)).astype(np.float32))
+    os.replace(tmp_path / "new.npy", src)  # a new file: fewer chunks, other values
+    assert invoke("pad", src, "-o", store, *engine).exit_code == 0
+    fresh.mkdir()
+    assert invoke("pad", src, "-o", fresh / "x.zarr").exit_code == 0
+    assert tree(store) == tree(fresh / "x.zarr")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_usage_errors(ragged_input: Path, tmp_path: Path, invoke: Callable[..., Any]) -> None:
     not_zarr = invoke("pad", ragged_input, "-o", tmp_path / "x.npz", "--engine", "dask",
                       "--workers", "2")
