@@ -482,6 +482,9 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
     """
     from .commands.truncate import truncate_file
 
+    if overflow == "split" and common.get("engine") == "dask":  # before a cluster is started
+        raise click.UsageError("--overflow split makes a new sample order, which --engine dask "
+                               "does not plan; use --engine local for it")
     run_transform("truncate", common, lambda options: truncate_file(
         source, options, maxlen=maxlen, truncating=truncating,  # type: ignore[arg-type]
         overflow=overflow))

@@ -221,6 +221,10 @@ def test_usage_errors(ragged_input: Path, tmp_path: Path, invoke: Callable[..., 
                   "2").exit_code == 2
     assert invoke("pad", ragged_input, "-o", tmp_path / "x.zarr", "--engine",
                   "dask").exit_code == 2
+    split = invoke("truncate", ragged_input, "--maxlen", "5", "--overflow", "split", "-o",
+                   tmp_path / "x.zarr", "--engine", "dask", "--workers", "1")
+    assert split.exit_code == 2 and "--engine local" in split.output
+    assert os.listdir(tmp_path) == []
 
 
 def test_workers_import_this_lstmshape(cluster: str) -> None:
