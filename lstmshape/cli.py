@@ -192,9 +192,69 @@ SIDE = click.Choice(["pre", "post"])
 # Shared options
 
 
+def table_options(command: F) -> F:
+    """How a table's rows become sequences, and how a 2-D array reads: shared by every command
+    that reads an input (they all read through the one reader)."""
+    decorators = [
+        click.option("--id", "table_id", metavar="COL",
+                     help="Table: the column whose value groups rows into sequences."),
+        click.option("--time", "table_time", metavar="COL",
+                     help="Table: the column that orders the rows of a sequence "
+                          "[default: file order]."),
+        click.option("--features", "table_features", metavar="COL,...",
+                     help="Table: the feature columns [default: every numeric column but id, "
+                          "time and target]."),
+        click.option("--target", "table_target", metavar="COL",
+                     help="Table: the column that becomes the targets y."),
+        click.option("--target-kind", "table_target_kind",
+                     type=click.Choice(["sequence", "timestep"]), default="sequence",
+                     show_default=True,
+                     help="Table: one --target value per sequence, or one per timestep."),
+        click.option("--layout", type=click.Choice(["samples", "series"]), default="samples",
+                     show_default=True,
+                     help="A 2-D array is (samples, timesteps), or one (timesteps, features) "
+                          "series -- each file of a folder one sequence."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def table_from(kwargs: dict[str, Any]) -> Any:
+    """The TableOptions of the shared table options (removed from ``kwargs``)."""
+    from .io.table import TableOptions
+
+    features = kwargs.pop("table_features")
+    return TableOptions(
+        id=kwargs.pop("table_id"), time=kwargs.pop("table_time"),
+        features=None if features is None else tuple(
+            name.strip() for name in features.split(",") if name.strip()),
+        target=kwargs.pop("table_target"), target_kind=kwargs.pop("table_target_kind"))
+
+
+class ReadingCommand(click.Command):
+    """A command of one SRC: an unquoted glob the shell expanded into several files gets a
+    usage error that says to quote it, instead of click's "unexpected extra arguments"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            paths = [a for a in args if not a.startswith("-") and os.path.isfile(a)]
+            if "unexpected extra argument" not in err.message or len(paths) < 2:
+                raise
+            folder = os.path.dirname(paths[0]) or "."
+            suffix = os.path.splitext(paths[0])[1] or ""
+            raise click.UsageError(
+                f"got {len(paths)} input files ({paths[0]}, {paths[1]}, ...): a glob the shell "
+                f"expanded? Quote it so lstmshape reads them as one set: "
+                f"'{folder}/*{suffix}'", ctx) from None
+
+
 def input_options(command: F) -> F:
     """Options about reading inputs, shared by every command."""
     decorators = [
+        table_options,
         click.option("--lengths", "lengths", metavar="FILE",
                      help="True lengths (int, one per sample) of a dense, padded input."),
         click.option("--allow-pickle", is_flag=True,
@@ -313,7 +373,8 @@ def run_transform(label: str, kwargs: dict[str, Any],
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
             progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
-            digest_cache=not kwargs.pop("no_digest_cache"))
+            digest_cache=not kwargs.pop("no_digest_cache"), table=table_from(kwargs),
+            layout=kwargs.pop("layout"))
         manifest = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
         from . import render
@@ -366,7 +427,7 @@ def cli() -> None:
 def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
             pad_value: float | None, maxlens: tuple[int | str, ...], batch_size: int,
             plot: str | None, lengths: str | None, allow_pickle: bool,
-            memory_limit: int) -> None:
+            memory_limit: int, layout: str, **table: Any) -> None:
     """Show what SRC holds and whether an LSTM can take it.
 
     SRC is PATH or PATH:KEY (an array or group inside .npz/.h5), or '-' for .npy on stdin.
@@ -379,6 +440,8 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
       lstmshape inspect train.npy --json | jq .input_shape
       lstmshape inspect train.npy --expect-shape '*,100,8'   # CI gate
       lstmshape inspect seqs.h5 --maxlen 200 --batch-size 64 --plot lengths.png
+      lstmshape inspect events.parquet                 # columns, likely --id / --time
+      lstmshape inspect events.parquet --id user --time ts
     """
     import json
 
@@ -398,6 +461,7 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
                                      param_hint="--expect-shape") from None
     # Every SRC is reported even when an earlier one is bad; the failures come last, as one
     # error line (exit 1), so a CI gate over many files names every file that failed.
+    table_options_given = table_from(table)
     reports: list[dict[str, Any]] = []
     failures: list[LstmshapeError] = []
     for src in sources:
@@ -405,7 +469,8 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
             reports.append(inspect_file(src, memory_limit=memory_limit,
                                         allow_pickle=allow_pickle, lengths=lengths,
                                         pad_value=pad_value, expect_shape=expect_shape,
-                                        maxlens=maxlens, batch_size=batch_size, plot=plot))
+                                        maxlens=maxlens, batch_size=batch_size, plot=plot,
+                                        table=table_options_given, series=layout == "series"))
         except LstmshapeError as err:
             if len(sources) == 1:
                 raise
@@ -424,7 +489,7 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
                                 + "; ".join(map(str, failures)))
 
 
-@cli.command()
+@cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
 @click.option("--maxlen", type=MaxLen(), default="max", show_default=True,
               help="Timesteps: a number, 'max', or a percentile of the lengths like 'p95'.")
@@ -445,8 +510,15 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
     Same result as keras.utils.pad_sequences with the same maxlen, padding, truncating, value and
     dtype; but the dtype defaults to the input's and padding/truncating default to 'post'.
 
+    SRC may be a table (.parquet, .csv, .arrow...: --id groups its rows; PATH:COL reads a list
+    column), a directory or a quoted glob of files (one set; --layout series: one sequence per
+    file).
+
     \b
     Examples:
+      lstmshape pad events.parquet --id user --time ts --maxlen p95 -o train.npy
+      lstmshape pad tokens.arrow:input_ids --maxlen 128 -o ids.npy
+      lstmshape pad recordings/ --layout series -o train.npz
       lstmshape pad sensors.npz --maxlen p95 -o train.npy
       lstmshape pad tokens.npy --lengths tokens_lengths.npy --padding pre -o - | python train.py
       lstmshape pad big.npz --maxlen p95 --engine dask --workers 4 -o train.zarr
@@ -459,7 +531,7 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
         allow_lossy=allow_lossy))
 
 
-@cli.command()
+@cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
 @click.option("--maxlen", type=click.IntRange(min=1), required=True,
               help="Keep at most this many timesteps per sequence.")
@@ -524,7 +596,7 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
         names=names))
 
 
-@cli.command()
+@cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
 @click.option("--size", type=click.IntRange(min=1), required=True, help="Samples per batch.")
 @click.option("--remainder", type=click.Choice(["keep", "drop", "pad"]), default="keep",
@@ -567,7 +639,7 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
         maxlen=maxlen, padding=padding, value=value))  # type: ignore[arg-type]
 
 
-@cli.command()
+@cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
 @click.option("--timesteps", type=click.IntRange(min=1), required=True,
               help="Timesteps per window.")

@@ -45,6 +45,7 @@ from .io.output import (
     stale_candidates,
 )
 from .io.prefetch import prefetched
+from .io.shards import is_shard_set
 from .io.source import (
     DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
@@ -52,6 +53,7 @@ from .io.source import (
     Source,
     open_source,
 )
+from .io.table import TableOptions
 from .io.zarr_store import listing_lines
 from .manifest import FileEntry, ManifestData, dumps, history_from, relative, render
 from .plan import (
@@ -96,6 +98,10 @@ class IOOptions:
     #: Where a ``.zarr`` output's chunks are computed and written (``--engine dask``: a
     #: :class:`~lstmshape.dask_engine.DaskEngine`); None: here, streamed block by block.
     engine: Engine | None = None
+    #: how a long table becomes sequences (``--id``, ``--time``, ``--features``, ``--target``)
+    table: TableOptions | None = None
+    #: ``"series"`` (``--layout series``): a 2-D array (each file of a folder) is one sequence
+    layout: str = "samples"
 
 
 class LstmshapeWarning(UserWarning):
@@ -173,15 +179,16 @@ class Job:
              with_lengths: bool = True) -> Source:
         """Open an input; it is closed and hashed when the job ends."""
         digest = None
-        if not location.is_stdio:
+        if not location.is_stdio and not is_shard_set(location.path):  # shards: as records
             if location.path not in self.hashes:
                 kind = TreeDigest if os.path.isdir(location.path) else InputDigest  # a .zarr
                 self.hashes[location.path] = kind(location.path, self.digest_cache)
             digest = self.hashes[location.path]
         source = open_source(location, memory_limit=self.options.memory_limit,
-                             allow_pickle=self.options.allow_pickle, series=series,
+                             allow_pickle=self.options.allow_pickle,
+                             series=series or self.options.layout == "series",
                              lengths_file=self.options.lengths if with_lengths else None,
-                             digest=digest, nan=self.options.nan)
+                             digest=digest, nan=self.options.nan, table=self.options.table)
         self.sources.append(source)
         self.opened.append((source, location))
         for note in source.notes:
@@ -274,7 +281,7 @@ class Job:
         try:
             with OutputSet() as outputs:
                 result = produce(self)
-                arrays = result.arrays
+                arrays = with_ids(result.arrays, self.sources)
                 padding = result.manifest.padding
                 if (self.output.suffix in (".npz", ".h5", ".zarr") and padding is not None
                         and arrays and arrays[0][0] == "x"):
@@ -375,6 +382,30 @@ class Job:
                           else source.sha256)  # stdin: hashed as it was read
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries
+
+
+def with_ids(arrays: list[tuple[str, ArrayData]],
+             sources: list[Source]) -> list[tuple[str, ArrayData]]:
+    """The result's arrays plus ``ids``: the id of each output sample, when the (first) input
+    is a long table. Reordered or split outputs carry their ``order``/``source_index``; a row
+    that comes from no sample (``order`` -1) gets id -1 (or "")."""
+    ids = sources[0].ids if sources else None
+    named = dict(arrays)
+    if ids is None or "ids" in named or not arrays:
+        return arrays
+    index = next((named[k] for k in ("order", "source_index")
+                  if isinstance(named.get(k), np.ndarray)), None)
+    if index is None:
+        main = named[arrays[0][0]]
+        count = main.shape[0] if main.shape else 0
+        batched = main.shape[0] * main.shape[1] if len(main.shape) == 4 else None
+        if ids.shape[0] not in (count, batched):
+            return arrays  # samples neither kept in order nor indexed: no ids to give
+        return [*arrays, ("ids", ids)]
+    flat = np.asarray(index).reshape(-1)
+    picked = ids[np.maximum(flat, 0)]
+    picked[flat < 0] = -1 if ids.dtype.kind == "i" else ""
+    return [*arrays, ("ids", picked.reshape(np.shape(index)))]
 
 
 def read_rows_at(read_rows: Callable[[int, int], np.ndarray], index: np.ndarray,

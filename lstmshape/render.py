@@ -106,6 +106,19 @@ def render_inspect(report: dict[str, Any]) -> None:
         for entry in report["arrays"]:
             listing.add_row(entry["key"], format_shape(entry["shape"]), entry["dtype"])
         console.print(listing)
+    if report.get("table"):
+        info = report["table"]
+        columns = Table(title=f"{report['path']}: table of {info['rows']:,} rows",
+                        title_justify="left", show_edge=False)
+        columns.add_column("column")
+        columns.add_column("type")
+        columns.add_column("")
+        for entry in info["columns"]:
+            role = ("likely --id" if entry["name"] == info["likely_id"] else
+                    "likely --time" if entry["name"] == info["likely_time"] else
+                    "list column" if entry["name"] in info["list_columns"] else "")
+            columns.add_row(entry["name"], entry["type"], role)
+        console.print(columns)
     if report.get("kind") is None:
         console.print(Text(report.get("suggestion") or "", style="yellow"))
         return

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
+from ..io.table import TableOptions, is_table, table_listing
 from ..job import BLOCK_SHARE
 from ..ops.stats import ValueStats, length_histogram, length_statistics
 from ..ops.tradeoffs import DEFAULT_BATCH_SIZE, candidate_labels, maxlen_tradeoffs
@@ -75,14 +76,17 @@ def parse_expected_shape(text: str) -> list[int | None]:
 def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pickle: bool = False,
                  lengths: str | None = None, pad_value: float | None = None,
                  expect_shape: str | None = None, maxlens: Sequence[str | int] = (),
-                 batch_size: int = DEFAULT_BATCH_SIZE, plot: str | None = None) -> dict[str, Any]:
+                 batch_size: int = DEFAULT_BATCH_SIZE, plot: str | None = None,
+                 table: TableOptions | None = None, series: bool = False) -> dict[str, Any]:
     """Describe ``src``: layout, shape, length statistics, value checks and an LSTM verdict.
 
     ``maxlen_tradeoffs`` holds what each candidate maxlen (p50 ... max and ``maxlens``) costs,
     with ``batch_size`` for the bucketed and per-batch figures (see
     :mod:`lstmshape.ops.tradeoffs`); ``plot`` writes the lengths and those costs to a PNG
     (needs matplotlib). Raises :class:`~lstmshape.errors.CheckFailed` when ``expect_shape``
-    does not match.
+    does not match. ``table``: ``--id``, ``--time``... for a long table; a table is described by
+    its columns, row count, list columns and likely id/time columns too (``table``), and
+    without ``--id`` a long table's report says which command reads it.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -99,9 +103,26 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         check_plot_path(plot)
     report: dict[str, Any] = {"path": location.path, "key": location.key,
                               "arrays": list_arrays(location, memory_limit)}
+    flags = table_flags(table, series)
+    if is_table(location.path) and os.path.isfile(location.path):
+        report["table"] = table_listing(location.path, memory_limit)
     try:
         source = open_source(location, memory_limit=memory_limit, allow_pickle=allow_pickle,
-                             lengths_file=lengths)
+                             lengths_file=lengths, table=table, series=series)
+    except OptionError as err:
+        listing = report.get("table")
+        if listing is None or (table is not None and table.id is not None) or plot is not None:
+            raise
+        # a long table without --id: the answer is which columns to group it by
+        guess = (f" --id {shlex.quote(listing['likely_id'] or 'COL')}"
+                 + (f" --time {shlex.quote(listing['likely_time'])}"
+                    if listing["likely_time"] else ""))
+        path = shlex.quote(location.path)
+        report.update(kind=None, lstm_ready=False, input_shape=None, maxlen_tradeoffs=None,
+                      problem=str(err),
+                      suggestion=(f"lstmshape inspect {path}{guess}   # then: lstmshape pad "
+                                  f"{path}{guess} --maxlen p95 -o train.npy"))
+        return report
     except InputError as err:
         # a listing is an answer to "what is in it?", but not a picture of one array's lengths
         if (len(report["arrays"]) > 1 and location.key is None and "pick one" in str(err)
@@ -115,6 +136,9 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         raise
     with source:
         report.update(describe(source, pad_value, max(memory_limit // BLOCK_SHARE, 1 << 16)))
+        where = shlex.quote(str(source.location))
+        if flags and isinstance(report["suggestion"], str) and where in report["suggestion"]:
+            report["suggestion"] = report["suggestion"].replace(where, where + flags, 1)
         # from the lengths alone: the values were read once, block by block, by describe()
         rows = maxlen_tradeoffs(source.lengths, features=source.n_features,
                                 itemsize=source.dtype.itemsize, batch_size=batch_size,
@@ -131,6 +155,24 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
     if expect_shape is not None:
         check_expected_shape(report, expect_shape)
     return report
+
+
+def table_flags(table: TableOptions | None, series: bool) -> str:
+    """The reading options as command-line flags, for a suggested command.
+
+    Example:
+        >>> table_flags(TableOptions(id="user", time="ts"), False)
+        ' --id user --time ts'
+    """
+    flags = " --layout series" if series else ""
+    if table is None:
+        return flags
+    for flag, value in (("--id", table.id), ("--time", table.time),
+                        ("--features", None if table.features is None
+                         else ",".join(table.features)), ("--target", table.target)):
+        if value is not None:
+            flags += f" {flag} {shlex.quote(value)}"
+    return flags
 
 
 def check_plot_path(plot: str) -> None:

@@ -38,15 +38,19 @@ class Location:
         """``.npy``, ``.npz`` or ``.h5`` (``.hdf5`` maps to ``.h5``); ``.npy`` for stdin/stdout."""
         if self.is_stdio:
             return ".npy"
+        if self.path.lower().endswith(".csv.gz"):
+            return ".csv.gz"
         suffix = os.path.splitext(self.path.rstrip("/"))[1].lower()
         return ".h5" if suffix == ".hdf5" else suffix
 
 
 def parse_location(text: str) -> Location:
-    """Split ``PATH[:KEY]``; a colon counts as the separator only right after a known suffix."""
+    """Split ``PATH[:KEY]``; a colon counts as the separator only right after a known suffix
+    (of an array container, or of a table: ``tokens.arrow:input_ids`` names a list column)."""
     if text == STDIO or os.path.exists(text):
         return Location(text.rstrip("/") if text.endswith(".zarr/") else text)
-    for match in re.finditer(r"\.(?:npy|npz|h5|hdf5|zarr):", text, flags=re.IGNORECASE):
+    pattern = r"\.(?:npy|npz|h5|hdf5|zarr|parquet|csv|csv\.gz|tsv|arrow|feather|ipc):"
+    for match in re.finditer(pattern, text, flags=re.IGNORECASE):
         path, key = text[:match.end() - 1], text[match.end():]
         return Location(path, key or None)
     return Location(text)

@@ -40,6 +40,8 @@ from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
 from .npy import NpyFileArray, read_npy_stream
+from .shards import is_shard_set
+from .table import TABLE_SUFFIXES, TableOptions, is_table
 
 if TYPE_CHECKING:
     from .digest import InputDigest
@@ -98,6 +100,10 @@ class Source:
     #: a stored dense tensor (or one stored batch): rows ``start:stop`` as ``(n, T, F)``, padding
     #: and all, exactly as stored
     stored_reader: Callable[[int, int], np.ndarray] | None = None
+    #: a long table's id of every sample (int64 or fixed-width unicode), the ``ids`` output
+    ids: np.ndarray | None = None
+    #: feature names the input itself holds (a table's column names); a manifest's win
+    names: list[str] | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def read_block(self, start: int, stop: int) -> SequenceSet:
@@ -168,6 +174,8 @@ class Source:
     def feature_names(self) -> list[str]:
         if self.manifest is not None:
             return self.manifest.feature_names(self.n_features)
+        if self.names is not None and len(self.names) == self.n_features:
+            return list(self.names)
         return [f"f{i}" for i in range(self.n_features)]
 
     @property
@@ -193,7 +201,8 @@ class Source:
 def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                 allow_pickle: bool = False, lengths_file: str | None = None,
                 series: bool = False, digest: InputDigest | None = None,
-                nan: str = "keep", manifest: str | None = None) -> Source:
+                nan: str = "keep", manifest: str | None = None,
+                table: TableOptions | None = None) -> Source:
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
 
     The one reader: raw inputs and lstmshape's own outputs (padded, ragged, batched, with their
@@ -208,6 +217,9 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
     (``--nan error``): every read fails on NaN/inf, naming where. ``manifest``: the manifest to
     read instead of ``PATH.json`` (``verify --manifest``). ``digest``: hashes the file from the
     rows read as they are read, where the layout allows (see :mod:`lstmshape.io.digest`).
+    ``table``: how a long table's rows become sequences (``--id``, ``--time``...; see
+    :mod:`lstmshape.io.table`). A directory or a glob (``'shards/*.npy'``) opens every file in
+    it, in natural order, as one set (:mod:`lstmshape.io.shards`).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -217,7 +229,14 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
         ('dense', 4, 5, 1)
     """
     location = parse_location(src) if isinstance(src, str) else src
-    opener = Opener(location, memory_limit, allow_pickle, series, digest, manifest)
+    if is_shard_set(location.path):
+        from .shards import open_shards
+
+        source = open_shards(location, lambda path: open_source(
+            path, memory_limit=memory_limit, allow_pickle=allow_pickle, series=series,
+            table=table))
+        return refusing_non_finite(source) if nan == "error" else source
+    opener = Opener(location, memory_limit, allow_pickle, series, digest, manifest, table)
     try:
         source = opener.open()
         if lengths_file is not None:
@@ -236,8 +255,9 @@ class Opener:
 
     def __init__(self, location: Location, memory_limit: int, allow_pickle: bool,
                  series: bool, digest: InputDigest | None = None,
-                 manifest: str | None = None) -> None:
+                 manifest: str | None = None, table: TableOptions | None = None) -> None:
         self.location = location
+        self.table = table or TableOptions()
         self.manifest_path = manifest
         self.memory_limit = memory_limit
         self.allow_pickle = allow_pickle
@@ -263,9 +283,19 @@ class Opener:
             source.sha256 = stdin.digest.hexdigest()  # a pipe cannot be hashed again later
             return source
         suffix = location.suffix
+        if self.table.given and not is_table(location.path):
+            raise InputError(f"{location.path}: --id, --time, --features and --target read "
+                             f"tables (.parquet, .csv, .tsv, .arrow); this is a {suffix} array")
         if suffix == ".zarr":  # a directory: the store's own reader says what is wrong
             return self.open_zarr()
         check_readable_file(location.path)
+        if is_table(location.path):
+            from .table import table_source
+
+            source = table_source(location.path, location.key, self.table, self.memory_limit,
+                                  self.series)
+            self.closers.extend(source.closers)
+            return source
         if suffix == ".npy":
             if location.key is not None:
                 raise InputError(f"{location.path}: an .npy file holds one array; "
@@ -279,7 +309,8 @@ class Opener:
         if suffix == ".h5":
             return self.open_h5()
         raise InputError(f"{location.path}: unknown suffix {suffix or '(none)'!r}; "
-                         f"lstmshape reads .npy, .npz, .h5 and .zarr")
+                         f"lstmshape reads .npy, .npz, .h5, .zarr and tables "
+                         f"({', '.join(TABLE_SUFFIXES)})")
 
     def manifest_beside(self) -> Manifest | None:
         if self.manifest_path is not None:
