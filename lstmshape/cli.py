@@ -237,10 +237,11 @@ class ReadingCommand(click.Command):
     usage error that says to quote it, instead of click's "unexpected extra arguments"."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes the list it parses
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as err:
-            paths = [a for a in args if not a.startswith("-") and os.path.isfile(a)]
+            paths = [a for a in given if not a.startswith("-") and os.path.isfile(a)]
             if "unexpected extra argument" not in err.message or len(paths) < 2:
                 raise
             folder = os.path.dirname(paths[0]) or "."

@@ -127,7 +127,14 @@ class TableFile:
     def _open_parquet(self) -> None:
         import pyarrow.parquet as pq
 
-        self.parquet = pq.ParquetFile(self.path, memory_map=False)
+        plain = pq.ParquetFile(self.path, memory_map=False)
+        strings = [f.name for f in plain.schema_arrow if self.pa.types.is_string(f.type)
+                   or self.pa.types.is_large_string(f.type)
+                   or self.pa.types.is_binary(f.type)]
+        plain.close()
+        # string columns stay dictionary-encoded as stored: a small dictionary referenced by
+        # millions of rows (a dictionary bomb) is never expanded, and ids compare by index
+        self.parquet = pq.ParquetFile(self.path, memory_map=False, read_dictionary=strings)
         self.closers.append(self.parquet.close)
         meta = self.parquet.metadata
         size = os.path.getsize(self.path)
@@ -585,6 +592,8 @@ class Reader:
         assert options.id is not None
         id_type = self.schema.field(options.id).type
         pa = self.pa
+        if pa.types.is_dictionary(id_type):
+            id_type = id_type.value_type
         if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type)
                 or pa.types.is_large_string(id_type)):
             raise InputError(f"{self.path}: --id column {options.id!r} is {id_type}; ids must be "
@@ -608,6 +617,22 @@ def time_numpy(pa: Any, column: Any) -> np.ndarray:
             else column.cast(pa.int32())
     array: np.ndarray = column.to_numpy(zero_copy_only=False)
     return array
+
+
+def row_changes(pa: Any, ids: Any) -> np.ndarray:
+    """``ids[1:] != ids[:-1]``; a dictionary-encoded column is compared by its indices (made
+    canonical: a dictionary may repeat a value), never by its values expanded per row."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(ids.type):
+        canonical = pc.dictionary_encode(ids.dictionary).indices.to_numpy(zero_copy_only=False)
+        codes = canonical[ids.indices.to_numpy(zero_copy_only=False)]
+        changed: np.ndarray = codes[1:] != codes[:-1]
+        return changed
+    n = len(ids)
+    result: np.ndarray = pc.not_equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(
+        zero_copy_only=False)
+    return result
 
 
 class Scan:
@@ -635,7 +660,7 @@ class Scan:
         run_targets: list[np.ndarray] = []
         previous: tuple[Any, Any, Any] | None = None  # last row's id, time, target
         time_sorted = True
-        total = 0
+        total = id_bytes = 0
         for offset, batch in self.reader.table.batches(columns):
             n = batch.num_rows
             total = offset + n
@@ -647,8 +672,7 @@ class Scan:
                                  f"{offset + first_null(pa, ids)}")
             change = np.ones(n, dtype=bool)
             if n > 1:
-                change[1:] = pc.not_equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(
-                    zero_copy_only=False)
+                change[1:] = row_changes(pa, ids)
             if previous is not None:
                 change[0] = ids[0].as_py() != previous[0]
             times = None
@@ -676,7 +700,16 @@ class Scan:
                     time_sorted = False
             firsts = np.flatnonzero(change)
             starts.append(offset + firsts)
-            run_ids.append(ids.take(pa.array(firsts)))
+            heads = ids.take(pa.array(firsts))
+            if pa.types.is_dictionary(heads.type):
+                heads = heads.dictionary_decode()
+            run_ids.append(heads)
+            id_bytes += heads.nbytes
+            if id_bytes > self.reader.table.memory_limit // 4:
+                raise InputError(f"{self.path}: the ids of its sequences take over "
+                                 f"{id_bytes:,} bytes, more than a quarter of --memory-limit "
+                                 f"{self.reader.table.memory_limit:,}; raise --memory-limit "
+                                 f"or use shorter ids")
             if options.target is not None:
                 target = column_numpy(pa, batch.column(options.target), options.target,
                                       self.path, offset)
@@ -756,7 +789,10 @@ class Scan:
         table = pa.Table.from_batches([b for _, b in self.reader.table.batches(columns)],
                                       schema=pa.schema([self.reader.schema.field(c)
                                                         for c in columns]))
-        encoded = pc.dictionary_encode(table.column(options.id).combine_chunks())
+        id_column = table.column(options.id)
+        if pa.types.is_dictionary(id_column.type):
+            id_column = id_column.cast(id_column.type.value_type)
+        encoded = pc.dictionary_encode(id_column.combine_chunks())
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         if options.time is not None:
             times = time_numpy(pa, table.column(options.time).combine_chunks())
