@@ -134,7 +134,8 @@ class TableFile:
         plain.close()
         # string columns stay dictionary-encoded as stored: a small dictionary referenced by
         # millions of rows (a dictionary bomb) is never expanded, and ids compare by index
-        self.parquet = pq.ParquetFile(self.path, memory_map=False, read_dictionary=strings)
+        self.parquet = pq.ParquetFile(self.path, memory_map=False, read_dictionary=strings,
+                                       pre_buffer=False)
         self.closers.append(self.parquet.close)
         meta = self.parquet.metadata
         size = os.path.getsize(self.path)
@@ -145,9 +146,9 @@ class TableFile:
             group = meta.row_group(index)
             self.row_groups.append(int(group.num_rows))
             # a row group is read whole: one over the budget cannot be read within it
-            if group.total_byte_size > self.memory_limit // 2:
+            if group.total_byte_size > self.memory_limit:
                 raise InputError(f"{self.path}: row group {index} holds "
-                                 f"{group.total_byte_size:,} bytes uncompressed, over half of "
+                                 f"{group.total_byte_size:,} bytes uncompressed, over "
                                  f"--memory-limit {self.memory_limit:,}; raise --memory-limit or "
                                  f"rewrite the file with smaller row groups")
             for column in range(group.num_columns):
@@ -619,6 +620,26 @@ def time_numpy(pa: Any, column: Any) -> np.ndarray:
     return array
 
 
+def reappearing(pa: Any, run_ids: list[Any]) -> int | None:
+    """The first run whose id already had a run before another id's (the rows are then not
+    grouped by id), or None.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> reappearing(pa, [pa.array([4, 2]), pa.array([4])]), reappearing(pa, [pa.array([1])])
+        (2, None)
+    """
+    import pyarrow.compute as pc
+
+    codes = pc.dictionary_encode(pa.chunked_array(run_ids).combine_chunks()).indices.to_numpy(
+        zero_copy_only=False)
+    if codes.size < 2:
+        return None
+    seen = np.maximum.accumulate(codes)
+    back = np.flatnonzero(codes[1:] <= seen[:-1])
+    return int(back[0]) + 1 if back.size else None
+
+
 def row_changes(pa: Any, ids: Any) -> np.ndarray:
     """``ids[1:] != ids[:-1]``; a dictionary-encoded column is compared by its indices (made
     canonical: a dictionary may repeat a value), never by its values expanded per row."""
@@ -706,6 +727,12 @@ class Scan:
             run_ids.append(heads)
             id_bytes += heads.nbytes
             if id_bytes > self.reader.table.memory_limit // 4:
+                back = reappearing(pa, run_ids)
+                if back is not None:  # so many runs because the rows are not grouped by id
+                    rows = self.reader.table.num_rows or total
+                    raise self.too_big_to_sort(rows, self.unsorted_reason(
+                        pa.chunked_array(run_ids).combine_chunks(),
+                        np.concatenate(starts), back))
                 raise InputError(f"{self.path}: the ids of its sequences take over "
                                  f"{id_bytes:,} bytes, more than a quarter of --memory-limit "
                                  f"{self.reader.table.memory_limit:,}; raise --memory-limit "
@@ -734,19 +761,30 @@ class Scan:
             raise InputError(f"{self.path}: the table has no rows")
         run_starts = np.concatenate(starts)
         id_runs = pa.chunked_array(run_ids).combine_chunks()
-        codes = pc.dictionary_encode(id_runs).indices.to_numpy(zero_copy_only=False)
-        seen = np.maximum.accumulate(codes) if codes.size else codes
-        back = np.flatnonzero(codes[1:] <= seen[:-1]) + 1 if codes.size > 1 else codes[:0]
-        if back.size == 0 and time_sorted:
+        back = reappearing(pa, run_ids)
+        if back is None and time_sorted:
             lengths = np.diff(np.append(run_starts, total)).astype(LENGTH_DTYPE)
             return self.streamed(lengths, id_runs, run_targets, total)
-        if back.size:
-            reason = (f"its rows are not grouped by --id {options.id!r} (id "
-                      f"{self.label(id_runs[int(back[0])])} appears again at row "
-                      f"{int(run_starts[back[0]])} after other ids)")
+        if back is not None:
+            reason = self.unsorted_reason(id_runs, run_starts, back)
         else:
             reason = f"its rows are not ordered by --time {options.time!r} within each id"
         return self.sorted_in_memory(total, reason)
+
+    def unsorted_reason(self, id_runs: Any, run_starts: np.ndarray, back: int) -> str:
+        return (f"its rows are not grouped by --id {self.options.id!r} (id "
+                f"{self.label(id_runs[back])} appears again at row {int(run_starts[back])} "
+                f"after other ids)")
+
+    def too_big_to_sort(self, total: int, reason: str) -> InputError:
+        options = self.options
+        need = total * (len(self.names) * self.dtype.itemsize + 24) * SORT_OVERHEAD
+        return InputError(f"{self.path}: {reason}; sorting its {total:,} rows in memory needs "
+                          f"about {need:,} bytes, over --memory-limit "
+                          f"{self.reader.table.memory_limit:,}: raise --memory-limit, or sort "
+                          f"the table by {options.id}"
+                          f"{', ' + options.time if options.time else ''} first (it then "
+                          f"streams)")
 
     def streamed(self, lengths: np.ndarray, id_runs: Any, run_targets: list[np.ndarray],
                  total: int) -> Opened:
@@ -774,15 +812,9 @@ class Scan:
 
         pa, options = self.pa, self.options
         assert options.id is not None
-        row_bytes = len(self.names) * self.dtype.itemsize + 24
-        need = total * row_bytes * SORT_OVERHEAD
-        budget = self.reader.table.memory_limit
-        if need > budget:
-            raise InputError(f"{self.path}: {reason}; sorting its {total:,} rows in memory needs "
-                             f"about {need:,} bytes, over --memory-limit {budget:,}: raise "
-                             f"--memory-limit, or sort the table by {options.id}"
-                             f"{', ' + options.time if options.time else ''} first (it then "
-                             f"streams)")
+        need = total * (len(self.names) * self.dtype.itemsize + 24) * SORT_OVERHEAD
+        if need > self.reader.table.memory_limit:
+            raise self.too_big_to_sort(total, reason)
         columns = list(dict.fromkeys(
             [options.id, *([options.time] if options.time else []), *self.names,
              *([options.target] if options.target else [])]))
