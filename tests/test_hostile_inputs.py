@@ -403,6 +403,100 @@ def manifest_case(outputs: object, needle: str) -> Callable[[Path], Case]:
     return build
 
 
+# -- tables (issue 12): pyarrow reads them; every failure is still one line, bounded memory
+
+
+def good_parquet(folder: Path, name: str = "good.parquet", rows: int = 1000) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / name
+    pq.write_table(pa.table({"id": np.repeat(np.arange(rows // 10), 10),
+                             "v": np.arange(rows, dtype=np.float32)}), path)
+    return path
+
+
+TABLE_ARGS = ("--id", "id", "--memory-limit", MIB)
+
+
+def parquet_truncated(folder: Path) -> Case:
+    path = good_parquet(folder)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return Case(str(path), ("good.parquet",), args=TABLE_ARGS)
+
+
+def parquet_garbage_footer(folder: Path) -> Case:
+    path = good_parquet(folder)
+    data = bytearray(path.read_bytes())
+    footer = struct.unpack("<I", data[-8:-4])[0]
+    data[-8 - footer:-8] = bytes(range(256)) * (footer // 256) + b"\xff" * (footer % 256)
+    path.write_bytes(bytes(data))
+    return Case(str(path), ("good.parquet",), args=TABLE_ARGS)
+
+
+def parquet_footer_past_end(folder: Path) -> Case:
+    """The data pages cut out, the footer kept: it declares column chunks the file lacks."""
+    path = good_parquet(folder, rows=20_000)
+    data = path.read_bytes()
+    footer = struct.unpack("<I", data[-8:-4])[0]
+    path.write_bytes(data[:64] + data[-8 - footer:])
+    return Case(str(path), ("good.parquet", "declares"), args=TABLE_ARGS)
+
+
+def csv_long_line(folder: Path) -> Case:
+    path = folder / "long.csv"
+    path.write_text("id,v\n1,2.0\n1," + "7" * 300_000 + "\n")
+    return Case(str(path), ("long.csv", "line longer", "--memory-limit"), args=TABLE_ARGS)
+
+
+def parquet_deep_nesting(folder: Path) -> Case:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    value: object = 1.0
+    for _ in range(40):
+        value = [value]
+    path = folder / "deep.parquet"
+    pq.write_table(pa.table({"id": [1], "v": pa.array([value])}), path)
+    return Case(str(path), ("deep.parquet", "nested 40 levels"), args=TABLE_ARGS)
+
+
+def parquet_dictionary_bomb(folder: Path) -> Case:
+    """A 60 KB file whose one 1 MB string id is referenced by 2M rows: 2 TB if expanded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 2_000_000
+    ids = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)),
+                                         pa.array(["x" * (1 << 20)]))
+    path = folder / "bomb.parquet"
+    pq.write_table(pa.table({"id": ids, "v": np.zeros(rows, np.float32)}), path,
+                   row_group_size=rows)
+    return Case(str(path), ("bomb.parquet", "--memory-limit"), args=TABLE_ARGS)
+
+
+def arrow_offsets_past_values(folder: Path) -> Case:
+    """A valid file whose last list offset is then patched to run past the values."""
+    import pyarrow as pa
+
+    table = pa.table({"tokens": pa.array([[11, 12], [13]], pa.list_(pa.int32()))})
+    path = folder / "bad.arrow"
+    with pa.ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+    data = path.read_bytes()
+    offsets = np.array([0, 2, 3], np.int32).tobytes()
+    assert data.count(offsets) == 1
+    path.write_bytes(data.replace(offsets, np.array([0, 2, 1000], np.int32).tobytes()))
+    return Case(str(path), ("bad.arrow",), args=("--memory-limit", MIB))
+
+
+def arrow_garbage(folder: Path) -> Case:
+    path = folder / "noise.arrow"
+    path.write_bytes(bytes(np.random.default_rng(5).integers(0, 256, 4096, np.uint8)))
+    return Case(str(path), ("noise.arrow", "cannot read"))
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "missing": missing,
     "directory": directory,
@@ -463,7 +557,16 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "manifest-lengths-absolute": manifest_case({"lengths": {"path": "/etc/passwd"}},
                                                "reads only that file"),
     "manifest-damaged": manifest_case([1, 2], "damaged manifest"),
+    "parquet-truncated": parquet_truncated,
+    "parquet-garbage-footer": parquet_garbage_footer,
+    "parquet-footer-past-end": parquet_footer_past_end,
+    "csv-line-over-budget": csv_long_line,
+    "parquet-deep-nesting": parquet_deep_nesting,
+    "parquet-dictionary-bomb": parquet_dictionary_bomb,
+    "arrow-offsets-past-values": arrow_offsets_past_values,
+    "arrow-garbage": arrow_garbage,
 }
+TABLE_CASES = [name for name in CASES if name.startswith(("parquet", "csv", "arrow"))]
 
 #: the output format each case writes, varied so every writer's abort path is exercised
 SUFFIXES = (".npy", ".npz", ".h5")
@@ -486,7 +589,8 @@ def test_pad_refuses(name: str, tmp_path: Path) -> None:
 
 #: inspect reads containers through its own listing too; the "-late" cases need pad's blocks
 INSPECTED = [name for name in CASES if not name.endswith("-late")
-             and name.startswith(("npz", "h5", "text", "fifo", "manifest"))]
+             and name.startswith(("npz", "h5", "text", "fifo", "manifest", "parquet", "csv",
+                                  "arrow"))]
 
 
 @pytest.mark.parametrize("name", INSPECTED)
@@ -494,6 +598,29 @@ def test_inspect_refuses(name: str, tmp_path: Path) -> None:
     case = CASES[name](tmp_path)
     proc = run_cli("inspect", case.src, *case.args, input=case.stdin, timeout=30)
     assert_refused(proc, *case.needles)
+
+
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run([sys.executable, '-m', 'lstmshape', *sys.argv[1:]],"
+    " capture_output=True)\n"
+    "sys.stderr.buffer.write(done.stderr)\n"
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+)
+
+
+@pytest.mark.parametrize("name", TABLE_CASES)
+def test_hostile_table_memory_is_bounded(name: str, tmp_path: Path) -> None:
+    """A hostile table is refused within bounded memory: peak RSS of the whole run (pyarrow's
+    import is ~115 MB of it) under the SPEC's 300 MB, however much the file declares."""
+    pytest.importorskip("pyarrow")
+    case = CASES[name](tmp_path)
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, "pad", case.src, "-o",
+                           str(tmp_path / "x.npy"), *case.args], capture_output=True,
+                          timeout=60)
+    code, peak_mb = map(int, done.stdout.split())
+    assert code == 1 and done.stderr.decode().startswith("Error: "), done.stderr
+    assert peak_mb < 300, f"{name}: peak RSS {peak_mb} MB"
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
