@@ -117,7 +117,7 @@ def open_shards(location: Location, open_one: Callable[[str], Source]) -> Source
         return SequenceSet(np.concatenate([p.values for p in parts]),
                            np.concatenate([p.lengths for p in parts]))
 
-    ids = [s.ids for s in sources]
+    ids = [s.ids for s in sources if s.ids is not None]
     closers = [s.close for s in sources]
     first = sources[0]
     return Source(
@@ -129,5 +129,5 @@ def open_shards(location: Location, open_one: Callable[[str], Source]) -> Source
         side=first.side, records=[r for s in sources for r in s.records],
         block_reader=read, closers=closers,
         targets=ConcatRows(with_targets, str(location)) if with_targets else None,
-        ids=np.concatenate(ids) if all(i is not None for i in ids) else None,
+        ids=np.concatenate(ids) if len(ids) == len(sources) else None,
         names=first.names if first.names else None)

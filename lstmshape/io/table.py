@@ -92,7 +92,7 @@ def import_arrow(path: str) -> Any:
     """pyarrow, or one line saying how to install it."""
     try:
         import pyarrow
-        import pyarrow.compute  # noqa: F401 - the submodules used below
+        import pyarrow.compute
     except ImportError:
         raise InputError(f"{path}: reading {table_suffix(path)} tables needs pyarrow: "
                          f"{INSTALL_HINT}") from None
@@ -294,7 +294,7 @@ class RowCursor:
         if self.current is None or start < self.current[0]:
             self.batches = self.table.batches(self.columns, start)
             self.current = next(self.batches, None)
-        pieces = []
+        pieces: list[Any] = []
         while self.current is not None and len(pieces) < stop - start + 1:
             offset, batch = self.current
             end = offset + batch.num_rows
@@ -320,7 +320,7 @@ class RowCursor:
 def numeric_dtype(pa: Any, kind: Any) -> np.dtype | None:
     """The numpy dtype of an Arrow number type (None for anything else)."""
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        return np.dtype(kind.to_pandas_dtype())
+        return np.dtype(kind.to_pandas_dtype())  # type: ignore[no-any-return]
     return None
 
 
@@ -671,8 +671,6 @@ class Scan:
         return repr(value.as_py() if hasattr(value, "as_py") else value)
 
     def run(self) -> Opened:
-        import pyarrow.compute as pc
-
         pa, options = self.pa, self.options
         assert options.id is not None
         columns = [c for c in (options.id, options.time, options.target) if c is not None]
