@@ -44,6 +44,17 @@ DASK `lstmshape pad IN.h5 --maxlen 100 -o OUT.zarr --engine dask --workers 2` on
      workers opening the input), medians of the round-robin rounds after settle(); both outputs
      byte-identical. Prints the per-worker rate (input MB/s / workers).
      `python benchmarks/run.py --only dask` runs this row alone.
+T1   (issue 12) a long Parquet table sorted by id and time, 10M rows x 8 float32 features, 100k
+     ids -> `pad --id id --time t` to a padded .npy: >= 10x faster than a pandas script
+     (read_parquet, sort_values, groupby, a loop, keras pad_sequences, np.save), <= 2x a script
+     that only reads the table with pyarrow and writes an array of the output's size; peak RSS
+     < 300 MB.
+T2   the same rows shuffled, `--memory-limit 4GB` (sorted in memory): >= 4x the pandas script.
+T3   an Arrow IPC stream of 1M token-id rows (lengths 1..512) -> `pad --maxlen 128`: >= 10x
+     faster than pyarrow read + `pad_sequences(column.to_pylist(), maxlen=128)` + np.save.
+SHARDS 1,000 .npy recordings (T, 8) in a folder -> `pad --layout series` <= 1.5x the time of
+     `pad` of the same data as one values+lengths .h5.
+     `python benchmarks/run.py --only tables` runs these rows alone.
 
 In-process timings (W1, W2) are the best of a few repeats on both sides. The end-to-end
 comparisons are judged on the MEDIAN of at least 5 round-robin rounds (after one that is not
@@ -236,6 +247,22 @@ def bench_end_to_end(values: np.ndarray, lengths: np.ndarray, work: Path) -> Non
         source.unlink()
 
 
+def round_robin(label: str, commands: dict[str, list[str]],
+                env: dict[str, str] | None = None) -> dict[str, list[float]]:
+    """Seconds of every command over ROUNDS round-robin rounds, so that every side sees the
+    same machine (page cache, writeback) over time, after one round that is not counted (it
+    loads TensorFlow's and the inputs' files into the page cache)."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():
+        run_timed(command, env=env)
+    for _ in range(ROUNDS):
+        for name, command in commands.items():
+            times[name].append(run_timed(command, env=env))
+    for name, seconds in times.items():
+        print(f"  {label} {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
+    return times
+
+
 def end_to_end(source: Path, work: Path, layout: str) -> None:
     out = work / "out.npy"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -244,16 +271,7 @@ def end_to_end(source: Path, work: Path, layout: str) -> None:
         "numpy": [PYTHON, "-c", NUMPY_SCRIPT, str(source), str(work / "np.npy")],
         "keras": [PYTHON, "-c", KERAS_SCRIPT, str(source), str(work / "k.npy")],
     }
-    # Round robin, so that every side sees the same machine (page cache, writeback) over time,
-    # after one round that is not counted (it loads TensorFlow's files into the page cache).
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for command in commands.values():
-        run_timed(command, env=env)
-    for _ in range(ROUNDS):
-        for name, command in commands.items():
-            times[name].append(run_timed(command, env=env))
-    for name, seconds in times.items():
-        print(f"  E2E {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
+    times = round_robin("E2E", commands, env)
     assert np.array_equal(np.load(out, mmap_mode="r")[:1000], np.load(work / "k.npy",
                                                                       mmap_mode="r")[:1000])
     ours, numpy_s, keras_s = (float(np.median(times[name])) for name in commands)
@@ -399,14 +417,7 @@ def bench_dask(scale: float, work: Path, workers: int = 2) -> None:
         "dask": [*LSTMSHAPE, "pad", str(source), "--maxlen", "100", "-o",
                  str(work / "dask.zarr"), "--engine", "dask", "--workers", str(workers)],
     }
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for command in commands.values():  # a first round, not counted
-        run_timed(command, env=env)
-    for _ in range(ROUNDS):
-        for name, command in commands.items():
-            times[name].append(run_timed(command, env=env))
-    for name, seconds in times.items():
-        print(f"  DASK {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
+    times = round_robin("DASK", commands, env)
     digests = {name: json.loads((work / f"{name}.zarr.json").read_text())["outputs"]["x"]
                ["sha256"] for name in commands}
     assert digests["local"] == digests["dask"], "the engines wrote different bytes"
@@ -421,6 +432,146 @@ def bench_dask(scale: float, work: Path, workers: int = 2) -> None:
         shutil.rmtree(work / f"{name}.zarr", ignore_errors=True)
         (work / f"{name}.zarr.json").unlink(missing_ok=True)
     source.unlink()
+
+
+PANDAS_SCRIPT = """
+import sys, numpy as np, pandas as pd
+import keras
+frame = pd.read_parquet(sys.argv[1]).sort_values(["id", "t"], kind="stable")
+features = [c for c in frame.columns if c not in ("id", "t")]
+sequences = [group[features].to_numpy() for _, group in frame.groupby("id", sort=False)]
+np.save(sys.argv[2], keras.utils.pad_sequences(sequences, dtype="float32", padding="post"))
+"""
+
+ARROW_FLOOR_SCRIPT = """
+import sys, numpy as np, pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+values = np.stack([table.column(c).to_numpy() for c in table.column_names[2:]], axis=1)
+np.save(sys.argv[2], np.zeros((int(sys.argv[3]), int(sys.argv[4]), values.shape[1]),
+                              values.dtype))
+"""
+
+TOKENS_SCRIPT = """
+import sys, numpy as np, pyarrow as pa
+import keras
+with pa.memory_map(sys.argv[1]) as source:
+    column = pa.ipc.open_stream(source).read_all().column("input_ids")
+np.save(sys.argv[2], keras.utils.pad_sequences(column.to_pylist(), maxlen=128, dtype="int32"))
+"""
+
+
+def long_table(rows: int, ids: int, seed: int) -> Any:
+    """A long table sorted by id and time: ``ids`` sequences of rows/ids rows on average
+    (+-50%), 8 float32 features; returns it and its longest sequence."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    mean = rows // ids
+    lengths = rng.integers(max(mean // 2, 1), mean + mean // 2 + 1, size=ids)
+    rows = int(lengths.sum())  # about the rows asked for
+    starts = np.cumsum(lengths) - lengths
+    columns: dict[str, Any] = {
+        "id": np.repeat(np.arange(ids, dtype=np.int64) * 7 + 3, lengths),
+        "t": np.arange(rows, dtype=np.int64) - np.repeat(starts, lengths)}
+    for index in range(8):
+        columns[f"f{index}"] = rng.standard_normal(rows, dtype=np.float32)
+    return pa.table(columns), int(lengths.max())
+
+
+def bench_tables(scale: float, work: Path) -> None:
+    """T1, T2, T3 and SHARDS (issue 12): medians of round-robin rounds after settle()."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    rows, ids = int(10_000_000 * scale), max(int(100_000 * scale), 10)
+    table, maxlen = long_table(rows, ids, 5)
+    sorted_path, shuffled_path = work / "t1.parquet", work / "t2.parquet"
+    pq.write_table(table, sorted_path)
+    order = np.random.default_rng(6).permutation(rows)
+    pq.write_table(table.take(pa.array(order)), shuffled_path)
+    del table, order
+    out = work / "t.npy"
+    times = round_robin("T1", {
+        "ours": [*LSTMSHAPE, "pad", str(sorted_path), "--id", "id", "--time", "t",
+                 "-o", str(out)],
+        "pandas": [PYTHON, "-c", PANDAS_SCRIPT, str(sorted_path), str(work / "pd.npy")],
+        "floor": [PYTHON, "-c", ARROW_FLOOR_SCRIPT, str(sorted_path), str(work / "fl.npy"),
+                  str(ids), str(maxlen)]}, env)
+    assert np.array_equal(np.load(out, mmap_mode="r")[:500],
+                          np.load(work / "pd.npy", mmap_mode="r")[:500])
+    ours, pandas_s, floor = (float(np.median(times[k])) for k in ("ours", "pandas", "floor"))
+    label = f"T1 pad sorted Parquet {rows:,} rows x 8, {ids:,} ids"
+    report(f"{label} vs pandas script, medians", f"{ours:.2f}s", f"pandas {pandas_s:.2f}s",
+           pandas_s / ours, ">= 10 (speed-up)", pandas_s >= 10 * ours)
+    report(f"{label} vs pyarrow read + write floor, medians", f"{ours:.2f}s",
+           f"floor {floor:.2f}s", ours / floor, "<= 2", ours <= 2 * floor)
+    rss = peak_rss_mb([*LSTMSHAPE, "pad", str(sorted_path), "--id", "id", "--time", "t", "-o",
+                       str(out)])
+    report("T1 peak RSS", f"{rss:.0f} MB", f"limit {RSS_LIMIT_MB} MB", rss / RSS_LIMIT_MB,
+           "<= 1", rss <= RSS_LIMIT_MB)
+    times = round_robin("T2", {
+        "ours": [*LSTMSHAPE, "pad", str(shuffled_path), "--id", "id", "--time", "t",
+                 "--memory-limit", "4GB", "-o", str(out)],
+        "pandas": [PYTHON, "-c", PANDAS_SCRIPT, str(shuffled_path), str(work / "pd.npy")]}, env)
+    ours, pandas_s = (float(np.median(times[k])) for k in ("ours", "pandas"))
+    report("T2 same rows shuffled, --memory-limit 4GB, vs pandas, medians", f"{ours:.2f}s",
+           f"pandas {pandas_s:.2f}s", pandas_s / ours, ">= 4 (speed-up)", pandas_s >= 4 * ours)
+    for path in (sorted_path, shuffled_path, work / "pd.npy", work / "fl.npy"):
+        path.unlink(missing_ok=True)
+    bench_tokens(scale, work, env)
+    bench_shards(scale, work, env)
+
+
+def bench_tokens(scale: float, work: Path, env: dict[str, str]) -> None:
+    import pyarrow as pa
+
+    count = int(1_000_000 * scale)
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 513, size=count)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = pa.array(rng.integers(1, 30_000, size=int(offsets[-1]), dtype=np.int32))
+    column = pa.ListArray.from_arrays(pa.array(offsets), values)
+    table = pa.table({"input_ids": column, "label": rng.integers(0, 2, size=count)})
+    path = work / "tokens.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=1000):  # as datasets writes: small batches
+            writer.write_batch(batch)
+    del table, column, values
+    out = work / "tok.npy"
+    times = round_robin("T3", {
+        "ours": [*LSTMSHAPE, "pad", str(path), "--maxlen", "128", "--padding", "pre",
+                 "--truncating", "pre", "-o", str(out)],
+        "keras": [PYTHON, "-c", TOKENS_SCRIPT, str(path), str(work / "k.npy")]}, env)
+    assert np.array_equal(np.load(out)[..., 0], np.load(work / "k.npy"))
+    ours, keras_s = (float(np.median(times[k])) for k in ("ours", "keras"))
+    report(f"T3 pad Arrow stream, {count:,} token rows, maxlen 128, vs to_pylist + Keras",
+           f"{ours:.2f}s", f"keras {keras_s:.2f}s", keras_s / ours, ">= 10 (speed-up)",
+           keras_s >= 10 * ours)
+    for name in (path, out, work / "k.npy"):
+        name.unlink(missing_ok=True)
+
+
+def bench_shards(scale: float, work: Path, env: dict[str, str]) -> None:
+    folder = work / "recordings"
+    folder.mkdir()
+    values, lengths = ragged(1000, 1, max(int(4000 * scale), 2), 8, "float32", 8)
+    starts = np.cumsum(lengths) - lengths
+    for index, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+        np.save(folder / f"rec{index}.npy", values[start:start + length])
+    whole = work / "recordings.h5"
+    with h5py.File(whole, "w") as h5:
+        h5["values"], h5["lengths"] = values, lengths
+    times = round_robin("SHARDS", {
+        "ours": [*LSTMSHAPE, "pad", str(folder), "--layout", "series", "-o",
+                 str(work / "s.npy")],
+        "h5": [*LSTMSHAPE, "pad", str(whole), "-o", str(work / "h.npy")]}, env)
+    assert filecmp.cmp(work / "s.npy", work / "h.npy", shallow=False)
+    ours, h5_s = (float(np.median(times[k])) for k in ("ours", "h5"))
+    report("SHARDS pad 1,000 .npy recordings --layout series vs one values+lengths .h5",
+           f"{ours:.2f}s", f"h5 {h5_s:.2f}s", ours / h5_s, "<= 1.5", ours <= 1.5 * h5_s)
+    shutil.rmtree(folder)
+    whole.unlink()
 
 
 def bench_memory(dense_gb: float, ragged_gb: float, work: Path) -> None:
@@ -527,11 +678,17 @@ def bench_startup() -> None:
            help_s <= 2 * numpy_s)
 
 
+#: ``--only NAME``: the rows that run alone
+ONLY: dict[str, Callable[[float, Path], None]] = {
+    "cache": bench_digest_cache, "dask": bench_dask, "tables": bench_tables}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    parser.add_argument("--only", choices=["all", "cache", "dask"], default="all",
-                        help="'cache': only the digest cache rows; 'dask': only the DASK row")
+    parser.add_argument("--only", choices=["all", *ONLY], default="all",
+                        help="'cache': only the digest cache rows; 'dask': only the DASK row; "
+                             "'tables': only T1, T2, T3 and SHARDS")
     args = parser.parse_args()
     scale = float(os.environ.get("LSTMSHAPE_BENCH_SCALE", "0.1" if args.quick else "1"))
     dense_gb, ragged_gb = 4.0 * scale, 2.0 * scale
@@ -544,7 +701,7 @@ def main() -> None:
           f"{platform.python_version()}, numpy {np.__version__}", flush=True)
     if args.only != "all":
         with tempfile.TemporaryDirectory(dir=DATA) as folder:
-            (bench_digest_cache if args.only == "cache" else bench_dask)(scale, Path(folder))
+            ONLY[args.only](scale, Path(folder))
         print_table()
         return
     import keras
@@ -561,6 +718,7 @@ def main() -> None:
         bench_torch(scale, work)
         bench_digest_cache(scale, work)
         bench_dask(scale, work)
+        bench_tables(scale, work)
     print_table()
 
 

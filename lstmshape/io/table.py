@@ -135,7 +135,7 @@ class TableFile:
         # string columns stay dictionary-encoded as stored: a small dictionary referenced by
         # millions of rows (a dictionary bomb) is never expanded, and ids compare by index
         self.parquet = pq.ParquetFile(self.path, memory_map=False, read_dictionary=strings,
-                                       pre_buffer=False)
+                                       pre_buffer=False, buffer_size=1 << 20)
         self.closers.append(self.parquet.close)
         meta = self.parquet.metadata
         size = os.path.getsize(self.path)
@@ -824,20 +824,16 @@ class Scan:
             id_column = id_column.cast(id_column.type.value_type)
         encoded = pc.dictionary_encode(id_column.combine_chunks())
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        if options.time is not None:
-            times = time_numpy(pa, table.column(options.time).combine_chunks())
-            order = np.lexsort((times, codes))
-            same = (codes[order][1:] == codes[order][:-1]) & \
-                   (times[order][1:] == times[order][:-1])
-            if same.any():
-                row = int(order[int(np.flatnonzero(same)[0]) + 1])
-                raise InputError(f"{self.path}: duplicate (id, time) "
-                                 f"({self.label(encoded.dictionary[int(codes[row])])}, "
-                                 f"{times[row]}) at row {row}; each id needs one row per time")
-        else:
-            order = np.argsort(codes, kind="stable")
+        times = (time_numpy(pa, table.column(options.time).combine_chunks())
+                 if options.time is not None else np.arange(len(codes)))
+        order, duplicate = sort_order(codes, times)
+        if duplicate is not None:
+            row = int(order[duplicate])
+            raise InputError(f"{self.path}: duplicate (id, time) "
+                             f"({self.label(encoded.dictionary[int(codes[row])])}, "
+                             f"{times[row]}) at row {row}; each id needs one row per time")
         lengths = np.bincount(codes, minlength=len(encoded.dictionary)).astype(LENGTH_DTYPE)
-        values = features_numpy(pa, table, self.names, self.dtype, self.path, 0)[order]
+        del codes, times
         targets = None
         if options.target is not None:
             raw = column_numpy(pa, table.column(options.target), options.target, self.path, 0)
@@ -849,15 +845,54 @@ class Scan:
                 differs &= ~(np.isnan(ordered) & np.isnan(head))
             if differs.any():
                 row = int(order[int(np.flatnonzero(differs)[0])])
+                ids = encoded.indices[row].as_py()
                 raise InputError(f"{self.path}: --target {options.target!r} differs within id "
-                                 f"{self.label(encoded.dictionary[int(codes[row])])} (row "
-                                 f"{row}); --target-kind sequence needs one value per id")
+                                 f"{self.label(encoded.dictionary[ids])} (row {row}); "
+                                 f"--target-kind sequence needs one value per id")
             targets = ordered[starts].astype(self.reader.target_dtype(), copy=False)
-        seqs = SequenceSet(values, lengths)
-        return Opened(lengths, len(self.names), self.dtype, seqs.select,
+        # the feature columns stay as read; each block gathers its rows in sorted order (in the
+        # reading thread, beside the writer) instead of one sorted copy of the whole table
+        features = [column_numpy(pa, table.column(name), name, self.path, 0)
+                    for name in self.names]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+        def read(start: int, stop: int) -> SequenceSet:
+            rows = order[int(offsets[start]):int(offsets[stop])]
+            values = np.empty((len(rows), len(features)), dtype=self.dtype)
+            for index, column in enumerate(features):
+                values[:, index] = column[rows]
+            return SequenceSet(values, lengths[start:stop])
+
+        return Opened(lengths, len(self.names), self.dtype, read,
                       ids=id_numpy(pa, encoded.dictionary), targets=targets,
                       feature_names=self.names,
                       detail=f"long table, {total:,} rows sorted in memory by {options.id}")
+
+
+def sort_order(codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """The row order by sequence code, then time, and the position in that order of a row
+    whose (code, time) repeats the one before (None when none does). One argsort of a combined
+    int64 key where both fit in one (several times faster than ``np.lexsort`` on 10M rows).
+
+    Example:
+        >>> order, duplicate = sort_order(np.array([1, 0, 1, 0]), np.array([5, 9, 2, 3]))
+        >>> order.tolist(), duplicate
+        ([3, 1, 2, 0], None)
+    """
+    if codes.size and times.dtype.kind in "iu":
+        low, high = int(times.min()), int(times.max())
+        span = high - low + 1
+        if (int(codes.max()) + 1) * span < 2**62:
+            key = codes * span + (times.astype(np.int64) - low)
+            # ties are duplicate (id, time) rows, refused by the caller: any order will do
+            order: np.ndarray = np.argsort(key)
+            ordered = key[order]
+            same = np.flatnonzero(ordered[1:] == ordered[:-1])
+            return order, int(same[0]) + 1 if same.size else None
+    order = np.lexsort((times, codes))
+    same = np.flatnonzero((codes[order][1:] == codes[order][:-1])
+                          & (times[order][1:] == times[order][:-1]))
+    return order, int(same[0]) + 1 if same.size else None
 
 
 def guess_id_time(pa: Any, schema: Any) -> tuple[str | None, str | None]:
