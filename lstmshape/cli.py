@@ -192,9 +192,10 @@ SIDE = click.Choice(["pre", "post"])
 # Shared options
 
 
-def table_options(command: F) -> F:
+def table_options(command: F, with_target: bool = True) -> F:
     """How a table's rows become sequences, and how a 2-D array reads: shared by every command
-    that reads an input (they all read through the one reader)."""
+    that reads an input (they all read through the one reader). ``with_target=False`` for
+    ``window``, whose own ``--target`` names the columns to predict."""
     decorators = [
         click.option("--id", "table_id", metavar="COL",
                      help="Table: the column whose value groups rows into sequences."),
@@ -204,12 +205,13 @@ def table_options(command: F) -> F:
         click.option("--features", "table_features", metavar="COL,...",
                      help="Table: the feature columns [default: every numeric column but id, "
                           "time and target]."),
-        click.option("--target", "table_target", metavar="COL",
-                     help="Table: the column that becomes the targets y."),
-        click.option("--target-kind", "table_target_kind",
-                     type=click.Choice(["sequence", "timestep"]), default="sequence",
-                     show_default=True,
-                     help="Table: one --target value per sequence, or one per timestep."),
+        *([click.option("--target", "table_target", metavar="COL",
+                        help="Table: the column that becomes the targets y."),
+           click.option("--target-kind", "table_target_kind",
+                        type=click.Choice(["sequence", "timestep"]), default="sequence",
+                        show_default=True,
+                        help="Table: one --target value per sequence, or one per timestep.")]
+          if with_target else []),
         click.option("--layout", type=click.Choice(["samples", "series"]), default="samples",
                      show_default=True,
                      help="A 2-D array is (samples, timesteps), or one (timesteps, features) "
@@ -229,7 +231,8 @@ def table_from(kwargs: dict[str, Any]) -> Any:
         id=kwargs.pop("table_id"), time=kwargs.pop("table_time"),
         features=None if features is None else tuple(
             name.strip() for name in features.split(",") if name.strip()),
-        target=kwargs.pop("table_target"), target_kind=kwargs.pop("table_target_kind"))
+        target=kwargs.pop("table_target", None),
+        target_kind=kwargs.pop("table_target_kind", "sequence"))
 
 
 class ReadingCommand(click.Command):
@@ -252,10 +255,10 @@ class ReadingCommand(click.Command):
                 f"'{folder}/*{suffix}'", ctx) from None
 
 
-def input_options(command: F) -> F:
+def input_options(command: F, with_target: bool = True) -> F:
     """Options about reading inputs, shared by every command."""
     decorators = [
-        table_options,
+        lambda command: table_options(command, with_target),
         click.option("--lengths", "lengths", metavar="FILE",
                      help="True lengths (int, one per sample) of a dense, padded input."),
         click.option("--allow-pickle", is_flag=True,
@@ -268,7 +271,7 @@ def input_options(command: F) -> F:
     return command
 
 
-def output_options(command: F) -> F:
+def output_options(command: F, with_target: bool = True) -> F:
     """Options every transforming command takes."""
     decorators = [
         click.option("-o", "--output", required=True, metavar="PATH",
@@ -288,7 +291,13 @@ def output_options(command: F) -> F:
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
-    return input_options(command)
+    return input_options(command, with_target)
+
+
+def window_options(command: F) -> F:
+    """:func:`output_options` for ``window``: its own ``--target COLS`` names the columns to
+    predict, so the table's ``--target``/``--target-kind`` are not offered."""
+    return output_options(command, with_target=False)
 
 
 def engine_options(command: F) -> F:
@@ -652,7 +661,7 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
               help="Columns to predict (indices or feature names, comma-separated); writes y.")
 @click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True,
               help="y is the row this many steps after a window's last step.")
-@output_options
+@window_options
 def window(source: str, timesteps: int, stride: int, sampling_rate: int, target: str | None,
            horizon: int, **common: Any) -> None:
     """Cut a series (T_total,) or (T_total, F) into (N, timesteps, F) windows.

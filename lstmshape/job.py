@@ -293,6 +293,14 @@ class Job:
                 if self.options.lengths is not None:  # it changes the output: a parameter too
                     data.params["lengths"] = relative(self.options.lengths,
                                                       self.manifest_path or self.options.output)
+                table = self.options.table
+                if table is not None and table.given:  # how the table became sequences
+                    data.params["table"] = {
+                        "id": table.id, "time": table.time, "target": table.target,
+                        "features": None if table.features is None else list(table.features),
+                        "target_kind": table.target_kind}
+                if self.options.layout != "samples":
+                    data.params["layout"] = self.options.layout
                 self.check_input_manifests()
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)

@@ -130,7 +130,14 @@ def test_default_features_and_sequence_target(tmp_path: Path, invoke: Callable[.
         expected_y = frame.groupby("user", sort=False)["label"].first().to_numpy()
         np.testing.assert_array_equal(data["y"], expected_y)
         np.testing.assert_array_equal(data["ids"], pd.unique(frame["user"]))
-    assert json.loads((tmp_path / "x.npz.json").read_text())["feature_names"] == FEATURES
+    manifest = json.loads((tmp_path / "x.npz.json").read_text())
+    assert manifest["feature_names"] == FEATURES
+    assert manifest["params"]["table"] == {"id": "user", "time": "ts", "target": "label",
+                                           "features": None, "target_kind": "sequence"}
+    jsonschema = pytest.importorskip("jsonschema")
+    from lstmshape.manifest import JSON_SCHEMA
+
+    jsonschema.validate(manifest, JSON_SCHEMA)
 
 
 def test_ids_follow_reordering_commands(tmp_path: Path, invoke: Callable[..., Result],
@@ -437,3 +444,25 @@ def test_inspect_a_table_without_and_with_id(tmp_path: Path, rng: np.random.Gene
     report = json.loads(result.output)
     assert report["samples"] == 6 and report["lengths"]["histogram"]
     assert report["suggestion"].startswith(f"lstmshape pad {path} --id user_id --time ts")
+
+
+def test_every_reading_command_takes_a_table(tmp_path: Path, invoke: Callable[..., Result],
+                                             rng: np.random.Generator) -> None:
+    """window reads a table without --id as one series (its numeric columns), equal to the same
+    series from an .npy; add-feature joins two tables of the same ids."""
+    series = rng.standard_normal((50, 2)).astype(np.float32)
+    path = tmp_path / "series.tsv"
+    pcsv.write_csv(pa.table({"a": series[:, 0], "b": series[:, 1]}), path,
+                   pcsv.WriteOptions(delimiter="\t"))
+    np.save(tmp_path / "series.npy", pd.read_csv(path, sep="\t").to_numpy())
+    for src, out in ((path, "w1.npy"), (tmp_path / "series.npy", "w2.npy")):
+        result = invoke("window", src, "--timesteps", "5", "--stride", "3", "-o", tmp_path / out)
+        assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "w1.npy"), np.load(tmp_path / "w2.npy"))
+    frame = long_frame(rng, False, count=5)
+    table = write_form(frame, tmp_path, "parquet")
+    result = invoke("add-feature", table, table, "--id", "user", "--time", "ts",
+                    "-o", tmp_path / "af.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "af.npz") as data:
+        assert data["values"].shape == (len(frame), 6)
