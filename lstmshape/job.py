@@ -45,7 +45,7 @@ from .io.output import (
     stale_candidates,
 )
 from .io.prefetch import prefetched
-from .io.shards import is_shard_set
+from .io.shards import is_shard_set, shard_paths, shard_side_files
 from .io.source import (
     DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
@@ -151,10 +151,15 @@ class Job:
         (overwriting that one would make the input describe the output)."""
         paths = [parse_location(self.options.lengths).path] if self.options.lengths else []
         for location in self.locations:
-            if not location.is_stdio:
-                # IN.json and the IN.<role>.npy side files (true lengths, targets) it points to
-                paths.append(location.path + ".json")
-                paths.extend(side_files_of(location.path))
+            if location.is_stdio:
+                continue
+            if is_shard_set(location.path):  # each file of a folder or glob is an input
+                files = shard_paths(location.path)
+                paths.extend(files + shard_side_files(files))
+                continue
+            # IN.json and the IN.<role>.npy side files (true lengths, targets) it points to
+            paths.append(location.path + ".json")
+            paths.extend(side_files_of(location.path))
         return paths
 
     def warn(self, message: str) -> None:
