@@ -378,6 +378,8 @@ class Opened:
     feature_names: list[str] | None = None
     detail: str = ""
     series: bool = False
+    #: the table's rows, as the scan counted them (a CSV or an IPC stream has no count before)
+    rows: int = 0
 
 
 class Reader:
@@ -483,7 +485,8 @@ class Reader:
             return SequenceSet(values, np.full(stop - start, rows, dtype=LENGTH_DTYPE))
 
         return Opened(np.array([rows], dtype=LENGTH_DTYPE), len(names), dtype, read,
-                      feature_names=names, detail=f"table, {rows:,} rows", series=True)
+                      feature_names=names, detail=f"table, {rows:,} rows", series=True,
+                      rows=rows)
 
     # -- list columns -----------------------------------------------------------------------
     def list_width(self, name: str) -> tuple[Any, np.dtype, int | None]:
@@ -564,7 +567,8 @@ class Reader:
             targets = np.concatenate(target_parts).astype(target_dtype, copy=False)
         return Opened(lengths, sum(final), dtype, read, targets=targets,
                       feature_names=feature_names,
-                      detail=f"list column{'s' if len(names) > 1 else ''} {', '.join(names)}")
+                      detail=f"list column{'s' if len(names) > 1 else ''} {', '.join(names)}",
+                      rows=len(lengths))
 
     def inner_width(self, name: str, column: Any, offset: int, known: int | None) -> int:
         """The feature count of a ``list<list<number>>`` column: every inner list the same."""
@@ -797,7 +801,8 @@ class Scan:
 
         return Opened(lengths, len(self.names), self.dtype, read, ids=id_numpy(self.pa, id_runs),
                       targets=self.targets(run_targets), feature_names=self.names,
-                      detail=f"long table, {total:,} rows grouped by {self.options.id}")
+                      detail=f"long table, {total:,} rows grouped by {self.options.id}",
+                      rows=total)
 
     def targets(self, parts: list[np.ndarray]) -> np.ndarray | None:
         if self.options.target is None:
@@ -866,7 +871,8 @@ class Scan:
         return Opened(lengths, len(self.names), self.dtype, read,
                       ids=id_numpy(pa, encoded.dictionary), targets=targets,
                       feature_names=self.names,
-                      detail=f"long table, {total:,} rows sorted in memory by {options.id}")
+                      detail=f"long table, {total:,} rows sorted in memory by {options.id}",
+                      rows=total)
 
 
 def sort_order(codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, int | None]:
@@ -932,7 +938,7 @@ def table_source(opener_path: str, key: str | None, options: TableOptions, memor
         raise
     targets = None if opened.targets is None else MemoryArray(opened.targets)
     n = len(opened.lengths)
-    rows = table.num_rows if table.num_rows is not None else int(opened.lengths.sum())
+    rows = table.num_rows if table.num_rows is not None else opened.rows
     source = Source(
         location=Location(opener_path, key), kind="ragged",
         layout="series" if opened.series else "table", detail=opened.detail, n_samples=n,
