@@ -142,3 +142,19 @@ def run_python(code: str, *args: Any, timeout: float = 60,
     """``python -c CODE ARGS...`` in a fresh interpreter (imports, missing packages, exits)."""
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+#: Runs ``sys.argv[1:]`` and prints its exit code and peak RSS in MB; its stderr passes through.
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
+    "sys.stderr.write(done.stderr.decode())\n"
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+)
+
+
+def peak_rss(*args: Any, timeout: float = 600) -> tuple[int, int, str]:
+    """``python -m lstmshape ARGS`` in its own process: exit code, peak RSS (MB), stderr."""
+    done = run_python(PEAK_RSS, sys.executable, "-m", "lstmshape", *args, timeout=timeout)
+    code, peak_mb = map(int, done.stdout.split())
+    return code, peak_mb, done.stderr

@@ -10,7 +10,6 @@ alone are larger than the ceiling.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import peak_rss
 
 from lstmshape.io import h5 as h5_module
 from lstmshape.job import BLOCK_SHARE
@@ -133,12 +132,6 @@ def test_targets_follow_the_samples(name: str, small_input: tuple[str, str], tmp
 #: 300 MB of x and 160 MB of y: y alone is above the ceiling
 BIG_SAMPLES, BIG_TARGET_WIDTH = 375_000, 107
 RSS_CEILING_MB = 150
-PEAK_RSS = (
-    "import resource, subprocess, sys\n"
-    "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
-    "sys.stderr.write(done.stderr.decode())\n"
-    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +149,8 @@ def test_peak_rss_stays_under_the_budget(name: str, big_input: tuple[str, str],
         # batches of 512: the manifest lists every batch's arrays (~8 KB of Python objects per
         # batch while it is written), which is not what this test measures
         args[args.index("--size") + 1] = "512"
-    command = [sys.executable, "-m", "lstmshape", *args]
-    done = run_python(PEAK_RSS, *command, timeout=600)
-    code, peak_mb = map(int, done.stdout.split())
-    assert code == 0, done.stderr
+    code, peak_mb, stderr = peak_rss(*args)
+    assert code == 0, stderr
     assert peak_mb < RSS_CEILING_MB, f"{name}: peak RSS {peak_mb} MB"
     manifest = json.loads(Path(f"{out}.json").read_text())
     assert manifest["outputs"]["y" if "batch" not in name else "y_000000"]["dtype"] == "float32"

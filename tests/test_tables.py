@@ -7,21 +7,20 @@ tables; ``pad_sequences(column.to_pylist())`` for list columns; ``np.concatenate
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
+from conftest import peak_rss, run_python
 from hostile import assert_refused, run_cli
-
-pa = pytest.importorskip("pyarrow")
-pd = pytest.importorskip("pandas")
-pq = pytest.importorskip("pyarrow.parquet")
-pcsv = pytest.importorskip("pyarrow.csv")
 
 FEATURES = ["a", "b", "c"]
 FORMS = ["parquet", "csv", "arrow", "arrow-stream"]
@@ -134,7 +133,6 @@ def test_default_features_and_sequence_target(tmp_path: Path, invoke: Callable[.
     assert manifest["feature_names"] == FEATURES
     assert manifest["params"]["table"] == {"id": "user", "time": "ts", "target": "label",
                                            "features": None, "target_kind": "sequence"}
-    jsonschema = pytest.importorskip("jsonschema")
     from lstmshape.manifest import JSON_SCHEMA
 
     jsonschema.validate(manifest, JSON_SCHEMA)
@@ -293,17 +291,17 @@ def test_missing_pyarrow_says_how_to_install(tmp_path: Path) -> None:
     code = ("import sys, runpy; sys.modules['pyarrow'] = None; "
             "sys.argv = ['lstmshape', 'pad', sys.argv[1], '-o', sys.argv[2]]; "
             "runpy.run_module('lstmshape', run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy")],
-                          capture_output=True, timeout=60)
-    assert_refused(proc, "t.csv", "pip install 'lstmshape[table]'")
+    done = run_python(code, path, tmp_path / "x.npy")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"Error: {path}: ") and \
+        "pip install 'lstmshape[table]'" in done.stderr
 
 
 def test_help_imports_neither_pyarrow_nor_pandas() -> None:
     code = ("import sys; from lstmshape.cli import main\n"
             "try:\n    main(['pad', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('pyarrow', 'pandas', 'numpy') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
-    assert proc.stdout.decode().strip().splitlines()[-1] == "[]"
+    assert run_python(code).stdout.strip().splitlines()[-1] == "[]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,13 +338,6 @@ def test_sorted_table_streams_block_by_block(tmp_path: Path, monkeypatch: pytest
     assert max(reads) * row_bytes <= budget // BLOCK_SHARE + 100 * row_bytes
 
 
-PEAK_RSS = (
-    "import resource, subprocess, sys\n"
-    "done = subprocess.run([sys.executable, '-m', 'lstmshape', *sys.argv[1:]])\n"
-    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
-)
-
-
 def test_sorted_table_peak_rss_stays_small(tmp_path: Path, rng: np.random.Generator) -> None:
     """A sorted table whose feature columns (128 MB) are larger than the budget: the run stays
     under the SPEC's 300 MB (pyarrow's import alone takes ~115 MB of it)."""
@@ -356,11 +347,9 @@ def test_sorted_table_peak_rss_stays_small(tmp_path: Path, rng: np.random.Genera
     columns.update({f"f{i}": rng.random(count).astype(np.float32) for i in range(8)})
     pq.write_table(pa.table(columns), path, row_group_size=250_000)
     del columns
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS, "pad", str(path), "--id", "id",
-                           "--memory-limit", "32MB", "-o", str(tmp_path / "x.npy")],
-                          capture_output=True, timeout=300)
-    code, peak_mb = map(int, done.stdout.split())
-    assert code == 0, done.stderr
+    code, peak_mb, stderr = peak_rss("pad", path, "--id", "id", "--memory-limit", "32MB",
+                                     "-o", tmp_path / "x.npy")
+    assert code == 0, stderr
     assert peak_mb < 300, f"peak RSS {peak_mb} MB"  # reading it whole: over 400 MB
 
 
