@@ -455,3 +455,16 @@ def test_every_reading_command_takes_a_table(tmp_path: Path, invoke: Callable[..
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "af.npz") as data:
         assert data["values"].shape == (len(frame), 6)
+
+
+def test_unsorted_table_checks_every_row_after_the_scan_stops(tmp_path: Path) -> None:
+    """An unsorted Parquet table is sorted in memory as soon as the scan sees an id reappear;
+    a null id further on is still found, with its row."""
+    count = 100_000
+    ids = pa.array(np.arange(count) % 7, pa.int64())
+    ids = pa.concat_arrays([ids.slice(0, count - 1), pa.array([None], pa.int64())])
+    path = error_table(tmp_path, "late.parquet", {"id": ids, "v": np.ones(count)})
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_refused(run_cli("pad", path, "--id", "id", "-o", out / "x.npy"), "late.parquet",
+                   "null id", f"row {count - 1}", folder=out)

@@ -202,6 +202,16 @@ class TableFile:
     def errors(self) -> Any:
         return arrow_errors(self.pa, self.path)
 
+    def read_all(self, columns: list[str]) -> Any:
+        """Every row of ``columns`` as one Arrow table (a Parquet file on pyarrow's threads)."""
+        pa = self.pa
+        with self.errors():
+            if self.suffix == ".parquet":
+                return self.parquet.read(columns=columns, use_threads=True)
+            schema = pa.schema([self.schema.field(c) for c in columns])
+            return pa.Table.from_batches([b for _, b in self._batches(columns, 0)],
+                                         schema=schema)
+
     def batches(self, columns: list[str], start_row: int = 0) -> Iterator[tuple[int, Any]]:
         """``(first_row, batch)`` of ``columns`` from the batch holding ``start_row`` on."""
         with self.errors():
@@ -728,6 +738,12 @@ class Scan:
                 heads = heads.dictionary_decode()
             run_ids.append(heads)
             id_bytes += heads.nbytes
+            known_rows = self.reader.table.num_rows
+            if known_rows is not None and len(heads) > 1:
+                back = reappearing(pa, [heads])
+                if back is not None:  # not grouped: no need to scan the rest for runs
+                    reason = self.unsorted_reason(heads, offset + firsts, back)
+                    return self.sorted_in_memory(known_rows, reason)
             if id_bytes > self.reader.table.memory_limit // 4:
                 back = reappearing(pa, run_ids)
                 if back is not None:  # so many runs because the rows are not grouped by id
@@ -821,9 +837,12 @@ class Scan:
         columns = list(dict.fromkeys(
             [options.id, *([options.time] if options.time else []), *self.names,
              *([options.target] if options.target else [])]))
-        table = pa.Table.from_batches([b for _, b in self.reader.table.batches(columns)],
-                                      schema=pa.schema([self.reader.schema.field(c)
-                                                        for c in columns]))
+        table = self.reader.table.read_all(columns)
+        for name, what in ((options.id, "id"), (options.time, "time")):
+            if name is not None and table.column(name).null_count:  # the scan may have stopped
+                column = table.column(name).combine_chunks()
+                raise InputError(f"{self.path}: null {what} in column {name!r} at row "
+                                 f"{first_null(pa, column)}")
         id_column = table.column(options.id)
         if pa.types.is_dictionary(id_column.type):
             id_column = id_column.cast(id_column.type.value_type)
