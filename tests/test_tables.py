@@ -468,3 +468,13 @@ def test_unsorted_table_checks_every_row_after_the_scan_stops(tmp_path: Path) ->
     out.mkdir()
     assert_refused(run_cli("pad", path, "--id", "id", "-o", out / "x.npy"), "late.parquet",
                    "null id", f"row {count - 1}", folder=out)
+
+
+def test_folder_of_2d_files_without_layout_says_how_to_read_recordings(tmp_path: Path) -> None:
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for index in range(3):
+        np.save(folder / f"r{index}.npy", np.ones((5 + index, 4), np.float32))
+    done = run_cli("pad", folder, "-o", tmp_path / "x.npy")
+    assert done.returncode == 0
+    assert "--layout series" in done.stderr.decode()

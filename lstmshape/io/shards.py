@@ -144,6 +144,12 @@ def open_shards(location: Location, open_one: Callable[[str], Source]) -> Source
         return SequenceSet(np.concatenate([p.values for p in parts]),
                            np.concatenate([p.lengths for p in parts]))
 
+    notes = []
+    if all(s.layout == "dense" and len(s.records[0].shape) == 2 for s in sources):
+        # a folder of 2-D files is most often recordings (T, F): say how to read them so
+        notes.append(f"{location}: read every 2-D file as (samples, timesteps) with one "
+                     f"feature; for a folder of recordings (timesteps, features), one sequence "
+                     f"per file, pass --layout series")
     ids = [s.ids for s in sources if s.ids is not None]
     closers = [s.close for s in sources]
     first = sources[0]
@@ -154,7 +160,7 @@ def open_shards(location: Location, open_one: Callable[[str], Source]) -> Source
         timesteps=widths.pop() if dense else None,
         lengths=np.concatenate([s.lengths for s in sources]).astype(LENGTH_DTYPE),
         side=first.side, records=[r for s in sources for r in s.records],
-        block_reader=read, closers=closers,
+        block_reader=read, closers=closers, notes=notes,
         targets=ConcatRows(with_targets, str(location)) if with_targets else None,
         ids=np.concatenate(ids) if len(ids) == len(sources) else None,
         names=first.names if first.names else None)
