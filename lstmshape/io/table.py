@@ -958,24 +958,22 @@ def table_source(opener_path: str, key: str | None, options: TableOptions, memor
     targets = None if opened.targets is None else MemoryArray(opened.targets)
     n = len(opened.lengths)
     rows = table.num_rows if table.num_rows is not None else opened.rows
-    source = Source(
+    whole: list[np.ndarray] = []
+
+    def read_rows(start: int, stop: int) -> np.ndarray:
+        """A series' rows (window reads overlapping ranges): the series is read once."""
+        if not whole:
+            whole.append(opened.read(0, 1).values)
+        return whole[0][start:stop]
+
+    return Source(
         location=Location(opener_path, key), kind="ragged",
         layout="series" if opened.series else "table", detail=opened.detail, n_samples=n,
         n_features=opened.n_features, dtype=opened.dtype, timesteps=None,
         lengths=opened.lengths, side="post", closers=[table.close],
         records=[ArrayRecord(opener_path, key, (rows, len(table.schema)), "table")],
         block_reader=opened.read, targets=targets, ids=opened.ids,
-        names=opened.feature_names)
-    if opened.series:  # window reads overlapping row ranges: the series is read once
-        whole: list[np.ndarray] = []
-
-        def read_rows(start: int, stop: int) -> np.ndarray:
-            if not whole:
-                whole.append(opened.read(0, 1).values)
-            return whole[0][start:stop]
-
-        source.row_reader = read_rows
-    return source
+        names=opened.feature_names, row_reader=read_rows if opened.series else None)
 
 
 def table_listing(path: str, memory_limit: int) -> dict[str, Any]:
