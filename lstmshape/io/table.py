@@ -432,9 +432,7 @@ class Reader:
             if options.time is not None:
                 raise OptionError(f"{self.path}: --time orders the rows of each --id; give "
                                   f"--id COL too")
-            lists = [f.name for f in self.schema if self.pa.types.is_list(f.type)
-                     or self.pa.types.is_large_list(f.type)
-                     or self.pa.types.is_fixed_size_list(f.type)]
+            lists = list_columns(self.pa, self.schema)
             if self.series and not lists:
                 return self.open_series()
             if len(lists) == 1 or "input_ids" in lists:
@@ -920,6 +918,18 @@ def sort_order(codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, int | 
     return order, int(same[0]) + 1 if same.size else None
 
 
+def list_columns(pa: Any, schema: Any) -> list[str]:
+    """The names of a schema's list columns (candidates for ``PATH:COL``).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> list_columns(pa, pa.schema([("ids", pa.list_(pa.int32())), ("y", pa.int8())]))
+        ['ids']
+    """
+    return [f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)
+            or pa.types.is_fixed_size_list(f.type)]
+
+
 def guess_id_time(pa: Any, schema: Any) -> tuple[str | None, str | None]:
     """The likely ``--id`` and ``--time`` columns, by name and then by type.
 
@@ -995,8 +1005,7 @@ def table_listing(path: str, memory_limit: int) -> dict[str, Any]:
         if rows is None:  # a CSV or an IPC stream: counted from one column's batches
             rows = sum(b.num_rows for _, b in table.batches([table.schema.names[0]]))
         likely_id, likely_time = guess_id_time(pa, table.schema)
-        lists = [f.name for f in table.schema if pa.types.is_list(f.type)
-                 or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type)]
+        lists = list_columns(pa, table.schema)
         return {"columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
                 "rows": rows, "list_columns": lists, "likely_id": likely_id,
                 "likely_time": likely_time}
