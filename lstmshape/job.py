@@ -243,9 +243,11 @@ class Job:
         """How a worker opens ``source`` exactly as this job did: the location it was opened
         from, with the same options."""
         location = next(loc for opened, loc in self.opened if opened is source)
+        # a folder or glob of shards has no one identity: each shard is checked as it opens
+        identity = () if is_shard_set(location.path) else file_identity(location.path)
         return SourceSpec(str(location), self.options.memory_limit, self.options.allow_pickle,
-                          self.options.lengths, self.options.nan,
-                          file_identity(location.path))
+                          self.options.lengths, self.options.nan, identity, self.options.table,
+                          source.layout == "series" or self.options.layout == "series")
 
     def targets(self, source: Source,
                 index: np.ndarray | None = None) -> Stream | Planned | None:

@@ -28,6 +28,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .io.source import Source
+    from .io.table import TableOptions
 
 #: ``[(path relative to the store, sha256)]`` of the objects a task wrote
 Listing = list[tuple[str, str]]
@@ -52,6 +53,9 @@ class SourceSpec:
     lengths: str | None = None
     nan: str = "keep"
     identity: tuple[int, ...] = ()
+    #: a table's ``--id``/``--time``/... and ``--layout series``: how its rows are samples
+    table: TableOptions | None = None
+    series: bool = False
 
 
 def file_identity(path: str) -> tuple[int, ...]:
@@ -81,7 +85,8 @@ def opened(spec: SourceSpec) -> Source:
         raise InputError(f"{path}: changed while the run was reading it (a worker sees another "
                          f"file than the client did); run again once it is written")
     return open_source(spec.location, memory_limit=spec.memory_limit,
-                       allow_pickle=spec.allow_pickle, lengths_file=spec.lengths, nan=spec.nan)
+                       allow_pickle=spec.allow_pickle, lengths_file=spec.lengths, nan=spec.nan,
+                       table=spec.table, series=spec.series)
 
 
 @dataclass(frozen=True)

@@ -478,3 +478,22 @@ def test_folder_of_2d_files_without_layout_says_how_to_read_recordings(tmp_path:
     done = run_cli("pad", folder, "-o", tmp_path / "x.npy")
     assert done.returncode == 0
     assert "--layout series" in done.stderr.decode()
+
+
+def test_dask_engine_reads_tables_and_shards_as_the_local_one(tmp_path: Path,
+                                                             rng: np.random.Generator) -> None:
+    """Workers open the input with the same table options and layout as the client did."""
+    table = write_form(long_frame(rng, True, count=12), tmp_path, "parquet")
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for index in range(4):
+        np.save(folder / f"r{index}.npy", rng.standard_normal((3 + index, 2)))
+    for src, options in ((table, ["--id", "user", "--time", "ts"]),
+                         (folder, ["--layout", "series"])):
+        digests = []
+        for engine in (["--engine", "dask", "--workers", "1"], []):
+            out = tmp_path / f"out{len(digests)}.zarr"
+            done = run_cli("pad", src, *options, *engine, "-o", out, timeout=120)
+            assert done.returncode == 0, done.stderr
+            digests.append(json.loads(Path(f"{out}.json").read_text())["outputs"]["x"]["sha256"])
+        assert digests[0] == digests[1]
