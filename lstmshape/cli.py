@@ -246,6 +246,27 @@ def engine_options(command: F) -> F:
     return command
 
 
+def target_options(command: F) -> F:
+    """``--y SRC``, ``--y-kind`` and ``--y-value``: the targets, for every command that carries
+    them (pad, truncate, add-feature, batch, window, normalize, partition). They reach the
+    library as :class:`~lstmshape.job.IOOptions` ``y``, ``y_kind``, ``y_value``
+    (:func:`run_transform` moves them there)."""
+    decorators = [
+        click.option("--y", "y", metavar="SRC",
+                     help="Targets (PATH[:KEY]): one row per sample, or per-timestep labels "
+                          "(N, T[, k]) / ragged with x's lengths. Default: a 'y' in the input."),
+        click.option("--y-kind", type=click.Choice(["auto", "sequence", "timestep"]),
+                     default="auto", show_default=True,
+                     help="Per sample or per timestep; auto: (N, T[, k]) beside x of T "
+                          "timesteps, or ragged, is per timestep."),
+        click.option("--y-value", type=PadValue(), default=0.0, show_default=True,
+                     help="Pad value of per-timestep targets."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
 def check_engine_options(kwargs: dict[str, Any]) -> tuple[str | None, int | None]:
     """Usage errors (exit 2) about --engine; the scheduler address or worker count to use."""
     engine, scheduler, workers = (kwargs.pop("engine", "local"), kwargs.pop("scheduler", None),
@@ -313,7 +334,8 @@ def run_transform(label: str, kwargs: dict[str, Any],
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
             progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
-            digest_cache=not kwargs.pop("no_digest_cache"))
+            digest_cache=not kwargs.pop("no_digest_cache"), y=kwargs.pop("y", None),
+            y_kind=kwargs.pop("y_kind", "auto"), y_value=kwargs.pop("y_value", 0.0))
         manifest = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
         from . import render
@@ -436,6 +458,7 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
               help="Pad value ('nan' allowed for floats).")
 @click.option("--dtype", type=DType(), default=None, help="Output dtype (default: the input's).")
 @click.option("--allow-lossy", is_flag=True, help="Allow a --dtype cast that changes values.")
+@target_options
 @output_options
 @engine_options
 def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: float,
@@ -467,6 +490,7 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
               help="Cut at the start (pre) or the end (post).")
 @click.option("--overflow", type=click.Choice(["drop", "split"]), default="drop",
               show_default=True, help="Drop the cut timesteps, or split them into new samples.")
+@target_options
 @output_options
 @engine_options
 def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common: Any) -> None:
@@ -502,6 +526,7 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
               help="Side on which a shorter EXTRA is filled.")
 @click.option("--name", "names", multiple=True, metavar="NAME",
               help="Name of an added feature; repeat once per added feature.")
+@target_options
 @output_options
 def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, padding: str,
                 names: tuple[str, ...], **common: Any) -> None:
@@ -543,6 +568,7 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
               help="Pad side [default: the input's, else post].")
 @click.option("--value", type=PadValue(), default=None,
               help="Pad value [default: the input's, else 0].")
+@target_options
 @output_options
 def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
           bucket_by_length: bool, maxlen: int | None, stateful: bool, padding: str | None,

@@ -53,7 +53,7 @@ from .io.source import (
     open_source,
 )
 from .io.zarr_store import listing_lines
-from .manifest import FileEntry, ManifestData, dumps, history_from, relative, render
+from .manifest import FileEntry, ManifestData, dumps, history_from, json_number, relative, render
 from .plan import (
     Engine,
     LengthsTask,
@@ -96,6 +96,12 @@ class IOOptions:
     #: Where a ``.zarr`` output's chunks are computed and written (``--engine dask``: a
     #: :class:`~lstmshape.dask_engine.DaskEngine`); None: here, streamed block by block.
     engine: Engine | None = None
+    #: ``--y PATH[:KEY]``: the targets of the first input (they win over a ``y`` inside it).
+    y: str | None = None
+    #: ``--y-kind``: ``auto`` (from the manifest, else the shapes), ``sequence``, ``timestep``.
+    y_kind: str = "auto"
+    #: ``--y-value``: the pad value of per-timestep targets.
+    y_value: float = 0.0
 
 
 class LstmshapeWarning(UserWarning):
@@ -144,6 +150,8 @@ class Job:
         """Files read besides the inputs: ``--lengths`` and each input's manifest ``IN.json``
         (overwriting that one would make the input describe the output)."""
         paths = [parse_location(self.options.lengths).path] if self.options.lengths else []
+        if self.options.y is not None:
+            paths.append(parse_location(self.options.y).path)
         for location in self.locations:
             if not location.is_stdio:
                 # IN.json and the IN.<role>.npy side files (true lengths, targets) it points to
@@ -170,8 +178,14 @@ class Job:
 
     # -- inputs ---------------------------------------------------------------------------------
     def open(self, location: Location, *, series: bool = False,
-             with_lengths: bool = True) -> Source:
-        """Open an input; it is closed and hashed when the job ends."""
+             with_lengths: bool = True, with_targets: bool | None = None) -> Source:
+        """Open an input; it is closed and hashed when the job ends.
+
+        ``with_targets`` (default: for the first input) composes ``--y`` / ``--y-kind`` in
+        (:mod:`lstmshape.io.targets`); a ``y`` inside the input is picked up either way.
+        """
+        if with_targets is None:
+            with_targets = location == self.locations[0] and not series
         digest = None
         if not location.is_stdio:
             if location.path not in self.hashes:
@@ -181,7 +195,9 @@ class Job:
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle, series=series,
                              lengths_file=self.options.lengths if with_lengths else None,
-                             digest=digest, nan=self.options.nan)
+                             digest=digest, nan=self.options.nan,
+                             y=self.options.y if with_targets else None,
+                             y_kind=self.options.y_kind if with_targets else "auto")
         self.sources.append(source)
         self.opened.append((source, location))
         for note in source.notes:
@@ -262,6 +278,19 @@ class Job:
 
         return Stream((len(order), *row_shape), dtype, blocks())
 
+    def target_params(self, source: Source) -> dict[str, Any]:
+        """The targets' effective options, for the manifest's ``params``: ``y`` (``--y``, as a
+        path relative to the manifest), ``y_kind``, and ``y_value`` when labels are padded."""
+        params: dict[str, Any] = {}
+        if self.options.y is not None:
+            where = parse_location(self.options.y)
+            path = relative(where.path, self.manifest_path or self.options.output)
+            params["y"] = path if where.key is None else f"{path}:{where.key}"
+            params["y_kind"] = self.options.y_kind
+        if source.step_targets is not None:
+            params["y_value"] = json_number(self.options.y_value)
+        return params
+
     def history(self) -> list[dict[str, Any]]:
         return history_from([source.manifest for source in self.sources])
 
@@ -286,6 +315,8 @@ class Job:
                 if self.options.lengths is not None:  # it changes the output: a parameter too
                     data.params["lengths"] = relative(self.options.lengths,
                                                       self.manifest_path or self.options.output)
+                if self.sources:  # --y and the labels' pad value change the output too
+                    data.params.update(self.target_params(self.sources[0]))
                 self.check_input_manifests()
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)

@@ -234,6 +234,13 @@ class Manifest:
         return float(padding["value"])  # checked(): a number or "nan"/"inf"/"-inf"
 
     @property
+    def target_kind(self) -> str | None:
+        """``targets.kind`` as recorded (``"sequence"``/``"timestep"``), None when absent."""
+        targets = self.data.get("targets")
+        kind = targets.get("kind") if isinstance(targets, dict) else None
+        return kind if kind in ("sequence", "timestep") else None
+
+    @property
     def side(self) -> Side:
         """Where the padding is: ``"pre"``, or ``"post"`` (also when nothing is padded)."""
         padding = self.data.get("padding")

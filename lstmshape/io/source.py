@@ -98,6 +98,15 @@ class Source:
     #: a stored dense tensor (or one stored batch): rows ``start:stop`` as ``(n, T, F)``, padding
     #: and all, exactly as stored
     stored_reader: Callable[[int, int], np.ndarray] | None = None
+    #: per-timestep targets (:mod:`lstmshape.io.targets`): the labels as a sequence set with
+    #: x's lengths and side, handled by the same code as x; None for sequence-level targets
+    step_targets: Source | None = None
+    #: one timestep's label shape, ``()`` or ``(k,)`` (a label source's own)
+    step_shape: tuple[int, ...] = ()
+    #: ``--y``: where the targets were named explicitly
+    target_file: str | None = None
+    #: ``sample_weight`` of an lstmshape output (0 on pad rows / padded steps)
+    sample_weight: StoredArray | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def read_block(self, start: int, stop: int) -> SequenceSet:
@@ -132,9 +141,19 @@ class Source:
         return pad(block, width, self.side, self.side, value, self.dtype).tensor
 
     @property
-    def target_shape(self) -> tuple[int, ...] | None:
-        """The shape of one sample's target, None without targets."""
+    def target_shape(self) -> tuple[int | None, ...] | None:
+        """The shape of one sample's target, None without targets (``(None, ...)`` for
+        per-timestep labels of ragged sequences)."""
+        if self.step_targets is not None:
+            return (self.timesteps, *self.step_targets.step_shape)
         return None if self.targets is None else tuple(self.targets.shape[1:])
+
+    @property
+    def target_kind(self) -> str | None:
+        """``"sequence"``, ``"timestep"`` or None (no targets); see :mod:`lstmshape.io.targets`."""
+        if self.step_targets is not None:
+            return "timestep"
+        return None if self.targets is None else "sequence"
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of a single series as ``(rows, F)``, without reading the rest.
@@ -193,7 +212,8 @@ class Source:
 def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                 allow_pickle: bool = False, lengths_file: str | None = None,
                 series: bool = False, digest: InputDigest | None = None,
-                nan: str = "keep", manifest: str | None = None) -> Source:
+                nan: str = "keep", manifest: str | None = None, y: str | None = None,
+                y_kind: str = "auto") -> Source:
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
 
     The one reader: raw inputs and lstmshape's own outputs (padded, ragged, batched, with their
@@ -203,6 +223,10 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
     ``series=True`` reads a 1-D ``(T,)`` or 2-D ``(T, F)`` array as one long sequence (for
     ``window``) instead of as samples; its rows can be read a range at a time
     (:meth:`Source.read_rows`). A 3-D array or a ragged set stays a set of series.
+
+    ``y`` (``--y PATH[:KEY]``): the targets, which win over a ``y`` in the input; ``y_kind``
+    (``auto``/``sequence``/``timestep``) says whether they are per sample or per timestep
+    (see :mod:`lstmshape.io.targets`).
 
     ``lengths_file`` (``--lengths``): true lengths of a dense input. ``nan="error"``
     (``--nan error``): every read fails on NaN/inf, naming where. ``manifest``: the manifest to
@@ -224,6 +248,14 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
             source = with_lengths_file(source, lengths_file, memory_limit)
         if nan == "error":
             source = refusing_non_finite(source)
+        if source.layout != "series":
+            from .targets import resolve_target_kind, with_explicit_targets
+
+            if y is not None:
+                source = with_explicit_targets(source, y, y_kind, memory_limit=memory_limit,
+                                               allow_pickle=allow_pickle)
+            else:
+                source = resolve_target_kind(source, y_kind)
         return source
     except BaseException:
         for close in opener.closers:
@@ -424,7 +456,8 @@ class Opener:
         if target is None:
             return source
         where = file or f"{self.location.path}:{prefix}y"
-        if target.shape[:1] != (source.n_samples,):
+        per_step = source.timesteps is None and target.shape[:1] == (int(source.lengths.sum()),)
+        if target.shape[:1] != (source.n_samples,) and not per_step:
             raise InputError(f"{where} has shape {target.shape}, not one row per sample of the "
                              f"{source.n_samples} samples; fix or drop it")
         check_dtype(target.dtype, where)
