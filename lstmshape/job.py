@@ -45,6 +45,7 @@ from .io.output import (
     stale_candidates,
 )
 from .io.prefetch import prefetched
+from .sequences import SequenceSet, Side, real_mask
 from .io.source import (
     DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
@@ -53,6 +54,7 @@ from .io.source import (
     open_source,
 )
 from .io.zarr_store import listing_lines
+from .io.targets import target_summary
 from .manifest import FileEntry, ManifestData, dumps, history_from, json_number, relative, render
 from .plan import (
     Engine,
@@ -255,11 +257,12 @@ class Job:
                 index: np.ndarray | None = None) -> Stream | Planned | None:
         """The source's targets in output order, ``y[index]`` (every row when ``index`` is
         None; zeros where ``index`` is -1, a pad row), read and handed out a block of rows at a
-        time within the budget -- never the whole array. None when the source has no targets.
+        time within the budget -- never the whole array. None when the source has no
+        sequence-level targets (per-timestep ones are made like x: :meth:`labels`).
         With an engine (and no reordering), planned as chunk tasks like any output array.
         """
         stored = source.targets
-        if stored is None:
+        if stored is None or source.step_targets is not None:  # labels: see labels()
             return None
         if self.options.engine is not None:
             if index is not None:
@@ -277,6 +280,36 @@ class Job:
                                    row_shape, dtype, rows_per_block)
 
         return Stream((len(order), *row_shape), dtype, blocks())
+
+    def labels(self, source: Source, shape: tuple[int, ...], rows: RowFunction,
+               out_row_bytes: int = 0) -> Stream | None:
+        """Per-timestep targets, made block by block by the very row function that makes x
+        (``rows`` applied to the label sequences, :attr:`Source.step_targets`, with the labels'
+        own pad value); the result is ``shape`` (one label row ``(k,)`` or ``()`` per
+        timestep). None without per-timestep targets. ``out_row_bytes``: what one output row
+        costs per label feature (a padded row), so a block stays within the budget."""
+        steps = source.step_targets
+        if steps is None:
+            return None
+        if self.options.engine is not None:
+            raise OptionError(f"{source.location}: the dask engine does not carry per-timestep "
+                              f"targets; use --engine local for them")
+        inner = tuple(shape[1:])
+
+        def blocks() -> Iterator[np.ndarray]:
+            extra = out_row_bytes * steps.n_features * steps.dtype.itemsize
+            for start, stop in steps.block_bounds(self.block_bytes, extra):
+                yield rows(steps, start, stop).reshape(-1, *inner)
+
+        return Stream(shape, steps.dtype, blocks())
+
+    def step_weights(self, lengths: np.ndarray, width: int, side: Side) -> Stream:
+        """``sample_weight`` of per-timestep targets: ``(N, width)`` float32, 1 on real steps,
+        0 on padded ones (and on a pad row, whose length is 0), a block of rows at a time."""
+        rows = max(self.block_bytes // max(width * 4, 1), 1)
+        blocks = (real_mask(lengths[start:start + rows], width, side).astype(np.float32)
+                  for start in range(0, len(lengths), rows))
+        return Stream((len(lengths), width), np.dtype(np.float32), blocks)
 
     def target_params(self, source: Source) -> dict[str, Any]:
         """The targets' effective options, for the manifest's ``params``: ``y`` (``--y``, as a
@@ -317,6 +350,9 @@ class Job:
                                                       self.manifest_path or self.options.output)
                 if self.sources:  # --y and the labels' pad value change the output too
                     data.params.update(self.target_params(self.sources[0]))
+                    if ("targets" not in data.extra and self.sources[0].target_kind and any(
+                            role == "y" or role.startswith("y_") for role, _ in arrays)):
+                        data.extra["targets"] = target_entry(self.sources[0], data.timesteps)
                 self.check_input_manifests()
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)
@@ -406,6 +442,16 @@ class Job:
                           else source.sha256)  # stdin: hashed as it was read
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries
+
+
+def target_entry(source: Source, timesteps: int | None) -> dict[str, Any]:
+    """The manifest's ``targets``: kind, one sample's target shape (``[T, k...]`` per timestep,
+    T the output's timesteps, null when ragged) and dtype."""
+    if source.step_targets is not None:
+        return target_summary("timestep", (timesteps, *source.step_targets.step_shape),
+                              source.step_targets.dtype)
+    assert source.targets is not None
+    return target_summary("sequence", tuple(source.targets.shape[1:]), source.targets.dtype)
 
 
 def read_rows_at(read_rows: Callable[[int, int], np.ndarray], index: np.ndarray,

@@ -52,6 +52,14 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
             tensor = Stream(tensor.shape, tensor.dtype, warn_collisions(job, source, rows,
                                                                         tensor.blocks))
         arrays: list[tuple[str, Any]] = [("x", tensor), ("lengths", kept)]
+        labels = source.step_targets
+        if labels is not None:  # per-timestep: padded and cut exactly like x, then weighted
+            check_value_fits(job.options.y_value, labels.dtype, "y_value")
+            arrays.append(("y", job.labels(
+                source, (source.n_samples, length, *labels.step_shape),
+                PadRows(length, padding, truncating, job.options.y_value, labels.dtype, False),
+                out_row_bytes=length)))
+            arrays.append(("sample_weight", job.step_weights(kept, length, padding)))
         targets = job.targets(source)
         if targets is not None:
             arrays.append(("y", targets))

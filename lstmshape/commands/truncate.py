@@ -12,7 +12,7 @@ from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData, json_number
-from ..ops.pad import pad
+from ..ops.pad import check_value_fits, pad
 from ..ops.truncate import split, split_lengths, truncate
 from ..plan import Planned
 from ..sequences import LENGTH_DTYPE, Side, check_side
@@ -70,6 +70,17 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         arrays: list[tuple[str, Any]] = [main, ("lengths", new_lengths)]
         if source_index is not None:
             arrays.append(("source_index", source_index))
+        labels = source.step_targets
+        if labels is not None:  # per-timestep: cut (and split) exactly like x
+            if dense:
+                check_value_fits(job.options.y_value, labels.dtype, "y_value")
+            shape = ((len(new_lengths), width) if width is not None
+                     else (int(new_lengths.sum()),))
+            arrays.append(("y", job.labels(source, (*shape, *labels.step_shape), CutRows(
+                maxlen, truncating, overflow, width, source.side, job.options.y_value))))
+            if width is not None and bool(np.any(new_lengths < width)):
+                arrays.append(("sample_weight", job.step_weights(new_lengths, width,
+                                                                 source.side)))
         targets = job.targets(source, source_index)  # a piece gets its source sample's y
         if targets is not None:
             arrays.append(("y", targets))

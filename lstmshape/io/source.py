@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from .digest import InputDigest
 
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
+#: The role of the loss weights an output holds when some rows or steps are padding.
+SAMPLE_WEIGHT = "sample_weight"
 SEQUENCE_KEY_PREFIX = "arr_"
 #: ``--memory-limit``'s default, for the CLI and the library alike.
 DEFAULT_MEMORY_LIMIT = 256 * 10**6
@@ -329,15 +331,24 @@ class Opener:
             y_path = conventional if os.path.isfile(conventional) else None
         if y_path is None or source.layout == "series":
             return source
-        y_file = NpyFileArray(y_path, self.allow_pickle, self.memory_limit)
-        self.closers.append(y_file.close)
-        target: StoredArray = y_file
-        if source.batches and len(y_file.shape) >= 2 and \
-                y_file.shape[0] * y_file.shape[1] == source.n_samples:
-            target = BatchRows(y_file)
-        source = self.with_targets(source, target, "", y_path)
-        source.records[-1] = record(y_path, None, y_file)  # as stored, not as rows
+        rows = self.side_rows(source, y_path)
+        source = self.with_targets(source, rows, "", y_path)
+        stored = rows.array if isinstance(rows, BatchRows) else rows
+        source.records[-1] = record(y_path, None, stored)  # as stored, not as rows
+        weight_path = manifest.side_file(SAMPLE_WEIGHT, path) if manifest is not None else None
+        if weight_path is not None:
+            source.sample_weight = self.side_rows(source, weight_path)
         return source
+
+    def side_rows(self, source: Source, side_path: str) -> StoredArray:
+        """An ``OUT.<role>.npy`` side file's rows, one per sample (a batched output's
+        ``(num_batches, B, ...)`` read as its rows)."""
+        side_file = NpyFileArray(side_path, self.allow_pickle, self.memory_limit)
+        self.closers.append(side_file.close)
+        if source.batches and len(side_file.shape) >= 2 and \
+                side_file.shape[0] * side_file.shape[1] == source.n_samples:
+            return BatchRows(side_file)
+        return side_file
 
     # -- containers -----------------------------------------------------------------------------
     def open_npz(self) -> Source:
@@ -439,6 +450,7 @@ class Opener:
                                  f"{' / '.join(RAGGED_LENGTH_KEYS)} array to split it")
             ragged = self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
                                       manifest)
+            ragged.sample_weight = arrays.get(SAMPLE_WEIGHT)
             return self.with_targets(ragged, arrays.get("y"), prefix)
         if FIRST_BATCH_KEY in arrays and "x" not in arrays:
             return self.from_batches(arrays, manifest, prefix)
@@ -446,6 +458,7 @@ class Opener:
             dense = self.from_array(arrays["x"], prefix + "x", manifest,
                                     lengths_array=arrays.get("lengths"),
                                     side_array=arrays.get(PADDING_SIDE_KEY))
+            dense.sample_weight = arrays.get(SAMPLE_WEIGHT)
             return self.with_targets(dense, arrays.get("y"), prefix)
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
@@ -540,6 +553,10 @@ class Opener:
                       batches=batches)
         if targets is not None:
             source.targets = targets
+        weight_keys = [SAMPLE_WEIGHT + key[1:] for key in keys]
+        if weight_keys and all(key in arrays for key in weight_keys):
+            source.sample_weight = ConcatRows([arrays[key] for key in weight_keys],
+                                              f"{path}:{prefix}{weight_keys[0]}")
         return source
 
     def from_array(self, array: StoredArray, key: str | None, manifest: Manifest | None,
@@ -800,7 +817,10 @@ class ConcatRows:
     def __init__(self, arrays: list[StoredArray], where: str) -> None:
         first = arrays[0]
         for array in arrays:
-            if tuple(array.shape[1:]) != tuple(first.shape[1:]) or array.dtype != first.dtype:
+            # per-timestep labels of bucketed batches differ in width (axis 1), like x
+            if (tuple(array.shape[2:]) != tuple(first.shape[2:]) or array.dtype != first.dtype
+                    or len(array.shape) != len(first.shape)
+                    or (len(first.shape) < 2 and array.shape[1:] != first.shape[1:])):
                 raise InputError(f"{where}: per-batch arrays differ in row shape or dtype: "
                                  f"{first.shape} {first.dtype} and {array.shape} {array.dtype}")
         self.arrays = arrays
@@ -808,19 +828,25 @@ class ConcatRows:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (int(self.offsets[-1]), *self.arrays[0].shape[1:])
+        """The rows, each as wide as the widest array (rows are read one array at a time when
+        the widths differ)."""
+        widths = {tuple(a.shape[1:]) for a in self.arrays}
+        row = max(widths) if len(widths) > 1 else tuple(self.arrays[0].shape[1:])
+        return (int(self.offsets[-1]), *row)
 
     @property
     def dtype(self) -> np.dtype:
         return self.arrays[0].dtype
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        parts = [np.zeros((0, *self.shape[1:]), dtype=self.dtype)]
+        parts = []
         for index, array in enumerate(self.arrays):
             low, high = int(self.offsets[index]), int(self.offsets[index + 1])
             if low < stop and high > start:
                 parts.append(array.read_rows(max(start, low) - low, min(stop, high) - low))
-        return np.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts or [np.zeros((0, *self.shape[1:]), dtype=self.dtype)])
 
 
 def dense_reader(array: StoredArray, lengths: np.ndarray, side: Side,

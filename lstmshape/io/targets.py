@@ -138,22 +138,33 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
                         stored_reader=None, step_shape=tuple(stored.shape[1:]), closers=[],
                         records=[])
         return replace(source, targets=None, step_targets=steps)
-    if (source.timesteps is None or len(stored.shape) < 2 or len(stored.shape) > 3
-            or stored.shape[1] != source.timesteps):
+    batches = source.batches or [(0, source.n_samples, source.timesteps or 0)]
+    if (len(stored.shape) < 2 or len(stored.shape) > 3
+            or (not source.batches and stored.shape[1] != source.timesteps)):
         raise InputError(f"{where}: per-timestep targets of shape {stored.shape} do not match "
                          f"{source.location} ({source_shape(source)}); they need shape "
                          f"({source.n_samples}, {source.timesteps or 'T'}[, k]), or ragged "
                          f"labels with the same lengths")
-    from .source import dense_reader
+    lengths, side, step_shape = source.lengths, source.side, tuple(stored.shape[2:])
+    starts = np.array([low for low, _, _ in batches], dtype=np.int64)
 
-    timesteps = source.timesteps
-    as_3d = ReshapedRows(stored.read_rows, (stored.shape[0], timesteps,
-                                            step_features(stored.shape[2:])), stored.dtype)
-    steps = replace(source, kind="dense", layout="dense", n_features=step_features(
-                    stored.shape[2:]), dtype=stored.dtype, targets=None, step_targets=None,
-                    block_reader=dense_reader(as_3d, source.lengths, source.side, timesteps),
-                    stored_reader=None, step_shape=tuple(stored.shape[2:]), closers=[],
-                    records=[])
+    def read_labels(start: int, stop: int) -> SequenceSet:
+        """Real steps of the labels of samples start:stop: a dense tensor's rows, or those
+        of each stored batch the range touches (each batch has its own width)."""
+        parts = [np.zeros((0, step_features(step_shape)), dtype=stored.dtype)]
+        first = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
+        for low, high, width in batches[first:]:
+            if low >= stop:
+                break
+            a, b = max(start, low), min(stop, high)
+            rows = stored.read_rows(a, b).reshape(b - a, width, -1)
+            parts.append(SequenceSet.from_dense(rows, lengths[a:b], side).values)
+        return SequenceSet(np.concatenate(parts), lengths[start:stop])
+
+    steps = replace(source, kind="ragged" if source.timesteps is None else "dense",
+                    n_features=step_features(step_shape), dtype=stored.dtype, targets=None,
+                    step_targets=None, block_reader=read_labels, stored_reader=None,
+                    step_shape=step_shape, closers=[], records=[])
     return replace(source, step_targets=steps)
 
 
