@@ -246,15 +246,19 @@ def engine_options(command: F) -> F:
     return command
 
 
+Y_HELP = ("Targets (PATH[:KEY]): one row per sample, or per-timestep labels (N, T[, k]) / "
+          "ragged with x's lengths. Default: a 'y' in the input.")
+WINDOW_Y_HELP = ("Targets (PATH[:KEY]), one row per series row: the window starting at row i "
+                 "gets y[i], as timeseries_dataset_from_array(targets=...).")
+
+
 def target_options(command: F) -> F:
     """``--y SRC``, ``--y-kind`` and ``--y-value``: the targets, for every command that carries
     them (pad, truncate, add-feature, batch, window, normalize, partition). They reach the
     library as :class:`~lstmshape.job.IOOptions` ``y``, ``y_kind``, ``y_value``
     (:func:`run_transform` moves them there)."""
     decorators = [
-        click.option("--y", "y", metavar="SRC",
-                     help="Targets (PATH[:KEY]): one row per sample, or per-timestep labels "
-                          "(N, T[, k]) / ragged with x's lengths. Default: a 'y' in the input."),
+        click.option("--y", "y", metavar="SRC", help=Y_HELP),
         click.option("--y-kind", type=click.Choice(["auto", "sequence", "timestep"]),
                      default="auto", show_default=True,
                      help="Per sample or per timestep; auto: (N, T[, k]) beside x of T "
@@ -605,6 +609,7 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
               help="Columns to predict (indices or feature names, comma-separated); writes y.")
 @click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True,
               help="y is the row this many steps after a window's last step.")
+@click.option("--y", "y", metavar="SRC", help=WINDOW_Y_HELP)
 @output_options
 def window(source: str, timesteps: int, stride: int, sampling_rate: int, target: str | None,
            horizon: int, **common: Any) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OptionError, OutputError
+from .io.arrays import StoredArray
 from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
 from .io.digest_cache import open_digest_cache
 from .io.location import Location, parse_location, same_path
@@ -208,11 +209,16 @@ class Job:
                                    or digest.observed_bytes < OBSERVED_SHARE * digest.size):
             # little is read here as raw file bytes (or nothing: workers read it): hash it all
             digest.hash_whole_file()
-        for item in source.records:  # files read beside it: --lengths, IN.y.npy
-            if item.path not in self.hashes and item.path != location.path:
+        self.hash_records(source)
+        return source
+
+    def hash_records(self, source: Source) -> None:
+        """Hash the files read beside an input (``--lengths``, ``--y``, ``IN.y.npy``) whole."""
+        for item in source.records:
+            if item.path not in self.hashes and item.path != source.location.path \
+                    and item.path != "-":
                 self.hashes[item.path] = InputDigest(item.path, self.digest_cache)
                 self.hashes[item.path].hash_whole_file()
-        return source
 
     @property
     def block_bytes(self) -> int:
@@ -270,6 +276,10 @@ class Job:
                                   f"order only; use --engine local for this command")
             return self.array(source, tuple(stored.shape), stored.dtype, TargetRows())
         order = np.arange(source.n_samples) if index is None else np.asarray(index, np.int64)
+        return self.rows_at(stored, order)
+
+    def rows_at(self, stored: StoredArray, order: np.ndarray) -> Stream:
+        """Rows ``order`` of ``stored`` (zeros where -1), a block of rows at a time."""
         row_shape, dtype = tuple(stored.shape[1:]), stored.dtype
         row_bytes = max(int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize, 1)
         rows_per_block = max(self.block_bytes // row_bytes, 1)

@@ -71,26 +71,18 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
     """``source`` with the targets of ``spec`` (``--y PATH[:KEY]``), which win over a ``y`` in
     the input; the targets' files join the source's records (the manifest lists them, with
     their sha256). Read through the one reader: any format an input may have."""
-    from .source import open_source
-
-    opened = open_source(spec, memory_limit=memory_limit, allow_pickle=allow_pickle,
-                         series=True)
+    opened, array = open_target_array(spec, memory_limit=memory_limit,
+                                      allow_pickle=allow_pickle)
     source.closers.extend(opened.closers)
+    opened.closers = []  # the source closes them now
     records = [*source.records, *opened.records]
-    if opened.layout == "series":  # a 1-D or 2-D array: rows along its first axis
-        shape = opened.records[0].shape
-        array: StoredArray = ReshapedRows(opened.read_rows, shape, opened.dtype)
-    elif opened.kind == "dense" and opened.stored_reader is not None:
-        shape = opened.records[0].shape
-        array = ReshapedRows(opened.stored_reader, shape, opened.dtype)
-    else:  # ragged labels: one label row per real timestep
+    if array is None:  # ragged labels: one label row per real timestep
         check_same_lengths(source, opened, spec)
         if kind == "sequence":
             raise InputError(f"{spec}: ragged targets are per-timestep labels; --y-kind sequence "
                              f"needs one row per sample, shape ({source.n_samples}, ...)")
         return replace(source, targets=None, step_targets=opened, records=records,
                        target_file=spec)
-    check_dtype(array.dtype, spec)
     if array.shape[:1] != (source.n_samples,):
         raise InputError(f"{spec}: targets of shape {array.shape} do not match {source.location}"
                          f" of {source.n_samples} samples ({source_shape(source)}); y needs one "
@@ -98,6 +90,35 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
     found = replace(source, targets=array, step_targets=None, records=records,
                     target_file=spec)
     return resolve_target_kind(found, kind)
+
+
+def open_target_array(spec: str, *, memory_limit: int,
+                      allow_pickle: bool = False) -> tuple[Source, StoredArray | None]:
+    """Open ``spec`` (``--y``) through the one reader: the opened Source (its records, its
+    closers) and its rows as one array, or None when it holds ragged label sequences.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "y.npy"); np.save(path, np.arange(6))
+        >>> opened, rows = open_target_array(path, memory_limit=10**8)
+        >>> rows.shape, rows.read_rows(2, 4).tolist()
+        ((6,), [2, 3])
+        >>> opened.close()
+    """
+    from .source import open_source
+
+    opened = open_source(spec, memory_limit=memory_limit, allow_pickle=allow_pickle,
+                         series=True)
+    shape = opened.records[0].shape
+    if opened.layout == "series":  # a 1-D or 2-D array: rows along its first axis
+        array: StoredArray | None = ReshapedRows(opened.read_rows, shape, opened.dtype)
+    elif opened.kind == "dense" and opened.stored_reader is not None:
+        array = ReshapedRows(opened.stored_reader, shape, opened.dtype)
+    else:
+        array = None
+    if array is not None:
+        check_dtype(array.dtype, spec)
+    return opened, array
 
 
 def resolve_target_kind(source: Source, kind: str = "auto") -> Source:

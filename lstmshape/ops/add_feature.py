@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from ..words import plural
 from ..errors import InputError, Param
 from ..sequences import (
     LENGTH_DTYPE,
@@ -129,10 +130,15 @@ def extra_mode(base: Shape, extra: Shape, static: bool) -> Mode:
             raise InputError(f"{both}: {extra.timesteps} timesteps vs {base.timesteps}", *hint)
         return "rows"
     differ = np.flatnonzero(extra.lengths != base.lengths)
+    if differ.size and base.timesteps is not None and extra.timesteps is None:
+        # the base's padding is lost information here: which of its steps the extra's belong to
+        hint = ("; the base is padded to a tensor and the extra is ragged: add features to the "
+                "ragged sequences before padding (add-feature first, then pad)",)
     if differ.size:
         i = int(differ[0])
-        raise InputError(f"{both}: sequence {i} has {int(extra.lengths[i])} timesteps vs "
-                         f"{int(base.lengths[i])} ({differ.size} sequences differ)", *hint)
+        raise InputError(f"{both}: sequence {i} has {plural(int(extra.lengths[i]), 'timestep')} "
+                         f"vs {int(base.lengths[i])} ({plural(differ.size, 'sequence')} "
+                         f"differ{'s' if differ.size == 1 else ''})", *hint)
     return "sequences"
 
 
