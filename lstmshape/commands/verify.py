@@ -13,9 +13,10 @@ with the report attached -- when one does not. The checks, cheapest first:
    warning, not a failure: the shape is right, the data needs cleaning);
 5. with ``model=True`` (needs TensorFlow): ``keras.Input(shape=input_shape)`` ->
    ``Masking(mask_value=<pad value>)`` when padded -> ``LSTM(4)`` -> ``Dense(1)`` runs on the
-   first 64 samples and must give ``(64, 1)``, finite where the data is. A NaN pad value cannot
-   be masked by ``Masking`` (NaN != NaN), and a ragged output has no padding yet: there the
-   mask comes from the true lengths instead.
+   first 64 samples and must give ``(64, 1)``, finite where the data is. A NaN pad value is
+   run the same way, ``Masking(mask_value=nan)``, which masks nothing (NaN != NaN): the outputs
+   are NaN and verify fails, saying to pad with a number instead. A ragged output has no
+   padding yet: there the mask comes from the true lengths.
 """
 
 from __future__ import annotations
@@ -180,6 +181,9 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
             failures.append(f"the model gave output shape "
                             f"{shape_text(model_report['output_shape'])}, expected "
                             f"({model_report['samples']}, 1)")
+        elif (not model_report["finite"] and pad_value is not None and math.isnan(pad_value)
+              and model_report["mask"] == "masking"):
+            failures.append(NAN_PADDING_FAILURE)
         elif not model_report["finite"] and stats.nan == 0 and stats.inf == 0:
             failures.append("the LSTM's outputs are NaN/inf although every real timestep is "
                             "finite: the padding is not masked")
@@ -187,6 +191,13 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
             raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
     report["ok"] = True
     return report
+
+
+#: What verify says when a NaN pad value reaches the model (issue 11: it trains to NaN).
+NAN_PADDING_FAILURE = (
+    "the pad value is NaN: Masking(mask_value=nan) masks nothing (NaN never equals NaN), so the "
+    "LSTM's outputs and the loss are NaN; pad with a number the data never takes instead "
+    "(e.g. lstmshape pad --value -1, after checking that no real timestep equals it)")
 
 
 def wait_for_hashes(hashes: dict[str, InputDigest]) -> None:
@@ -403,9 +414,10 @@ def run_model(head: tuple[np.ndarray, np.ndarray], input_shape: list[int | None]
     x, mask = head
     samples = int(x.shape[0])
     padded = not bool(mask.all())
-    if layout == "ragged" or (pad_value is not None and math.isnan(pad_value)) \
-            or (pad_value is None and padded):
-        how = "lengths"  # Masking cannot express this padding; the true lengths can
+    # A NaN pad value is run as the user would write it, Masking(mask_value=nan): it masks
+    # nothing (NaN != NaN), and the failure that follows is the honest answer.
+    if layout == "ragged" or (pad_value is None and padded):
+        how = "lengths"  # no pad value to mask (ragged, or unknown): the true lengths can
         x = np.where(mask[:, :, None], x, np.float32(0))  # NaN * 0 would still be NaN
     elif pad_value is not None:
         how = "masking"

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from ..words import collapsed
 from ..manifest import Manifest, side_file_path
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
@@ -371,7 +372,7 @@ class Opener:
             return self.from_sequences([archive.array(k) for k in ordered], None,
                                        f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}")
         raise InputError(f"{self.location.path}: holds {len(keys)} arrays; pick one with "
-                         f"{self.location.path}:KEY -- keys found: {', '.join(keys)}")
+                         f"{self.location.path}:KEY -- keys found: {collapsed(keys)}")
 
     def open_zarr(self) -> Source:
         """A ``.zarr`` store lstmshape wrote (or any Zarr v3 group of arrays by role): read by
@@ -436,7 +437,7 @@ class Opener:
             return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets")
         names = h5.dataset_names()
         raise InputError(f"{self.location.path}: holds {len(names)} datasets; pick one with "
-                         f"{self.location.path}:KEY -- keys found: {', '.join(names) or 'none'}")
+                         f"{self.location.path}:KEY -- keys found: {collapsed(names) or 'none'}")
 
     # -- layouts --------------------------------------------------------------------------------
     def from_group(self, arrays: dict[str, Any], manifest: Manifest | None,
