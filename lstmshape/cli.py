@@ -462,11 +462,13 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
               help="Pad value ('nan' allowed for floats).")
 @click.option("--dtype", type=DType(), default=None, help="Output dtype (default: the input's).")
 @click.option("--allow-lossy", is_flag=True, help="Allow a --dtype cast that changes values.")
+@click.option("--no-feature-axis", is_flag=True,
+              help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
 @target_options
 @output_options
 @engine_options
 def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: float,
-        dtype: str | None, allow_lossy: bool, **common: Any) -> None:
+        dtype: str | None, allow_lossy: bool, no_feature_axis: bool, **common: Any) -> None:
     """Pad (and truncate) sequences into one dense (samples, maxlen, features) tensor.
 
     Same result as keras.utils.pad_sequences with the same maxlen, padding, truncating, value and
@@ -483,7 +485,7 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
     run_transform("pad", common, lambda options: pad_file(
         source, options, maxlen=maxlen, padding=padding,  # type: ignore[arg-type]
         truncating=truncating, value=value, dtype=dtype,  # type: ignore[arg-type]
-        allow_lossy=allow_lossy))
+        allow_lossy=allow_lossy, no_feature_axis=no_feature_axis))
 
 
 @cli.command()
@@ -494,10 +496,13 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
               help="Cut at the start (pre) or the end (post).")
 @click.option("--overflow", type=click.Choice(["drop", "split"]), default="drop",
               show_default=True, help="Drop the cut timesteps, or split them into new samples.")
+@click.option("--no-feature-axis", is_flag=True,
+              help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
 @target_options
 @output_options
 @engine_options
-def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common: Any) -> None:
+def truncate(source: str, maxlen: int, truncating: str, overflow: str, no_feature_axis: bool,
+             **common: Any) -> None:
     """Cut sequences to at most MAXLEN timesteps; a ragged input stays ragged.
 
     With --overflow split a long sequence becomes several consecutive samples instead of losing
@@ -515,7 +520,7 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
                                "does not plan; use --engine local for it")
     run_transform("truncate", common, lambda options: truncate_file(
         source, options, maxlen=maxlen, truncating=truncating,  # type: ignore[arg-type]
-        overflow=overflow))
+        overflow=overflow, no_feature_axis=no_feature_axis))
 
 
 @cli.command("add-feature")
@@ -572,11 +577,13 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
               help="Pad side [default: the input's, else post].")
 @click.option("--value", type=PadValue(), default=None,
               help="Pad value [default: the input's, else 0].")
+@click.option("--no-feature-axis", is_flag=True,
+              help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
 @target_options
 @output_options
 def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
           bucket_by_length: bool, maxlen: int | None, stateful: bool, padding: str | None,
-          value: float | None, **common: Any) -> None:
+          value: float | None, no_feature_axis: bool, **common: Any) -> None:
     """Group samples into padded batches, in the order training sees them.
 
     .npy holds one (num_batches, size, timesteps, features) array; .npz/.h5 hold x_000000,
@@ -594,7 +601,8 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
     run_transform("batch", common, lambda options: batch_file(
         source, options, size=size, remainder=remainder,  # type: ignore[arg-type]
         shuffle=shuffle, seed=seed, bucket_by_length=bucket_by_length, stateful=stateful,
-        maxlen=maxlen, padding=padding, value=value))  # type: ignore[arg-type]
+        maxlen=maxlen, padding=padding, value=value,  # type: ignore[arg-type]
+        no_feature_axis=no_feature_axis))
 
 
 @cli.command()

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, OptionError, OutputError
+from .errors import InputError, OptionError, OutputError, Param
 from .io.arrays import StoredArray
 from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
 from .io.digest_cache import open_digest_cache
@@ -347,6 +347,12 @@ class Job:
             with OutputSet() as outputs:
                 result = produce(self)
                 arrays = result.arrays
+                if not result.manifest.feature_axis:
+                    if self.options.engine is not None:
+                        raise OptionError(Param("no_feature_axis", True), " is not planned by "
+                                          "the dask engine; use --engine local for it")
+                    arrays = [(role, without_feature_axis(data) if is_main_role(role) else data)
+                              for role, data in arrays]
                 padding = result.manifest.padding
                 if (self.output.suffix in (".npz", ".h5", ".zarr") and padding is not None
                         and arrays and arrays[0][0] == "x"):
@@ -452,6 +458,27 @@ class Job:
                           else source.sha256)  # stdin: hashed as it was read
                 entries.append(FileEntry(item.path, item.key, item.shape, item.dtype, digest))
         return entries
+
+
+def is_main_role(role: str) -> bool:
+    """``x``, ``values`` or one batch's ``x_NNNNNN``: the arrays that hold the features."""
+    return role in ("x", "values") or (role.startswith("x_") and role[2:].isdigit())
+
+
+def without_feature_axis(data: ArrayData) -> ArrayData:
+    """A one-feature array without its last axis (``--no-feature-axis``): ``(N, T)``."""
+    if isinstance(data, Stream):
+        return Stream(tuple(data.shape[:-1]), data.dtype,
+                      (block.reshape(block.shape[:-1]) for block in data.blocks))
+    return np.asarray(data).reshape(np.shape(data)[:-1])
+
+
+def check_one_feature(source: Source, no_feature_axis: bool) -> None:
+    """``--no-feature-axis`` drops the feature axis of a one-feature result only."""
+    if no_feature_axis and source.n_features != 1:
+        raise OptionError(f"{source.location}: ", Param("no_feature_axis", True),
+                          f" writes a one-feature result as (samples, timesteps), but it has "
+                          f"{source.n_features} features")
 
 
 def target_entry(source: Source, timesteps: int | None) -> dict[str, Any]:

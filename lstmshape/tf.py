@@ -185,6 +185,8 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         num_batches = len(source.batches)
         stateful = source.manifest is not None and bool(source.manifest.params.get("stateful"))
         fill = pad_value if pad_value is not None else source.pad_value
+        # --no-feature-axis: (batch, T), what an Embedding layer takes
+        feature_axis = source.manifest is None or source.manifest.feature_axis
         row_bytes = max((timesteps or max(int(source.lengths.mean()) if samples and ragged
                                           else 1, 1))
                         * features * stored_dtype.itemsize, 1)
@@ -209,6 +211,8 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         with open_source(path, manifest=manifest) as epoch_source:
             for x, lengths, y, weight in stored_blocks(epoch_source, block_bytes, rng):
                 x = x.astype(x_dtype, copy=False)
+                if not feature_axis:
+                    x = x.reshape(x.shape[:-1])
                 if ragged:
                     x = tf.RaggedTensor.from_row_lengths(x, lengths, validate=False)
                 yield (x, y, weight) if has_weight else (x, y) if has_y else x
@@ -218,7 +222,8 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         x_spec = tf.RaggedTensorSpec(shape=(None, None, features), dtype=tf_x_dtype,
                                      ragged_rank=1, row_splits_dtype=tf.int64)
     else:
-        x_spec = tf.TensorSpec(shape=(None, timesteps, features), dtype=tf_x_dtype)
+        x_spec = tf.TensorSpec(shape=(None, timesteps, features)[:3 if feature_axis else 2],
+                               dtype=tf_x_dtype)
     signature: Any = x_spec
     if has_y:
         assert target_shape is not None and target_dtype is not None

@@ -22,7 +22,7 @@ from ..errors import OptionError
 from ..io.location import Location
 from ..io.output import Stream
 from ..io.source import SAMPLE_WEIGHT, Source
-from ..job import IOOptions, Job, Result
+from ..job import IOOptions, Job, Result, check_one_feature
 from ..manifest import ManifestData, json_number
 from ..ops.batch import (
     PAD_ROW,
@@ -42,7 +42,7 @@ BATCH_KEY = "{role}_{index:06d}"
 def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder = "keep",
                shuffle: bool = False, seed: int = 0, bucket_by_length: bool = False,
                stateful: bool = False, maxlen: int | None = None, padding: Side | None = None,
-               value: float | None = None) -> dict[str, Any]:
+               value: float | None = None, no_feature_axis: bool = False) -> dict[str, Any]:
     """Batch the samples of ``src`` into ``options.output``; returns the manifest written.
 
     ``padding``/``value`` default to the input's own padding (from its manifest), else
@@ -61,11 +61,13 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         check_side(padding, "padding")
     params = {"size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
               "bucket_by_length": bucket_by_length, "stateful": stateful, "maxlen": maxlen,
-              "padding": padding, "value": None if value is None else json_number(value)}
+              "padding": padding, "value": None if value is None else json_number(value),
+              "no_feature_axis": no_feature_axis}
     one_array = Location(options.output).suffix == ".npy"
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
+        check_one_feature(source, no_feature_axis)
         side: Side = padding if padding is not None else source.side
         fill = value if value is not None else (source.pad_value or 0.0)
         check_value_fits(fill, source.dtype, "value", None if value is not None else "pad value")
@@ -103,7 +105,7 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
             padding={"side": side, "value": json_number(fill)},
             truncating=({"side": "post", "maxlen": maxlen} if maxlen is not None else None),
             truncated_samples=truncated, dropped_timesteps=int((source_lengths - kept).sum()),
-            history=job.history())
+            history=job.history(), feature_axis=not no_feature_axis)
         manifest.extra["batches"] = batch_summary(plan, source, stateful, one_array, timesteps)
         return Result(arrays, manifest)
 
@@ -145,8 +147,9 @@ def one_array_roles(plan: BatchPlan, maker: BatchMaker,
         inner = (plan.size, width, *labels.source.step_shape)
         arrays.append(("y", Stream((count, *inner), labels.source.dtype,
                                    reshaped(labels.all_batches(), (-1, *inner)))))
-        weights = real_mask(plan.lengths, width, maker.side).astype(np.float32)
-        arrays.append((SAMPLE_WEIGHT, weights.reshape(count, plan.size, width)))
+        arrays.append((SAMPLE_WEIGHT, Stream(
+            (count, plan.size, width), np.dtype(np.float32),
+            weight_blocks(plan.lengths, width, maker.side, plan.size, maker.job.block_bytes))))
     rows = maker.job.targets(maker.source, plan.order)  # pad rows (order -1) get zeros
     if rows is not None:
         assert isinstance(rows, Stream), "batch runs on the local engine only"
@@ -157,6 +160,16 @@ def one_array_roles(plan: BatchPlan, maker: BatchMaker,
             weights = (plan.order >= 0).astype(np.float32)
             arrays.append((SAMPLE_WEIGHT, weights.reshape(count, plan.size)))
     return arrays
+
+
+def weight_blocks(lengths: np.ndarray, width: int, side: Side, size: int,
+                  block_bytes: int) -> Iterator[np.ndarray]:
+    """``sample_weight`` of per-timestep labels, 1 on real steps, made when the writer gets to
+    it (a batch output has thousands of batches), whole batches of ``size`` rows at a time."""
+    batches = max(block_bytes // max(size * width * 4, 1), 1)
+    for start in range(0, len(lengths), batches * size):
+        mask = real_mask(lengths[start:start + batches * size], width, side)
+        yield mask.astype(np.float32).reshape(-1, size, width)
 
 
 def reshaped(blocks: Iterable[np.ndarray], shape: tuple[int, ...]) -> Iterator[np.ndarray]:
@@ -193,8 +206,10 @@ def per_batch_roles(plan: BatchPlan, maker: BatchMaker,
             inner = (rows_count, width, *labels.source.step_shape)
             arrays.append((BATCH_KEY.format(role="y", index=index), Stream(
                 inner, labels.source.dtype, reshaped(OneBatch(labels, index), inner))))
-            arrays.append((BATCH_KEY.format(role=SAMPLE_WEIGHT, index=index),
-                           real_mask(plan.lengths[where], width, maker.side).astype(np.float32)))
+            arrays.append((BATCH_KEY.format(role=SAMPLE_WEIGHT, index=index), Stream(
+                (rows_count, width), np.dtype(np.float32),
+                reshaped(weight_blocks(plan.lengths[where], width, maker.side, rows_count,
+                                       maker.job.block_bytes), (rows_count, width)))))
         rows = maker.job.targets(maker.source, plan.order[where])
         if rows is not None:
             arrays.append((BATCH_KEY.format(role="y", index=index), rows))

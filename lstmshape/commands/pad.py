@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.output import Stream
 from ..io.source import Source
-from ..job import IOOptions, Job, Result
+from ..job import IOOptions, Job, Result, check_one_feature
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, maxlen_from_histogram, pad
 from ..ops.stats import pad_collisions
@@ -20,7 +20,8 @@ from ..sequences import Side, check_side
 
 def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
              padding: Side = "post", truncating: Side = "post", value: float = 0.0,
-             dtype: str | None = None, allow_lossy: bool = False) -> dict[str, Any]:
+             dtype: str | None = None, allow_lossy: bool = False,
+             no_feature_axis: bool = False) -> dict[str, Any]:
     """Pad the sequences of ``src`` into ``options.output``; returns the manifest written.
 
     Example:
@@ -33,10 +34,12 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
     check_side(padding, "padding")
     check_side(truncating, "truncating")
     params = {"maxlen": maxlen, "padding": padding, "truncating": truncating,
-              "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy}
+              "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy,
+              "no_feature_axis": no_feature_axis}
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
+        check_one_feature(source, no_feature_axis)
         length = maxlen_from_histogram(maxlen, job.length_histogram(source))
         if length == 0:  # "max" or "pNN" of sequences that are all empty
             raise InputError(f"{source.location}: every sequence is empty (0 timesteps), so "
@@ -71,7 +74,7 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
             truncating={"side": truncating, "maxlen": length},
             truncated_samples=int(np.count_nonzero(source.lengths > length)),
             dropped_timesteps=int((source.lengths - kept).sum()),
-            history=job.history())
+            history=job.history(), feature_axis=not no_feature_axis)
         return Result(arrays, manifest)
 
     return Job("pad", [src], options).run(produce)

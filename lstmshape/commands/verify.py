@@ -171,7 +171,8 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
 
             report["model"] = model_check(head_sequences(head), LSTM_UNITS)
         else:
-            report["model"] = run_model(head, list(data["input_shape"]), pad_value, layout,
+            # without a feature axis the model sees (T, 1): what Embedding's output gives LSTM
+            report["model"] = run_model(head, [*data["input_shape"], 1][:2], pad_value, layout,
                                         quiet=not debug)
         model_report = report["model"]
         if model_report.get("error"):
@@ -318,7 +319,8 @@ def check_geometry(source: Source, data: dict[str, Any], failures: list[str]) ->
     before = len(failures)
     features, timesteps = source.n_features, source.timesteps
     recorded_shape = data.get("input_shape")
-    fits = recorded_shape == [timesteps, features]
+    # --no-feature-axis: [T], a one-feature tensor stored (N, T)
+    fits = recorded_shape in ([timesteps, features], [timesteps] if features == 1 else None)
     # batched: samples counts every row (pad rows too) and timesteps is None when the batches
     # have widths of their own -- the same as lstmshape batch writes them
     dims = [source.n_samples, timesteps, features]

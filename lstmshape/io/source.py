@@ -489,6 +489,10 @@ class Opener:
         keys = sorted((k for k in arrays if k.startswith("x_") and k[2:].isdigit()),
                       key=natural_key)
         xs = [arrays[k] for k in keys]
+        if manifest is not None and not manifest.feature_axis:  # --no-feature-axis: (B, T)
+            for x in xs:
+                self.watch(x)
+            xs = [ThreeD(x) for x in xs]
         for key, x in zip(keys, xs, strict=True):
             check_dtype(x.dtype, f"{path}:{prefix}{key}")
             if len(x.shape) != 3 or x.shape[2:] != xs[0].shape[2:] or x.dtype != xs[0].dtype:
@@ -549,8 +553,8 @@ class Opener:
                       n_samples=int(offsets[-1]), n_features=features, dtype=xs[0].dtype,
                       timesteps=widths.pop() if uniform else None, lengths=lengths, side=side,
                       manifest=manifest, closers=self.closers, block_reader=read_batches,
-                      records=[record(path, prefix + k, x) for k, x in zip(keys, xs,
-                                                                          strict=True)],
+                      records=[record(path, prefix + k, x.array if isinstance(x, ThreeD) else x)
+                               for k, x in zip(keys, xs, strict=True)],
                       batches=batches)
         if targets is not None:
             source.targets = targets
@@ -572,7 +576,9 @@ class Opener:
             return self.from_sequences([MemoryArray(np.asarray(o)) for o in objects.reshape(-1)],
                                        key, f"object array of {objects.size}")
         check_dtype(array.dtype, where)
-        if len(array.shape) == 4 and manifest is not None and manifest.command == "batch":
+        batch_dims = 4 if manifest is None or manifest.feature_axis else 3
+        if len(array.shape) == batch_dims and manifest is not None and \
+                manifest.command == "batch":
             array = BatchRows(array)  # (num_batches, B, T, F) read as its B * num_batches rows
         shape = array.shape
         if self.series and len(shape) != 3:  # (N, T, F) stays a set of N series
@@ -786,6 +792,24 @@ def padding_summary(manifest: Manifest | None) -> str:
     if manifest.params.get("bucket_by_length"):
         text += f" ({counts.get('before', 0):,} before bucketing)"
     return text
+
+
+class ThreeD:
+    """A one-feature ``(B, T)`` batch written with ``--no-feature-axis`` seen as ``(B, T, 1)``."""
+
+    def __init__(self, array: StoredArray) -> None:
+        self.array = array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.array.shape, 1)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        return self.array.read_rows(start, stop)[..., None]
 
 
 class BatchRows:
