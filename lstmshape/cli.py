@@ -201,6 +201,10 @@ def input_options(command: F) -> F:
                      help="Allow object arrays (unpickles them: only for files you trust)."),
         click.option("--memory-limit", type=ByteSize(), default="256MB", show_default=True,
                      help="Memory budget; inputs are processed in blocks that fit it."),
+        click.option("--layout", type=click.Choice(["samples", "series"]), default=None,
+                     help="A 2-D array is (samples, timesteps) token ids -- the default, as "
+                          "pad_sequences reads it -- or one (timesteps, features) series "
+                          "[default: samples; window: series]."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -339,7 +343,8 @@ def run_transform(label: str, kwargs: dict[str, Any],
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
             progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
             digest_cache=not kwargs.pop("no_digest_cache"), y=kwargs.pop("y", None),
-            y_kind=kwargs.pop("y_kind", "auto"), y_value=kwargs.pop("y_value", 0.0))
+            y_kind=kwargs.pop("y_kind", "auto"), y_value=kwargs.pop("y_value", 0.0),
+            layout=kwargs.pop("layout"))
         manifest = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
         from . import render
@@ -392,7 +397,7 @@ def cli() -> None:
 def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
             pad_value: float | None, maxlens: tuple[int | str, ...], batch_size: int,
             plot: str | None, lengths: str | None, allow_pickle: bool,
-            memory_limit: int) -> None:
+            memory_limit: int, layout: str | None) -> None:
     """Show what SRC holds and whether an LSTM can take it.
 
     SRC is PATH or PATH:KEY (an array or group inside .npz/.h5), or '-' for .npy on stdin.
@@ -431,7 +436,8 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
             reports.append(inspect_file(src, memory_limit=memory_limit,
                                         allow_pickle=allow_pickle, lengths=lengths,
                                         pad_value=pad_value, expect_shape=expect_shape,
-                                        maxlens=maxlens, batch_size=batch_size, plot=plot))
+                                        maxlens=maxlens, batch_size=batch_size, plot=plot,
+                                        layout=layout))
         except LstmshapeError as err:
             if len(sources) == 1:
                 raise

@@ -105,6 +105,9 @@ class IOOptions:
     y_kind: str = "auto"
     #: ``--y-value``: the pad value of per-timestep targets.
     y_value: float = 0.0
+    #: ``--layout``: ``samples`` reads a 2-D array as (samples, timesteps), ``series`` as one
+    #: (timesteps, features) series; None: the command's own reading (window: series).
+    layout: str | None = None
 
 
 class LstmshapeWarning(UserWarning):
@@ -187,8 +190,11 @@ class Job:
         ``with_targets`` (default: for the first input) composes ``--y`` / ``--y-kind`` in
         (:mod:`lstmshape.io.targets`); a ``y`` inside the input is picked up either way.
         """
+        primary = location == self.locations[0]
+        if primary and self.options.layout is not None:
+            series = self.options.layout == "series"
         if with_targets is None:
-            with_targets = location == self.locations[0] and not series
+            with_targets = primary and not series
         digest = None
         if not location.is_stdio:
             if location.path not in self.hashes:
@@ -364,6 +370,8 @@ class Job:
                 if self.options.lengths is not None:  # it changes the output: a parameter too
                     data.params["lengths"] = relative(self.options.lengths,
                                                       self.manifest_path or self.options.output)
+                if self.options.layout is not None:  # how a 2-D input was read
+                    data.params["layout"] = self.options.layout
                 if self.sources:  # --y and the labels' pad value change the output too
                     data.params.update(self.target_params(self.sources[0]))
                     if ("targets" not in data.extra and self.sources[0].target_kind and any(

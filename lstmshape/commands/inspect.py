@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..words import plural
 from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
@@ -75,14 +76,17 @@ def parse_expected_shape(text: str) -> list[int | None]:
 def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pickle: bool = False,
                  lengths: str | None = None, pad_value: float | None = None,
                  expect_shape: str | None = None, maxlens: Sequence[str | int] = (),
-                 batch_size: int = DEFAULT_BATCH_SIZE, plot: str | None = None) -> dict[str, Any]:
+                 batch_size: int = DEFAULT_BATCH_SIZE, plot: str | None = None,
+                 layout: str | None = None) -> dict[str, Any]:
     """Describe ``src``: layout, shape, length statistics, value checks and an LSTM verdict.
 
     ``maxlen_tradeoffs`` holds what each candidate maxlen (p50 ... max and ``maxlens``) costs,
     with ``batch_size`` for the bucketed and per-batch figures (see
     :mod:`lstmshape.ops.tradeoffs`); ``plot`` writes the lengths and those costs to a PNG
     (needs matplotlib). Raises :class:`~lstmshape.errors.CheckFailed` when ``expect_shape``
-    does not match.
+    does not match. ``layout``: ``"samples"`` or ``"series"`` reads a 2-D array one way; by
+    default it is read as samples and the report's ``readings`` show both ways, each with the
+    command that makes it LSTM-ready.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -101,7 +105,7 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
                               "arrays": list_arrays(location, memory_limit)}
     try:
         source = open_source(location, memory_limit=memory_limit, allow_pickle=allow_pickle,
-                             lengths_file=lengths)
+                             lengths_file=lengths, series=layout == "series")
     except InputError as err:
         # a listing is an answer to "what is in it?", but not a picture of one array's lengths
         if (len(report["arrays"]) > 1 and location.key is None and "pick one" in str(err)
@@ -115,6 +119,9 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         raise
     with source:
         report.update(describe(source, pad_value, max(memory_limit // BLOCK_SHARE, 1 << 16)))
+        report["readings"] = readings(source) if layout is None else None
+        if report["readings"]:
+            report["suggestion"] = ambiguous_suggestion(report["readings"])
         # from the lengths alone: the values were read once, block by block, by describe()
         rows = maxlen_tradeoffs(source.lengths, features=source.n_features,
                                 itemsize=source.dtype.itemsize, batch_size=batch_size,
@@ -189,6 +196,46 @@ def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[
     return report
 
 
+def readings(source: Source) -> list[dict[str, Any]] | None:
+    """Both readings of a plain 2-D array -- ``(N, T)`` token ids, or one ``(T, F)`` recording
+    -- each with its shape and the command that makes it LSTM-ready; None for anything else.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "ecg.npy"); np.save(path, np.zeros((7500, 1)))
+        >>> with open_source(path) as src:
+        ...     [r["layout"] for r in readings(src)], readings(src)[1]["input_shape"]
+        (['samples', 'series'], [100, 1])
+    """
+    stored = source.records[0].shape
+    if source.layout != "dense" or len(stored) != 2:
+        return None
+    rows, columns = int(stored[0]), int(stored[1])
+    where = shlex.quote(str(source.location))
+    stem = os.path.splitext(os.path.basename(source.location.path))[0] or "out"
+    window = max(min(rows // 10, 100), 1)
+    return [
+        {"layout": "samples", "samples": rows, "timesteps": columns, "features": 1,
+         "meaning": f"{plural(rows, 'sample')} of {plural(columns, 'timestep')}, 1 feature "
+                    f"(token ids; how pad_sequences reads it)",
+         "input_shape": [columns, 1],
+         "command": f"lstmshape pad {where} -o {shlex.quote(stem + '_3d.npy')}"},
+        {"layout": "series", "samples": 1, "timesteps": rows, "features": columns,
+         "meaning": f"one series of {plural(rows, 'timestep')} x {plural(columns, 'feature')} "
+                    f"(a recording)",
+         "input_shape": [window, columns],
+         "command": f"lstmshape window {where} --timesteps {window} -o "
+                    f"{shlex.quote(stem + '_windows.npy')}"},
+    ]
+
+
+def ambiguous_suggestion(both: list[dict[str, Any]]) -> str:
+    """The verdict for a 2-D array: which reading is taken, and the other one."""
+    samples, series = both
+    return (f"a 2-D array reads two ways: {samples['meaning']}: {samples['command']} -- or "
+            f"{series['meaning']}: {series['command']} (pick one with --layout samples|series)")
+
+
 def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None:
     """The command that makes this input LSTM-ready, or None when it already is."""
     where = shlex.quote(str(source.location))
@@ -196,6 +243,10 @@ def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None
     if stats.nan or stats.inf:
         return (f"{stats.nan:,} NaN and {stats.inf:,} inf values: clean or impute them before "
                 f"training (an LSTM propagates NaN through every later timestep)")
+    if source.layout == "series":  # one long recording: windows of it are the samples
+        window = max(min(int(source.lengths.max()) // 10, 100), 1)
+        return (f"lstmshape window {where} --timesteps {window} -o "
+                f"{shlex.quote(stem + '_windows.npy')}")
     if source.kind == "dense":
         if stored_3d:
             return None
