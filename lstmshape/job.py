@@ -46,7 +46,6 @@ from .io.output import (
     stale_candidates,
 )
 from .io.prefetch import prefetched
-from .sequences import SequenceSet, Side, real_mask
 from .io.source import (
     DEFAULT_MEMORY_LIMIT,
     PADDING_SIDE_CODES,
@@ -67,6 +66,7 @@ from .plan import (
     file_identity,
     merged_histogram,
 )
+from .sequences import SequenceSet, Side, real_mask
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,

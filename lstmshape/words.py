@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: A listing longer than this shows its first and last few items and the count.
 LISTING_LIMIT = 12
@@ -33,3 +36,18 @@ def collapsed(items: Sequence[str], limit: int = LISTING_LIMIT, ends: int = LIST
         return ", ".join(items)
     return (", ".join(items[:ends]) + f", ... ({len(items) - 2 * ends:,} more) ..., "
             + ", ".join(items[-ends:]) + f" ({len(items):,} in all)")
+
+
+def shown_rows(items: Sequence[T], limit: int = LISTING_LIMIT,
+               ends: int = LISTING_ENDS) -> tuple[list[T], int, list[T]]:
+    """A long listing's first and last ``ends`` items and how many lie between them (0 and all
+    the items, nothing after, when it is short enough to show whole).
+
+    Example:
+        >>> first, hidden, last = shown_rows(list(range(270)))
+        >>> first, hidden, last
+        ([0, 1, 2], 264, [267, 268, 269])
+    """
+    if len(items) <= limit:
+        return list(items), 0, []
+    return list(items[:ends]), len(items) - 2 * ends, list(items[-ends:])

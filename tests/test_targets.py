@@ -297,7 +297,7 @@ def test_sample_weight_gives_the_hand_masked_loss(labelled: dict[str, Any], tmp_
     out = tmp_path / "p.npz"
     ok(invoke("pad", labelled["src"], "--y", labelled["steps"], "--y-value", 3, "-o", out))
     data = lstmshape.tf.dataset(str(out), batch_size=64)
-    x, y, weight = next(iter(data))
+    _, y, weight = next(iter(data))
     assert weight.shape == y.shape
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(shape=(None, 2)),

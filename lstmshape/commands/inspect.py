@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ..words import plural
 from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
 from ..job import BLOCK_SHARE
 from ..ops.stats import ValueStats, length_histogram, length_statistics
 from ..ops.tradeoffs import DEFAULT_BATCH_SIZE, candidate_labels, maxlen_tradeoffs
+from ..words import plural
 
 
 def list_arrays(location: Location, memory_limit: int) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, maxlen_from_histogram, pad
 from ..ops.stats import pad_collisions
 from ..sequences import Side, check_side
+from ..words import plural
 
 
 def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
@@ -107,6 +108,8 @@ def warn_collisions(job: Job, source: Source, rows: PadRows,
     """The blocks, then one warning when real timesteps equal the pad value."""
     yield from blocks
     if rows.collisions:
-        job.warn(f"{rows.collisions:,} real timesteps of {source.location} equal the pad value "
-                 f"{rows.value:g} in every feature; a Masking layer would hide them -- consider "
-                 f"--value with a value the data never takes")
+        one = rows.collisions == 1
+        job.warn(f"{plural(rows.collisions, 'real timestep')} of {source.location} "
+                 f"equal{'s' if one else ''} the pad value {rows.value:g} in every feature; "
+                 f"a Masking layer would hide {'it' if one else 'them'} -- consider --value "
+                 f"with a value the data never takes")

@@ -51,6 +51,7 @@ from ..tf import (
     quiet_stderr,
     tensorflow_available,
 )
+from ..words import plural
 
 MODEL_SAMPLES = 64
 LSTM_UNITS = 4
@@ -368,7 +369,8 @@ def value_warnings(stats: ValueStats, pad_value: float | None) -> list[str]:
         notes.append(f"{stats.nan:,} NaN and {stats.inf:,} inf values in real timesteps: an "
                      f"LSTM carries them into every later step; clean or impute them")
     if stats.collisions and pad_value is not None and not math.isnan(pad_value):
-        notes.append(f"{stats.collisions:,} real timesteps equal the pad value {pad_value:g} in "
+        notes.append(f"{plural(stats.collisions, 'real timestep')} equal"
+                     f"{'s' if stats.collisions == 1 else ''} the pad value {pad_value:g} in "
                      f"every feature; Masking(mask_value={pad_value:g}) hides them too")
     return notes
 

@@ -18,9 +18,9 @@ import numpy as np
 from ..errors import InputError, OptionError, Param
 from ..io.output import Stream
 from ..io.source import Source
+from ..io.targets import open_target_array, target_summary
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData
-from ..io.targets import open_target_array, target_summary
 from ..ops.window import WindowSpec, cut, resolve_columns, target_rows, window_starts
 from ..sequences import LENGTH_DTYPE
 

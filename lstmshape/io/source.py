@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
-from ..words import collapsed
 from ..manifest import Manifest, side_file_path
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
+from ..words import collapsed, plural
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
 from .npy import NpyFileArray, read_npy_stream
@@ -370,7 +370,8 @@ class Opener:
                for k in keys):
             ordered = sorted(keys, key=natural_key)
             return self.from_sequences([archive.array(k) for k in ordered], None,
-                                       f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}")
+                                       f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}",
+                                       names=ordered)
         raise InputError(f"{self.location.path}: holds {len(keys)} arrays; pick one with "
                          f"{self.location.path}:KEY -- keys found: {collapsed(keys)}")
 
@@ -434,7 +435,8 @@ class Opener:
         numbered = user_key or is_numbered_set(list(datasets))
         if datasets and not groups and numbered and looks_like_sequences(list(datasets.values())):
             arrays = [H5DatasetArray(h5, d) for d in datasets.values()]
-            return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets")
+            return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets",
+                                       names=list(datasets))
         names = h5.dataset_names()
         raise InputError(f"{self.location.path}: holds {len(names)} datasets; pick one with "
                          f"{self.location.path}:KEY -- keys found: {collapsed(names) or 'none'}")
@@ -680,9 +682,12 @@ class Opener:
                                record(path, prefix + split_key, splits)],
                       row_bytes_hint=8)
 
-    def from_sequences(self, arrays: list[Any], key: str | None, description: str) -> Source:
-        """Sequences stored one array each: read them all (they cannot be streamed)."""
+    def from_sequences(self, arrays: list[Any], key: str | None, description: str,
+                       names: list[str] | None = None) -> Source:
+        """Sequences stored one array each: read them all (they cannot be streamed).
+        ``names``: each one's key (``arr_137``), named when that sequence is the odd one."""
         path = self.location.path
+        check_same_widths(arrays, names, path, key)
         declared = sum(nbytes_of(a.shape, a.dtype) for a in arrays)
         if declared > self.memory_limit:
             raise InputError(f"{path}: {description} sequences of {declared:,} bytes in all is "
@@ -718,6 +723,32 @@ class Opener:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def check_same_widths(arrays: list[Any], names: list[str] | None, path: str,
+                      key: str | None) -> None:
+    """One feature count for every sequence, else an error naming the first odd one by its key
+    (``arr_137``) and the count most of them have.
+
+    Example:
+        >>> seqs = [MemoryArray(np.zeros((2, 12)))] * 3 + [MemoryArray(np.zeros((4, 11)))]
+        >>> check_same_widths(seqs, [f"arr_{i}" for i in range(4)], "v.npz", None)
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.InputError: v.npz:arr_3 has 11 features (shape (4, 11)), but 3 of the ...
+    """
+    widths = [(a.shape[1] if len(a.shape) == 2 else 1) if a.shape and a.shape[0] else None
+              for a in arrays]
+    counted = [w for w in widths if w is not None]
+    if len(set(counted)) <= 1:
+        return
+    common = max(set(counted), key=counted.count)
+    odd = next(i for i, w in enumerate(widths) if w is not None and w != common)
+    name = names[odd] if names is not None else f"{key or ''}[{odd}]"
+    raise InputError(f"{path}:{name} has {plural(widths[odd] or 0, 'feature')} (shape "
+                     f"{tuple(arrays[odd].shape)}), but {counted.count(common):,} of the "
+                     f"{len(arrays):,} sequences have {common}; every sequence needs the same "
+                     f"feature count")
 
 
 def side_of(manifest: Manifest | None) -> Side:

@@ -1,4 +1,4 @@
-"""Targets ``y`` composed into a :class:`~lstmshape.io.source.Source`: sequence-level or per-timestep.
+"""Targets ``y`` composed into a :class:`~lstmshape.io.source.Source`: per sample or per step.
 
 Two kinds, as the manifest's ``targets.kind`` says:
 
@@ -25,14 +25,15 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ..errors import InputError
-from ..words import plural
 from ..sequences import SequenceSet
+from ..words import plural
 from .arrays import check_dtype
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class ReshapedRows:
     """A stored array read as rows of another row shape (a series ``(N, F)`` read back as
     ``(N,)``; a dense ``(N, T, k)`` stays as it is)."""
 
-    def __init__(self, read_rows_of: object, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(self, read_rows_of: Callable[[int, int], np.ndarray], shape: tuple[int, ...],
+                 dtype: np.dtype) -> None:
         self._read = read_rows_of
         self._shape = shape
         self._dtype = dtype
@@ -62,8 +64,7 @@ class ReshapedRows:
         return self._dtype
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        rows: np.ndarray = self._read(start, stop)  # type: ignore[operator]
-        return rows.reshape(stop - start, *self._shape[1:])
+        return self._read(start, stop).reshape(stop - start, *self._shape[1:])
 
 
 def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
@@ -198,7 +199,8 @@ def check_same_lengths(source: Source, labels: Source, spec: str) -> None:
     if differ.size:
         first = int(differ[0])
         found = plural(int(labels.lengths[first]), "timestep")
-        raise InputError(f"{spec}: label sequence {first} has {found} but sample {first} of {source.location} has "
+        raise InputError(f"{spec}: label sequence {first} has {found} but sample {first} of "
+                         f"{source.location} has "
                          f"{int(source.lengths[first])} ({differ.size:,} of {source.n_samples:,} "
                          f"lengths differ); per-timestep targets need x's lengths")
 

@@ -25,7 +25,6 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..words import plural
 from ..errors import InputError, Param
 from ..sequences import (
     LENGTH_DTYPE,
@@ -36,6 +35,7 @@ from ..sequences import (
     real_mask,
     rows_as_scalars,
 )
+from ..words import plural
 from .pad import check_value_fits, pad
 
 Mode = Literal["static", "sequences", "rows"]
