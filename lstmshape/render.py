@@ -155,9 +155,11 @@ def render_inspect(report: dict[str, Any]) -> None:
             console.print(f"  {low:>6}-{high:<6} {bar:<{HISTOGRAM_WIDTH}} {count:,}")
     if report.get("maxlen_tradeoffs"):
         console.print(tradeoff_table(report["maxlen_tradeoffs"]))
+    if report.get("readings"):
+        console.print(Text("A 2-D array reads two ways (pick one with --layout):", style="bold"))
     for reading in report.get("readings") or []:
         shape = ", ".join("None" if d is None else str(d) for d in reading["input_shape"])
-        console.print(Text(f"--layout {reading['layout']}: ", style="bold")
+        console.print(Text(f"  --layout {reading['layout']}: ", style="bold")
                       + Text(f"{reading['meaning']} -> input_shape=({shape}): "
                              f"{reading['command']}"))
     if report["lstm_ready"]:

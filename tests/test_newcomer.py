@@ -37,8 +37,9 @@ def test_inspect_of_a_recording_shows_both_readings(tmp_path: Path, invoke: Invo
     assert (samples["layout"], samples["input_shape"]) == ("samples", [1, 1])
     assert series["layout"] == "series" and series["input_shape"][1] == 1
     assert "lstmshape window" in series["command"] and "lstmshape pad" in samples["command"]
-    assert not report["lstm_ready"] and "--layout" in report["suggestion"]
+    assert not report["lstm_ready"] and report["suggestion"] == samples["command"]
     text = ok(invoke("inspect", tmp_path / "ecg.npy")).output
+    assert "reads two ways (pick one with --layout)" in text
     assert "one series of 7,500 timesteps x 1 feature" in text
     assert "7,500 samples of 1 timestep," in text  # grammatical: 1 timestep
     chosen = json.loads(ok(invoke("inspect", tmp_path / "ecg.npy", "--layout", "series",

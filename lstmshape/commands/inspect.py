@@ -119,9 +119,8 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         raise
     with source:
         report.update(describe(source, pad_value, max(memory_limit // BLOCK_SHARE, 1 << 16)))
+        # the suggestion stays one runnable command (the default reading's); both are here
         report["readings"] = readings(source) if layout is None else None
-        if report["readings"]:
-            report["suggestion"] = ambiguous_suggestion(report["readings"])
         # from the lengths alone: the values were read once, block by block, by describe()
         rows = maxlen_tradeoffs(source.lengths, features=source.n_features,
                                 itemsize=source.dtype.itemsize, batch_size=batch_size,
@@ -227,13 +226,6 @@ def readings(source: Source) -> list[dict[str, Any]] | None:
          "command": f"lstmshape window {where} --timesteps {window} -o "
                     f"{shlex.quote(stem + '_windows.npy')}"},
     ]
-
-
-def ambiguous_suggestion(both: list[dict[str, Any]]) -> str:
-    """The verdict for a 2-D array: which reading is taken, and the other one."""
-    samples, series = both
-    return (f"a 2-D array reads two ways: {samples['meaning']}: {samples['command']} -- or "
-            f"{series['meaning']}: {series['command']} (pick one with --layout samples|series)")
 
 
 def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None:
