@@ -141,6 +141,11 @@ def render_inspect(report: dict[str, Any]) -> None:
                            f"{'s' if report['pad_collisions'] == 1 else ''} the pad value "
                            f"{report['pad_value']} in every feature"),
     ]
+    targets = report.get("targets")
+    if targets:
+        each = format_shape(targets["shape"]) if targets["shape"] else "one value"
+        rows.append(("targets", f"{targets['kind']}-level y, {each} per sample, "
+                                f"{targets['dtype']}"))
     if report.get("manifest"):
         rows.append(("manifest", os.path.relpath(report["manifest"])))
     for name, value in rows:

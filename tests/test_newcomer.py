@@ -219,3 +219,13 @@ def test_stdout_output_reads_back_as_the_readme_says(tmp_path: Path) -> None:
                                   timeout=120)
         shapes[name] = done.stdout.strip() if done.returncode == 0 else None
     assert shapes == {"readme": "(2, 5, 2)", "naive": None}
+
+
+def test_inspect_says_what_targets_an_output_holds(tmp_path: Path, invoke: Invoke) -> None:
+    np.savez(tmp_path / "s.npz", *[np.ones((n, 2)) for n in (2, 5, 3)])
+    np.savez(tmp_path / "labels.npz", *[np.arange(n) for n in (2, 5, 3)])
+    ok(invoke("pad", tmp_path / "s.npz", "--y", tmp_path / "labels.npz", "-o",
+              tmp_path / "p.npz"))
+    report = json.loads(ok(invoke("inspect", tmp_path / "p.npz", "--json")).output)
+    assert report["targets"] == {"kind": "timestep", "shape": [5], "dtype": "int64"}
+    assert "timestep-level y, (5,) per sample" in ok(invoke("inspect", tmp_path / "p.npz")).output

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
-from ..job import BLOCK_SHARE
+from ..job import BLOCK_SHARE, target_entry
 from ..ops.stats import ValueStats, length_histogram, length_statistics
 from ..ops.tradeoffs import DEFAULT_BATCH_SIZE, candidate_labels, maxlen_tradeoffs
 from ..words import plural
@@ -191,6 +191,8 @@ def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[
         "lstm_ready": ready,
         "input_shape": [timesteps, source.n_features] if dense else [None, source.n_features],
         "suggestion": None if ready else suggestion(source, stored_3d, stats),
+        "targets": None if source.target_kind is None else
+        target_entry(source, timesteps if dense else None),
     }
     return report
 
