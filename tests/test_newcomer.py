@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 from click.testing import Result
@@ -107,7 +108,6 @@ def test_no_feature_axis_refuses_several_features(tmp_path: Path, invoke: Invoke
 
 
 def test_manifest_schema_takes_a_one_item_input_shape(tmp_path: Path, invoke: Invoke) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     from lstmshape.manifest import JSON_SCHEMA
 
     np.save(tmp_path / "t.npy", np.arange(12).reshape(3, 4))
@@ -126,7 +126,6 @@ def test_manifest_schema_takes_a_one_item_input_shape(tmp_path: Path, invoke: In
 
 
 def test_verify_fails_on_nan_padding_and_passes_a_numeric_one(tmp_path: Path) -> None:
-    pytest.importorskip("tensorflow")
     np.savez(tmp_path / "s.npz", *[np.ones((n, 2), np.float32) for n in (2, 5, 3)])
     for value, name in (("nan", "nan.npy"), ("-1", "num.npy")):
         done = run_lstmshape("pad", tmp_path / "s.npz", "--value", value, "-o", tmp_path / name)
@@ -140,7 +139,6 @@ def test_verify_fails_on_nan_padding_and_passes_a_numeric_one(tmp_path: Path) ->
 
 
 def test_verify_keeps_length_masks_for_ragged_outputs(tmp_path: Path, invoke: Invoke) -> None:
-    pytest.importorskip("tensorflow")
     np.savez(tmp_path / "s.npz", *[np.ones((n, 2), np.float32) for n in (2, 5, 3)])
     ok(invoke("truncate", tmp_path / "s.npz", "--maxlen", 4, "-o", tmp_path / "r.npz"))
     report = json.loads(ok(invoke("verify", tmp_path / "r.npz", "--json")).output)
@@ -193,7 +191,6 @@ def test_padded_base_with_ragged_extra_says_add_features_first(tmp_path: Path,
 
 
 def test_tf_dataset_on_a_raw_file_names_the_command(tmp_path: Path) -> None:
-    pytest.importorskip("tensorflow")
     import lstmshape.tf
 
     np.savez(tmp_path / "raw.npz", **{f"k{i}": np.zeros(3) for i in range(40)})
