@@ -485,6 +485,8 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
       lstmshape pad sensors.npz --maxlen p95 -o train.npy
       lstmshape pad tokens.npy --lengths tokens_lengths.npy --padding pre -o - | python train.py
       lstmshape pad big.npz --maxlen p95 --engine dask --workers 4 -o train.zarr
+      lstmshape pad seqs.npz --y tags.npz --y-value -1 -o train.npz  # per-timestep labels too
+      lstmshape pad tokens.npz --no-feature-axis -o ids.npy          # (N, T) for an Embedding
     """
     from .commands.pad import pad_file
 
@@ -599,6 +601,7 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
     \b
     Examples:
       lstmshape batch train.npy --size 64 --shuffle --seed 1 -o batches.h5
+      lstmshape batch seqs.npz --y labels.npy --size 64 --shuffle --remainder pad -o b.h5
       lstmshape batch seqs.npz --size 64 --bucket-by-length --maxlen 200 -o buckets.npz
       lstmshape batch windows.npy --size 32 --stateful --remainder drop -o stateful.npy
     """
@@ -637,6 +640,7 @@ def window(source: str, timesteps: int, stride: int, sampling_rate: int, target:
     Examples:
       lstmshape window sensor.npy --timesteps 48 --stride 6 -o windows.npy
       lstmshape window prices.h5:/close --timesteps 30 --target 0 --horizon 5 -o train.npz
+      lstmshape window ecg.npy --timesteps 100 --y labels.npy -o train.npz  # y[i]: window at row i
     """
     from .commands.window import window_file
 

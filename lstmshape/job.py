@@ -335,7 +335,8 @@ class Job:
             where = parse_location(self.options.y)
             path = relative(where.path, self.manifest_path or self.options.output)
             params["y"] = path if where.key is None else f"{path}:{where.key}"
-            params["y_kind"] = self.options.y_kind
+            if source.layout != "series":  # window's y is one row per series row, no kind
+                params["y_kind"] = self.options.y_kind
         if source.step_targets is not None:
             params["y_value"] = json_number(self.options.y_value)
         return params
