@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArgumentError, InputError, Param
 from ..sequences import SequenceSet
 from ..words import plural
 from .arrays import check_dtype
@@ -72,6 +72,7 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
     """``source`` with the targets of ``spec`` (``--y PATH[:KEY]``), which win over a ``y`` in
     the input; the targets' files join the source's records (the manifest lists them, with
     their sha256). Read through the one reader: any format an input may have."""
+    check_kind(kind)
     opened, array = open_target_array(spec, memory_limit=memory_limit,
                                       allow_pickle=allow_pickle)
     source.closers.extend(opened.closers)
@@ -127,6 +128,7 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
     when they are per-timestep: as ``kind`` says, else as the input's manifest recorded, else
     when y is ``(N, T[, k])`` beside a dense x of T timesteps (or, beside a ragged x, holds
     one row per real timestep)."""
+    check_kind(kind)
     stored = source.targets
     if stored is None or source.step_targets is not None:
         return source
@@ -188,6 +190,20 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
                     step_targets=None, block_reader=read_labels, stored_reader=None,
                     step_shape=step_shape, closers=[], records=[])
     return replace(source, step_targets=steps)
+
+
+def check_kind(kind: object) -> None:
+    """``y_kind`` is one of :data:`TARGET_KINDS`, else an ArgumentError naming it.
+
+    Example:
+        >>> check_kind("per-step")
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.ArgumentError: y_kind='per-step': expected 'auto', 'sequence' or ...
+    """
+    if kind not in TARGET_KINDS:
+        raise ArgumentError(Param("y_kind", kind), ": expected 'auto', 'sequence' or "
+                            "'timestep'")
 
 
 def check_same_lengths(source: Source, labels: Source, spec: str) -> None:
