@@ -53,8 +53,8 @@ from .io.source import (
     Source,
     open_source,
 )
-from .io.zarr_store import listing_lines
 from .io.targets import target_summary
+from .io.zarr_store import listing_lines
 from .manifest import FileEntry, ManifestData, dumps, history_from, json_number, relative, render
 from .plan import (
     Engine,
@@ -66,7 +66,7 @@ from .plan import (
     file_identity,
     merged_histogram,
 )
-from .sequences import SequenceSet, Side, real_mask
+from .sequences import Side, real_mask
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
