@@ -212,10 +212,6 @@ def table_options(command: F, with_target: bool = True) -> F:
                         show_default=True,
                         help="Table: one --target value per sequence, or one per timestep.")]
           if with_target else []),
-        click.option("--layout", type=click.Choice(["samples", "series"]), default="samples",
-                     show_default=True,
-                     help="A 2-D array is (samples, timesteps), or one (timesteps, features) "
-                          "series -- each file of a folder one sequence."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -265,6 +261,11 @@ def input_options(command: F, with_target: bool = True) -> F:
                      help="Allow object arrays (unpickles them: only for files you trust)."),
         click.option("--memory-limit", type=ByteSize(), default="256MB", show_default=True,
                      help="Memory budget; inputs are processed in blocks that fit it."),
+        click.option("--layout", type=click.Choice(["samples", "series"]), default=None,
+                     help="A 2-D array is (samples, timesteps) token ids -- the default, as "
+                          "pad_sequences reads it -- or one (timesteps, features) series, and "
+                          "each file of a folder one sequence [default: samples; window: "
+                          "series]."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -310,6 +311,31 @@ def engine_options(command: F) -> F:
                      help="--engine dask: a running 'dask scheduler', e.g. tcp://host:8786."),
         click.option("--workers", type=click.IntRange(min=1), metavar="N",
                      help="--engine dask: start a local cluster of N worker processes."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+Y_HELP = ("Targets (PATH[:KEY]): one row per sample, or per-timestep labels (N, T[, k]) / "
+          "ragged with x's lengths. Default: a 'y' in the input.")
+WINDOW_Y_HELP = ("Targets (PATH[:KEY]), one row per series row: the window starting at row i "
+                 "gets y[i], as timeseries_dataset_from_array(targets=...).")
+
+
+def target_options(command: F) -> F:
+    """``--y SRC``, ``--y-kind`` and ``--y-value``: the targets, for every command that carries
+    them (pad, truncate, add-feature, batch, window, normalize, partition). They reach the
+    library as :class:`~lstmshape.job.IOOptions` ``y``, ``y_kind``, ``y_value``
+    (:func:`run_transform` moves them there)."""
+    decorators = [
+        click.option("--y", "y", metavar="SRC", help=Y_HELP),
+        click.option("--y-kind", type=click.Choice(["auto", "sequence", "timestep"]),
+                     default="auto", show_default=True,
+                     help="Per sample or per timestep; auto: (N, T[, k]) beside x of T "
+                          "timesteps, or ragged, is per timestep."),
+        click.option("--y-value", type=PadValue(), default=0.0, show_default=True,
+                     help="Pad value of per-timestep targets."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -384,6 +410,8 @@ def run_transform(label: str, kwargs: dict[str, Any],
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
             progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
             digest_cache=not kwargs.pop("no_digest_cache"), table=table_from(kwargs),
+            y=kwargs.pop("y", None), y_kind=kwargs.pop("y_kind", "auto"),
+            y_value=kwargs.pop("y_value", 0.0),
             layout=kwargs.pop("layout"))
         manifest = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
@@ -437,7 +465,7 @@ def cli() -> None:
 def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
             pad_value: float | None, maxlens: tuple[int | str, ...], batch_size: int,
             plot: str | None, lengths: str | None, allow_pickle: bool,
-            memory_limit: int, layout: str, **table: Any) -> None:
+            memory_limit: int, layout: str | None, **table: Any) -> None:
     """Show what SRC holds and whether an LSTM can take it.
 
     SRC is PATH or PATH:KEY (an array or group inside .npz/.h5), or '-' for .npy on stdin.
@@ -480,7 +508,7 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
                                         allow_pickle=allow_pickle, lengths=lengths,
                                         pad_value=pad_value, expect_shape=expect_shape,
                                         maxlens=maxlens, batch_size=batch_size, plot=plot,
-                                        table=table_options_given, series=layout == "series"))
+                                        table=table_options_given, layout=layout))
         except LstmshapeError as err:
             if len(sources) == 1:
                 raise
@@ -511,10 +539,13 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
               help="Pad value ('nan' allowed for floats).")
 @click.option("--dtype", type=DType(), default=None, help="Output dtype (default: the input's).")
 @click.option("--allow-lossy", is_flag=True, help="Allow a --dtype cast that changes values.")
+@click.option("--no-feature-axis", is_flag=True,
+              help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
+@target_options
 @output_options
 @engine_options
 def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: float,
-        dtype: str | None, allow_lossy: bool, **common: Any) -> None:
+        dtype: str | None, allow_lossy: bool, no_feature_axis: bool, **common: Any) -> None:
     """Pad (and truncate) sequences into one dense (samples, maxlen, features) tensor.
 
     Same result as keras.utils.pad_sequences with the same maxlen, padding, truncating, value and
@@ -532,13 +563,15 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
       lstmshape pad sensors.npz --maxlen p95 -o train.npy
       lstmshape pad tokens.npy --lengths tokens_lengths.npy --padding pre -o - | python train.py
       lstmshape pad big.npz --maxlen p95 --engine dask --workers 4 -o train.zarr
+      lstmshape pad seqs.npz --y tags.npz --y-value -1 -o train.npz  # per-timestep labels too
+      lstmshape pad tokens.npz --no-feature-axis -o ids.npy          # (N, T) for an Embedding
     """
     from .commands.pad import pad_file
 
     run_transform("pad", common, lambda options: pad_file(
         source, options, maxlen=maxlen, padding=padding,  # type: ignore[arg-type]
         truncating=truncating, value=value, dtype=dtype,  # type: ignore[arg-type]
-        allow_lossy=allow_lossy))
+        allow_lossy=allow_lossy, no_feature_axis=no_feature_axis))
 
 
 @cli.command(cls=ReadingCommand)
@@ -549,9 +582,13 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
               help="Cut at the start (pre) or the end (post).")
 @click.option("--overflow", type=click.Choice(["drop", "split"]), default="drop",
               show_default=True, help="Drop the cut timesteps, or split them into new samples.")
+@click.option("--no-feature-axis", is_flag=True,
+              help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
+@target_options
 @output_options
 @engine_options
-def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common: Any) -> None:
+def truncate(source: str, maxlen: int, truncating: str, overflow: str, no_feature_axis: bool,
+             **common: Any) -> None:
     """Cut sequences to at most MAXLEN timesteps; a ragged input stays ragged.
 
     With --overflow split a long sequence becomes several consecutive samples instead of losing
@@ -569,7 +606,7 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
                                "does not plan; use --engine local for it")
     run_transform("truncate", common, lambda options: truncate_file(
         source, options, maxlen=maxlen, truncating=truncating,  # type: ignore[arg-type]
-        overflow=overflow))
+        overflow=overflow, no_feature_axis=no_feature_axis))
 
 
 @cli.command("add-feature")
@@ -584,6 +621,7 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, **common:
               help="Side on which a shorter EXTRA is filled.")
 @click.option("--name", "names", multiple=True, metavar="NAME",
               help="Name of an added feature; repeat once per added feature.")
+@target_options
 @output_options
 def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, padding: str,
                 names: tuple[str, ...], **common: Any) -> None:
@@ -625,10 +663,13 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
               help="Pad side [default: the input's, else post].")
 @click.option("--value", type=PadValue(), default=None,
               help="Pad value [default: the input's, else 0].")
+@click.option("--no-feature-axis", is_flag=True,
+              help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
+@target_options
 @output_options
 def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
           bucket_by_length: bool, maxlen: int | None, stateful: bool, padding: str | None,
-          value: float | None, **common: Any) -> None:
+          value: float | None, no_feature_axis: bool, **common: Any) -> None:
     """Group samples into padded batches, in the order training sees them.
 
     .npy holds one (num_batches, size, timesteps, features) array; .npz/.h5 hold x_000000,
@@ -638,6 +679,7 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
     \b
     Examples:
       lstmshape batch train.npy --size 64 --shuffle --seed 1 -o batches.h5
+      lstmshape batch seqs.npz --y labels.npy --size 64 --shuffle --remainder pad -o b.h5
       lstmshape batch seqs.npz --size 64 --bucket-by-length --maxlen 200 -o buckets.npz
       lstmshape batch windows.npy --size 32 --stateful --remainder drop -o stateful.npy
     """
@@ -646,7 +688,8 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
     run_transform("batch", common, lambda options: batch_file(
         source, options, size=size, remainder=remainder,  # type: ignore[arg-type]
         shuffle=shuffle, seed=seed, bucket_by_length=bucket_by_length, stateful=stateful,
-        maxlen=maxlen, padding=padding, value=value))  # type: ignore[arg-type]
+        maxlen=maxlen, padding=padding, value=value,  # type: ignore[arg-type]
+        no_feature_axis=no_feature_axis))
 
 
 @cli.command(cls=ReadingCommand)
@@ -661,6 +704,7 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
               help="Columns to predict (indices or feature names, comma-separated); writes y.")
 @click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True,
               help="y is the row this many steps after a window's last step.")
+@click.option("--y", "y", metavar="SRC", help=WINDOW_Y_HELP)
 @window_options
 def window(source: str, timesteps: int, stride: int, sampling_rate: int, target: str | None,
            horizon: int, **common: Any) -> None:
@@ -674,6 +718,7 @@ def window(source: str, timesteps: int, stride: int, sampling_rate: int, target:
     Examples:
       lstmshape window sensor.npy --timesteps 48 --stride 6 -o windows.npy
       lstmshape window prices.h5:/close --timesteps 30 --target 0 --horizon 5 -o train.npz
+      lstmshape window ecg.npy --timesteps 100 --y labels.npy -o train.npz  # y[i]: window at row i
     """
     from .commands.window import window_file
 

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, OptionError, OutputError
+from .errors import InputError, OptionError, OutputError, Param
+from .io.arrays import StoredArray
 from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
 from .io.digest_cache import open_digest_cache
 from .io.location import Location, parse_location, same_path
@@ -54,8 +55,9 @@ from .io.source import (
     open_source,
 )
 from .io.table import TableOptions
+from .io.targets import target_summary
 from .io.zarr_store import listing_lines
-from .manifest import FileEntry, ManifestData, dumps, history_from, relative, render
+from .manifest import FileEntry, ManifestData, dumps, history_from, json_number, relative, render
 from .plan import (
     Engine,
     LengthsTask,
@@ -66,6 +68,7 @@ from .plan import (
     file_identity,
     merged_histogram,
 )
+from .sequences import Side, real_mask
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
@@ -100,8 +103,15 @@ class IOOptions:
     engine: Engine | None = None
     #: how a long table becomes sequences (``--id``, ``--time``, ``--features``, ``--target``)
     table: TableOptions | None = None
-    #: ``"series"`` (``--layout series``): a 2-D array (each file of a folder) is one sequence
-    layout: str = "samples"
+    #: ``--y PATH[:KEY]``: the targets of the first input (they win over a ``y`` inside it).
+    y: str | None = None
+    #: ``--y-kind``: ``auto`` (from the manifest, else the shapes), ``sequence``, ``timestep``.
+    y_kind: str = "auto"
+    #: ``--y-value``: the pad value of per-timestep targets.
+    y_value: float = 0.0
+    #: ``--layout``: ``samples`` reads a 2-D array as (samples, timesteps), ``series`` as one
+    #: (timesteps, features) series; None: the command's own reading (window: series).
+    layout: str | None = None
 
 
 class LstmshapeWarning(UserWarning):
@@ -150,6 +160,8 @@ class Job:
         """Files read besides the inputs: ``--lengths`` and each input's manifest ``IN.json``
         (overwriting that one would make the input describe the output)."""
         paths = [parse_location(self.options.lengths).path] if self.options.lengths else []
+        if self.options.y is not None:
+            paths.append(parse_location(self.options.y).path)
         for location in self.locations:
             if location.is_stdio:
                 continue
@@ -181,8 +193,17 @@ class Job:
 
     # -- inputs ---------------------------------------------------------------------------------
     def open(self, location: Location, *, series: bool = False,
-             with_lengths: bool = True) -> Source:
-        """Open an input; it is closed and hashed when the job ends."""
+             with_lengths: bool = True, with_targets: bool | None = None) -> Source:
+        """Open an input; it is closed and hashed when the job ends.
+
+        ``with_targets`` (default: for the first input) composes ``--y`` / ``--y-kind`` in
+        (:mod:`lstmshape.io.targets`); a ``y`` inside the input is picked up either way.
+        """
+        primary = location == self.locations[0]
+        if primary and self.options.layout is not None:
+            series = self.options.layout == "series"
+        if with_targets is None:
+            with_targets = primary and not series
         digest = None
         if not location.is_stdio and not is_shard_set(location.path):  # shards: as records
             if location.path not in self.hashes:
@@ -193,7 +214,9 @@ class Job:
                              allow_pickle=self.options.allow_pickle,
                              series=series or self.options.layout == "series",
                              lengths_file=self.options.lengths if with_lengths else None,
-                             digest=digest, nan=self.options.nan, table=self.options.table)
+                             digest=digest, nan=self.options.nan, table=self.options.table,
+                             y=self.options.y if with_targets else None,
+                             y_kind=self.options.y_kind if with_targets else "auto")
         self.sources.append(source)
         self.opened.append((source, location))
         for note in source.notes:
@@ -202,11 +225,16 @@ class Job:
                                    or digest.observed_bytes < OBSERVED_SHARE * digest.size):
             # little is read here as raw file bytes (or nothing: workers read it): hash it all
             digest.hash_whole_file()
-        for item in source.records:  # files read beside it: --lengths, IN.y.npy
-            if item.path not in self.hashes and item.path != location.path:
+        self.hash_records(source)
+        return source
+
+    def hash_records(self, source: Source) -> None:
+        """Hash the files read beside an input (``--lengths``, ``--y``, ``IN.y.npy``) whole."""
+        for item in source.records:
+            if item.path not in self.hashes and item.path != source.location.path \
+                    and item.path != "-":
                 self.hashes[item.path] = InputDigest(item.path, self.digest_cache)
                 self.hashes[item.path].hash_whole_file()
-        return source
 
     @property
     def block_bytes(self) -> int:
@@ -253,11 +281,12 @@ class Job:
                 index: np.ndarray | None = None) -> Stream | Planned | None:
         """The source's targets in output order, ``y[index]`` (every row when ``index`` is
         None; zeros where ``index`` is -1, a pad row), read and handed out a block of rows at a
-        time within the budget -- never the whole array. None when the source has no targets.
+        time within the budget -- never the whole array. None when the source has no
+        sequence-level targets (per-timestep ones are made like x: :meth:`labels`).
         With an engine (and no reordering), planned as chunk tasks like any output array.
         """
         stored = source.targets
-        if stored is None:
+        if stored is None or source.step_targets is not None:  # labels: see labels()
             return None
         if self.options.engine is not None:
             if index is not None:
@@ -265,6 +294,10 @@ class Job:
                                   f"order only; use --engine local for this command")
             return self.array(source, tuple(stored.shape), stored.dtype, TargetRows())
         order = np.arange(source.n_samples) if index is None else np.asarray(index, np.int64)
+        return self.rows_at(stored, order)
+
+    def rows_at(self, stored: StoredArray, order: np.ndarray) -> Stream:
+        """Rows ``order`` of ``stored`` (zeros where -1), a block of rows at a time."""
         row_shape, dtype = tuple(stored.shape[1:]), stored.dtype
         row_bytes = max(int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize, 1)
         rows_per_block = max(self.block_bytes // row_bytes, 1)
@@ -275,6 +308,50 @@ class Job:
                                    row_shape, dtype, rows_per_block)
 
         return Stream((len(order), *row_shape), dtype, blocks())
+
+    def labels(self, source: Source, shape: tuple[int, ...], rows: RowFunction,
+               out_row_bytes: int = 0) -> Stream | None:
+        """Per-timestep targets, made block by block by the very row function that makes x
+        (``rows`` applied to the label sequences, :attr:`Source.step_targets`, with the labels'
+        own pad value); the result is ``shape`` (one label row ``(k,)`` or ``()`` per
+        timestep). None without per-timestep targets. ``out_row_bytes``: what one output row
+        costs per label feature (a padded row), so a block stays within the budget."""
+        steps = source.step_targets
+        if steps is None:
+            return None
+        if self.options.engine is not None:
+            raise OptionError(f"{source.location}: the dask engine does not carry per-timestep "
+                              f"targets; use --engine local for them")
+        inner = tuple(shape[1:])
+
+        def blocks() -> Iterator[np.ndarray]:
+            extra = out_row_bytes * steps.n_features * steps.dtype.itemsize
+            for start, stop in steps.block_bounds(self.block_bytes, extra):
+                yield rows(steps, start, stop).reshape(-1, *inner)
+
+        return Stream(shape, steps.dtype, blocks())
+
+    def step_weights(self, lengths: np.ndarray, width: int, side: Side) -> Stream:
+        """``sample_weight`` of per-timestep targets: ``(N, width)`` float32, 1 on real steps,
+        0 on padded ones (and on a pad row, whose length is 0), a block of rows at a time."""
+        rows = max(self.block_bytes // max(width * 4, 1), 1)
+        blocks = (real_mask(lengths[start:start + rows], width, side).astype(np.float32)
+                  for start in range(0, len(lengths), rows))
+        return Stream((len(lengths), width), np.dtype(np.float32), blocks)
+
+    def target_params(self, source: Source) -> dict[str, Any]:
+        """The targets' effective options, for the manifest's ``params``: ``y`` (``--y``, as a
+        path relative to the manifest), ``y_kind``, and ``y_value`` when labels are padded."""
+        params: dict[str, Any] = {}
+        if self.options.y is not None:
+            where = parse_location(self.options.y)
+            path = relative(where.path, self.manifest_path or self.options.output)
+            params["y"] = path if where.key is None else f"{path}:{where.key}"
+            if source.layout != "series":  # window's y is one row per series row, no kind
+                params["y_kind"] = self.options.y_kind
+        if source.step_targets is not None:
+            params["y_value"] = json_number(self.options.y_value)
+        return params
 
     def history(self) -> list[dict[str, Any]]:
         return history_from([source.manifest for source in self.sources])
@@ -289,6 +366,12 @@ class Job:
             with OutputSet() as outputs:
                 result = produce(self)
                 arrays = with_ids(result.arrays, self.sources)
+                if not result.manifest.feature_axis:
+                    if self.options.engine is not None:
+                        raise OptionError(Param("no_feature_axis", True), " is not planned by "
+                                          "the dask engine; use --engine local for it")
+                    arrays = [(role, without_feature_axis(data) if is_main_role(role) else data)
+                              for role, data in arrays]
                 padding = result.manifest.padding
                 if (self.output.suffix in (".npz", ".h5", ".zarr") and padding is not None
                         and arrays and arrays[0][0] == "x"):
@@ -306,8 +389,13 @@ class Job:
                         "id": table.id, "time": table.time, "target": table.target,
                         "features": None if table.features is None else list(table.features),
                         "target_kind": table.target_kind}
-                if self.options.layout != "samples":
+                if self.options.layout is not None:  # how a 2-D input was read
                     data.params["layout"] = self.options.layout
+                if self.sources:  # --y and the labels' pad value change the output too
+                    data.params.update(self.target_params(self.sources[0]))
+                    if ("targets" not in data.extra and self.sources[0].target_kind and any(
+                            role == "y" or role.startswith("y_") for role, _ in arrays)):
+                        data.extra["targets"] = target_entry(self.sources[0], data.timesteps)
                 self.check_input_manifests()
                 data.outputs = entries
                 manifest = render(data, self.manifest_path or self.options.output)
@@ -421,6 +509,37 @@ def with_ids(arrays: list[tuple[str, ArrayData]],
     picked = ids[np.maximum(flat, 0)]
     picked[flat < 0] = -1 if ids.dtype.kind == "i" else ""
     return [*arrays, ("ids", picked.reshape(np.shape(index)))]
+
+
+def is_main_role(role: str) -> bool:
+    """``x``, ``values`` or one batch's ``x_NNNNNN``: the arrays that hold the features."""
+    return role in ("x", "values") or (role.startswith("x_") and role[2:].isdigit())
+
+
+def without_feature_axis(data: ArrayData) -> ArrayData:
+    """A one-feature array without its last axis (``--no-feature-axis``): ``(N, T)``."""
+    if isinstance(data, Stream):
+        return Stream(tuple(data.shape[:-1]), data.dtype,
+                      (block.reshape(block.shape[:-1]) for block in data.blocks))
+    return np.asarray(data).reshape(np.shape(data)[:-1])
+
+
+def check_one_feature(source: Source, no_feature_axis: bool) -> None:
+    """``--no-feature-axis`` drops the feature axis of a one-feature result only."""
+    if no_feature_axis and source.n_features != 1:
+        raise OptionError(f"{source.location}: ", Param("no_feature_axis", True),
+                          f" writes a one-feature result as (samples, timesteps), but it has "
+                          f"{source.n_features} features")
+
+
+def target_entry(source: Source, timesteps: int | None) -> dict[str, Any]:
+    """The manifest's ``targets``: kind, one sample's target shape (``[T, k...]`` per timestep,
+    T the output's timesteps, null when ragged) and dtype."""
+    if source.step_targets is not None:
+        return target_summary("timestep", (timesteps, *source.step_targets.step_shape),
+                              source.step_targets.dtype)
+    assert source.targets is not None
+    return target_summary("sequence", tuple(source.targets.shape[1:]), source.targets.dtype)
 
 
 def read_rows_at(read_rows: Callable[[int, int], np.ndarray], index: np.ndarray,

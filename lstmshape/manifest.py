@@ -9,7 +9,10 @@ the same run gives the same bytes) that says what the output is and how it was m
   whole file; paths are relative to the manifest's own folder;
 * ``layout`` ``["samples", "timesteps", "features"]``, ``samples``, ``timesteps``, ``features``,
   ``input_shape`` (``[timesteps, features]`` as ``keras.Input(shape=...)`` takes it; ``null``
-  timesteps when the result is ragged), ``feature_names``;
+  timesteps when the result is ragged; ``[timesteps]`` with ``--no-feature-axis``),
+  ``feature_names``;
+* ``targets`` (when the output holds ``y``): ``{kind: sequence|timestep, shape, dtype}``, the
+  shape being one sample's target (``[T, ...]`` per timestep);
 * ``lengths``: ``{min, max, mean, truncated_samples, dropped_timesteps}`` of the true lengths;
 * ``padding`` ``{side, value}`` or null, ``truncating`` ``{side, maxlen}`` or null;
 * ``history``: the manifests of the inputs' own steps, oldest first.
@@ -84,6 +87,8 @@ class ManifestData:
     dropped_timesteps: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: False for ``--no-feature-axis``: one feature written ``(N, T)``, input_shape ``[T]``
+    feature_axis: bool = True
 
 
 def json_number(value: float) -> float | str:
@@ -234,6 +239,20 @@ class Manifest:
         return float(padding["value"])  # checked(): a number or "nan"/"inf"/"-inf"
 
     @property
+    def feature_axis(self) -> bool:
+        """False when the output was written without its one-feature axis
+        (``--no-feature-axis``: ``input_shape`` ``[T]``)."""
+        shape = self.data.get("input_shape")
+        return not (isinstance(shape, list) and len(shape) == 1)
+
+    @property
+    def target_kind(self) -> str | None:
+        """``targets.kind`` as recorded (``"sequence"``/``"timestep"``), None when absent."""
+        targets = self.data.get("targets")
+        kind = targets.get("kind") if isinstance(targets, dict) else None
+        return kind if kind in ("sequence", "timestep") else None
+
+    @property
     def side(self) -> Side:
         """Where the padding is: ``"pre"``, or ``"post"`` (also when nothing is padded)."""
         padding = self.data.get("padding")
@@ -312,7 +331,8 @@ def render(data: ManifestData, manifest_path: str) -> dict[str, Any]:
         "samples": int(data.samples),
         "timesteps": data.timesteps,
         "features": int(data.features),
-        "input_shape": [data.timesteps, int(data.features)],
+        "input_shape": ([data.timesteps, int(data.features)] if data.feature_axis
+                        else [data.timesteps]),
         "feature_names": list(data.feature_names),
         "lengths": lengths,
         "padding": data.padding,
@@ -368,7 +388,7 @@ JSON_SCHEMA: dict[str, Any] = {
         "samples": {"type": "integer", "minimum": 0},
         "timesteps": {"type": ["integer", "null"], "minimum": 0},
         "features": {"type": "integer", "minimum": 0},
-        "input_shape": {"type": "array", "minItems": 2, "maxItems": 2,
+        "input_shape": {"type": "array", "minItems": 1, "maxItems": 2,
                         "prefixItems": [{"type": ["integer", "null"]}, {"type": "integer"}]},
         "feature_names": {"type": "array", "items": {"type": "string"}},
         "lengths": {
@@ -393,5 +413,12 @@ JSON_SCHEMA: dict[str, Any] = {
                                       "maxlen": {"type": "integer", "minimum": 0}}}],
         },
         "history": {"type": "array", "items": {"type": "object"}},
+        "targets": {  # optional: only outputs that hold y
+            "type": "object", "required": ["kind", "shape", "dtype"],
+            "properties": {"kind": {"enum": ["sequence", "timestep"]},
+                           "shape": {"type": "array",
+                                     "items": {"type": ["integer", "null"], "minimum": 0}},
+                           "dtype": {"type": "string"}},
+        },
     },
 }

@@ -28,6 +28,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .words import plural, shown_rows
+
 HISTOGRAM_WIDTH = 30
 
 
@@ -103,8 +105,14 @@ def render_inspect(report: dict[str, Any]) -> None:
         listing.add_column("key")
         listing.add_column("shape")
         listing.add_column("dtype")
-        for entry in report["arrays"]:
+        first, hidden, last = shown_rows(report["arrays"])
+        for entry in first:
             listing.add_row(entry["key"], format_shape(entry["shape"]), entry["dtype"])
+        if hidden:  # np.savez(*270 arrays) is one set, not 270 rows to read
+            listing.add_row(f"... {hidden:,} more ...", "", "")
+        for entry in last:
+            listing.add_row(entry["key"], format_shape(entry["shape"]), entry["dtype"])
+        listing.caption = f"{plural(len(report['arrays']), 'array')}" if hidden else None
         console.print(listing)
     if report.get("table"):
         info = report["table"]
@@ -142,9 +150,15 @@ def render_inspect(report: dict[str, Any]) -> None:
         ("NaN / inf", f"{report['nan']:,} / {report['inf']:,}"),
         ("value range", "empty" if report["value_range"] is None
          else f"{report['value_range'][0]:g} .. {report['value_range'][1]:g}"),
-        ("pad value hits", f"{report['pad_collisions']:,} real timesteps equal the pad value "
+        ("pad value hits", f"{plural(report['pad_collisions'], 'real timestep')} equal"
+                           f"{'s' if report['pad_collisions'] == 1 else ''} the pad value "
                            f"{report['pad_value']} in every feature"),
     ]
+    targets = report.get("targets")
+    if targets:
+        each = format_shape(targets["shape"]) if targets["shape"] else "one value"
+        rows.append(("targets", f"{targets['kind']}-level y, {each} per sample, "
+                                f"{targets['dtype']}"))
     if report.get("manifest"):
         rows.append(("manifest", os.path.relpath(report["manifest"])))
     for name, value in rows:
@@ -159,6 +173,13 @@ def render_inspect(report: dict[str, Any]) -> None:
             console.print(f"  {low:>6}-{high:<6} {bar:<{HISTOGRAM_WIDTH}} {count:,}")
     if report.get("maxlen_tradeoffs"):
         console.print(tradeoff_table(report["maxlen_tradeoffs"]))
+    if report.get("readings"):
+        console.print(Text("A 2-D array reads two ways (pick one with --layout):", style="bold"))
+    for reading in report.get("readings") or []:
+        shape = ", ".join("None" if d is None else str(d) for d in reading["input_shape"])
+        console.print(Text(f"  --layout {reading['layout']}: ", style="bold")
+                      + Text(f"{reading['meaning']} -> input_shape=({shape}): "
+                             f"{reading['command']}"))
     if report["lstm_ready"]:
         shape = ", ".join("None" if d is None else str(d) for d in report["input_shape"])
         console.print(Text(f"LSTM-ready: input_shape=({shape})", style="green bold"))
@@ -205,11 +226,21 @@ def render_verify(report: dict[str, Any]) -> None:
                   title_justify="left", show_edge=False)
     for column in ("role", "file", "shape", "dtype", "sha256"):
         files.add_column(column)
-    for row in report.get("files", []):
+    def add(row: dict[str, Any]) -> None:
         where = row["path"] + (f":{row['key']}" if row.get("key") else "")
         files.add_row(row["role"], where, format_shape(row["shape"]), row["dtype"],
                       "ok" if row.get("sha256_ok") else "not recorded"
                       if row.get("sha256") is None else "differs")
+
+    rows = report.get("files", [])
+    first, hidden, last = shown_rows(rows)
+    for row in first:
+        add(row)
+    if hidden:  # a batched output: thousands of x_NNNNNN, all checked (--json lists them)
+        checked = all(row.get("sha256_ok") for row in rows[len(first):len(rows) - len(last)])
+        files.add_row(f"... {hidden:,} more ...", "", "", "", "ok" if checked else "see --json")
+    for row in last:
+        add(row)
     console.print(files)
     model = report.get("model")
     rows = [

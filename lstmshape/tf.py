@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import InputError, LstmshapeError
 from .io.source import Source, open_source
+from .manifest import Manifest
 
 INSTALL_HINT = "pip install 'lstmshape[tf]'"
 __all__ = ["INSTALL_HINT", "TensorFlowMissing", "dataset", "import_tensorflow", "quiet_stderr",
@@ -132,7 +133,10 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
             manifest: str | None = None, shuffle_buffer: int | None = None,
             drop_remainder: bool = False, dtype: str | None = None,
             pad_value: float | None = None, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Any:
-    """A ``tf.data.Dataset`` of ``x`` batches -- or ``(x, y)`` when the output has targets.
+    """A ``tf.data.Dataset`` of ``x`` batches -- or ``(x, y)`` when the output has targets, and
+    ``(x, y, sample_weight)`` when it also holds ``sample_weight`` (rows added by ``batch
+    --remainder pad``, padded steps of per-timestep targets: 0, so Keras leaves them out of
+    the loss).
 
     ``path`` is any lstmshape output (``.npy``, ``.npz``, ``.h5``; batched by ``lstmshape batch``
     or not), read through its manifest ``PATH.json`` (or ``manifest``). Files are streamed a block
@@ -165,16 +169,24 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         [(2, 4, 2), (2, 4, 2), (1, 4, 2)]
     """
     tf, _ = import_tensorflow(purpose="lstmshape.tf.dataset")
-    with open_source(path, manifest=manifest) as source:
+    with open_output(path, manifest) as source:
         batched = bool(source.batches)
         ragged = not batched and source.timesteps is None
         features, timesteps, samples = source.n_features, source.timesteps, source.n_samples
         stored_dtype = source.dtype
         target_shape = source.target_shape
         target_dtype = None if source.targets is None else source.targets.dtype
+        if source.step_targets is not None and source.targets is None:
+            raise InputError(f"{path}: per-timestep targets of ragged sequences; pad them first "
+                             f"(lstmshape pad {path} -o OUT.npz), which also writes their "
+                             f"sample_weight")
+        has_weight = source.sample_weight is not None and target_shape is not None
+        weight_shape = None if source.sample_weight is None else source.sample_weight.shape[1:]
         num_batches = len(source.batches)
         stateful = source.manifest is not None and bool(source.manifest.params.get("stateful"))
         fill = pad_value if pad_value is not None else source.pad_value
+        # --no-feature-axis: (batch, T), what an Embedding layer takes
+        feature_axis = source.manifest is None or source.manifest.feature_axis
         row_bytes = max((timesteps or max(int(source.lengths.mean()) if samples and ragged
                                           else 1, 1))
                         * features * stored_dtype.itemsize, 1)
@@ -197,23 +209,31 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
         # its own block order from (seed, epoch).
         rng = np.random.default_rng([seed, next(epochs)]) if shuffle else None
         with open_source(path, manifest=manifest) as epoch_source:
-            for x, lengths, y in stored_blocks(epoch_source, block_bytes, rng):
+            for x, lengths, y, weight in stored_blocks(epoch_source, block_bytes, rng):
                 x = x.astype(x_dtype, copy=False)
+                if not feature_axis:
+                    x = x.reshape(x.shape[:-1])
                 if ragged:
                     x = tf.RaggedTensor.from_row_lengths(x, lengths, validate=False)
-                yield (x, y) if has_y else x
+                yield (x, y, weight) if has_weight else (x, y) if has_y else x
 
     tf_x_dtype = tf.as_dtype(x_dtype)
     if ragged:
         x_spec = tf.RaggedTensorSpec(shape=(None, None, features), dtype=tf_x_dtype,
                                      ragged_rank=1, row_splits_dtype=tf.int64)
     else:
-        x_spec = tf.TensorSpec(shape=(None, timesteps, features), dtype=tf_x_dtype)
+        x_spec = tf.TensorSpec(shape=(None, timesteps, features)[:3 if feature_axis else 2],
+                               dtype=tf_x_dtype)
     signature: Any = x_spec
     if has_y:
         assert target_shape is not None and target_dtype is not None
         signature = (x_spec, tf.TensorSpec(shape=(None, *target_shape),
                                            dtype=tf.as_dtype(target_dtype)))
+        if has_weight:  # pad rows / padded steps: 0, so they do not count in the loss
+            assert weight_shape is not None
+            signature = (*signature, tf.TensorSpec(
+                shape=(None, *(None if batched else d for d in weight_shape)),
+                dtype=tf.float32))
     data = tf.data.Dataset.from_generator(generate, output_signature=signature)
     if batched:  # with shuffle, the generator permutes the stored batches
         count = num_batches
@@ -237,6 +257,8 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
             x_fill = tf.constant(fill_value, dtype=tf_x_dtype)
             padding_values: Any = (x_fill, tf.constant(0, dtype=tf.as_dtype(target_dtype))) \
                 if has_y else x_fill
+            if has_weight:
+                padding_values = (*padding_values, tf.constant(0, dtype=tf.float32))
             data = data.padded_batch(batch_size, padding_values=padding_values,
                                      drop_remainder=drop_remainder)
         else:
@@ -247,10 +269,27 @@ def dataset(path: str, batch_size: int | None = None, *, shuffle: bool = False, 
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def stored_blocks(source: Source, block_bytes: int, rng: np.random.Generator | None
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """``(x, lengths, y)`` blocks as the output stores them: a dense ``(n, T, F)`` block, flat
-    ragged ``values``, or one stored batch at a time (batched outputs).
+def open_output(path: str, manifest: str | None) -> Source:
+    """An lstmshape output, opened by the one reader; a raw input that cannot be read as one
+    gets a line naming the command that makes it one."""
+    try:
+        return open_source(path, manifest=manifest)
+    except InputError as err:
+        if manifest is not None or Manifest.beside(path) is not None:
+            raise
+        raise InputError(f"{path}: not an lstmshape output ({err}); make one first, e.g. "
+                         f"'lstmshape pad {path} -o train.npz' (or 'lstmshape inspect {path}' to "
+                         f"see what it holds)") from None
+
+
+Block = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+def stored_blocks(source: Source, block_bytes: int,
+                  rng: np.random.Generator | None) -> Iterator[Block]:
+    """``(x, lengths, y, sample_weight)`` blocks as the output stores them: a dense
+    ``(n, T, F)`` block, flat ragged ``values``, or one stored batch at a time (batched
+    outputs); ``y`` and ``sample_weight`` None where the output has none.
 
     With ``rng``, the blocks come in a random order and the samples inside each block are
     permuted (batched outputs: only the order of the batches), so that a shuffle buffer of one
@@ -263,22 +302,32 @@ def stored_blocks(source: Source, block_bytes: int, rng: np.random.Generator | N
         for index in order:
             start, stop, width = source.batches[int(index)]
             yield (source.read_dense(start, stop, width), source.lengths[start:stop],
-                   source.read_targets(start, stop))
+                   source.read_targets(start, stop), read_weights(source, start, stop))
         return
     bounds = source.block_bounds(block_bytes)
     if rng is not None:
         bounds = [bounds[int(i)] for i in rng.permutation(len(bounds))]
     for start, stop in bounds:
         y = source.read_targets(start, stop)
+        weight = read_weights(source, start, stop)
         perm = rng.permutation(stop - start) if rng is not None else None
+        if perm is not None:
+            y = None if y is None else y[perm]
+            weight = None if weight is None else weight[perm]
         if source.timesteps is None:
             block = source.read_block(start, stop)
             if perm is not None:
                 block = block.take(perm)
-                y = None if y is None else y[perm]
-            yield block.values, block.lengths, y
+            yield block.values, block.lengths, y, weight
         else:
             x, lengths = source.read_dense(start, stop), source.lengths[start:stop]
             if perm is not None:
-                x, lengths, y = x[perm], lengths[perm], None if y is None else y[perm]
-            yield x, lengths, y
+                x, lengths = x[perm], lengths[perm]
+            yield x, lengths, y, weight
+
+
+def read_weights(source: Source, start: int, stop: int) -> np.ndarray | None:
+    """``sample_weight`` of samples start:stop as float32, None when the output has none."""
+    if source.sample_weight is None:
+        return None
+    return source.sample_weight.read_rows(start, stop).astype(np.float32, copy=False)

@@ -264,6 +264,13 @@ class SequenceDataset:
             self.side = source.side
             self.pad_value = source.pad_value
             self.feature_names = source.feature_names
+            if source.step_targets is not None and source.targets is None:
+                # flat labels of ragged sequences: an item's y would need its own padding in
+                # collate; say so rather than drop them
+                raise InputError(f"{path}: per-timestep targets of ragged sequences are not "
+                                 f"carried by lstmshape.torch; pad them first (lstmshape pad "
+                                 f"{path} -o OUT.npz): items then hold each padded label row, "
+                                 f"and collate's mask marks the real steps")
             self.has_targets = source.targets is not None
             self.offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
             target_bytes = 0 if source.targets is None else \

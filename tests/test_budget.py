@@ -34,7 +34,17 @@ COMMANDS: dict[str, list[str]] = {
     "batch": ["batch", "{src}", "--size", "16"],
     "batch-shuffle": ["batch", "{src}", "--size", "16", "--shuffle", "--seed", "3"],
     "add-feature": ["add-feature", "{src}", "{extra}"],
+    # --y: sequence-level targets from another dataset, and per-timestep labels (N, T)
+    "pad --y": ["pad", "{src}", "--maxlen", "40", "--y", "{src}:/y"],
+    "pad --y steps": ["pad", "{src}", "--maxlen", "40", "--y", "{src}:/steps"],
+    "truncate-split --y steps": ["truncate", "{src}", "--maxlen", "20", "--overflow", "split",
+                                 "--y", "{src}:/steps"],
+    "batch-shuffle --y steps": ["batch", "{src}", "--size", "16", "--shuffle", "--y",
+                                "{src}:/steps"],
 }
+
+#: The dataset each command reads its targets from.
+TARGETS = {name: "/steps" if "steps" in name else "/y" for name in COMMANDS}
 
 
 def write_input(folder: Path, samples: int, target_width: int) -> tuple[str, str]:
@@ -50,6 +60,10 @@ def write_input(folder: Path, samples: int, target_width: int) -> tuple[str, str
             stop = min(start + step, samples)
             x[start:stop] = rng.standard_normal((stop - start, TIMESTEPS, FEATURES), np.float32)
             y[start:stop] = rng.standard_normal((stop - start, target_width), np.float32)
+        steps = h5.create_dataset("steps", (samples, TIMESTEPS), np.int16)
+        for start in range(0, samples, step):
+            stop = min(start + step, samples)
+            steps[start:stop] = rng.integers(0, 9, (stop - start, TIMESTEPS), np.int16)
         h5["lengths"] = rng.integers(1, TIMESTEPS + 1, samples)
     np.save(extra, np.ones((samples, TIMESTEPS), np.float32))
     return str(src), str(extra)
@@ -95,24 +109,29 @@ def test_every_read_fits_the_budget(name: str, small_input: tuple[str, str], tmp
             # one block, or one sample when a single sample is larger than a block
             assert size <= max(block, sample_bytes), (dataset, size, budget)
         counts[budget] = {dataset: sum(1 for d, _ in reads if d == dataset)
-                          for dataset in ("/x", "/y")}
+                          for dataset in ("/x", TARGETS[name])}
     # x and y are both 1.6 MB: 25+ blocks of 64 KiB each under the small budget; x is read in
     # a few pieces under the large one -- a command that ignored --memory-limit would read it in
-    # as many pieces under both (y of a batch output is read a batch at a time under both)
-    for dataset in ("/x", "/y"):
-        assert counts[SMALL_BUDGET][dataset] >= 20, (dataset, counts)
+    # as many pieces under both (y of a batch output is read a batch at a time under both).
+    # Per-timestep labels (200 KB of int16) are read in 3+ blocks, and in fewer under the
+    # large budget unless the command reads them batch by batch.
+    target = TARGETS[name]
+    assert counts[SMALL_BUDGET]["/x"] >= 20, counts
+    assert counts[SMALL_BUDGET][target] >= (3 if target == "/steps" else 20), counts
     assert counts[SMALL_BUDGET]["/x"] > 2 * counts[LARGE_BUDGET]["/x"], counts
+    if target == "/steps" and "batch" not in name:
+        assert counts[SMALL_BUDGET][target] > 2 * counts[LARGE_BUDGET][target], counts
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
+@pytest.mark.parametrize("name", sorted(n for n in COMMANDS if TARGETS[n] == "/y"))
 def test_targets_follow_the_samples(name: str, small_input: tuple[str, str], tmp_path: Path,
                                     invoke: Any) -> None:
     """Streamed y equals y[order] / y[source_index]: the blocks are put back together right."""
     src, extra = small_input
     out = tmp_path / "out.h5"
     assert invoke(*argv(name, src, extra, out, SMALL_BUDGET)).exit_code == 0
-    with h5py.File(src) as h5:
-        y = h5["y"][:]
+    with h5py.File(src) as h5:  # (per-timestep labels: tests/test_targets.py)
+        y = h5[TARGETS[name]][:]
     with h5py.File(out) as h5:
         if "order" in h5:
             order = h5["order"][:]
@@ -153,4 +172,5 @@ def test_peak_rss_stays_under_the_budget(name: str, big_input: tuple[str, str],
     assert code == 0, stderr
     assert peak_mb < RSS_CEILING_MB, f"{name}: peak RSS {peak_mb} MB"
     manifest = json.loads(Path(f"{out}.json").read_text())
-    assert manifest["outputs"]["y" if "batch" not in name else "y_000000"]["dtype"] == "float32"
+    dtype = "int16" if TARGETS[name] == "/steps" else "float32"
+    assert manifest["outputs"]["y" if "batch" not in name else "y_000000"]["dtype"] == dtype

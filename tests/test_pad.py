@@ -142,7 +142,8 @@ def test_pad_value_collision_warns(invoke: Any, tmp_path: Path) -> None:
     np.save(src, x)
     result = invoke("pad", src, "--maxlen", 6, "-o", tmp_path / "o.npy")
     assert result.exit_code == 0
-    assert "1 real timesteps" in result.output and "Masking" in result.output
+    assert "1 real timestep of" in result.output and "equals" in result.output
+    assert "Masking" in result.output
     result = invoke("pad", src, "--maxlen", 6, "-q", "-o", tmp_path / "o.npy")
     assert result.output == ""
 

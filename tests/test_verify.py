@@ -62,10 +62,9 @@ def test_pad_outputs_pass_without_model(invoke: Any, tmp_path: Path, ragged: str
 
 @pytest.mark.parametrize("args", [
     ("pad", "--padding", "pre", "--value", "-1"),
-    ("pad", "--value", "nan"),
     ("truncate", "--maxlen", "5"),
     ("truncate", "--maxlen", "5", "--overflow", "split"),
-], ids=["pad-pre", "pad-nan", "truncate-ragged", "truncate-split"])
+], ids=["pad-pre", "truncate-ragged", "truncate-split"])
 def test_outputs_pass_with_the_model(invoke: Any, tmp_path: Path, ragged: str,
                                      args: tuple[str, ...], keras: Any) -> None:
     out = make(invoke, args[0], ragged, *args[1:], "-o", tmp_path / "out.h5")
@@ -78,8 +77,20 @@ def test_outputs_pass_with_the_model(invoke: Any, tmp_path: Path, ragged: str,
     assert model["layers"][-2:] == ["LSTM(4)", "Dense(1)"]
     if "-1" in args:
         assert model["layers"][1] == "Masking(mask_value=-1)"
-    if "nan" in args or args[0] == "truncate":  # NaN padding / ragged: mask from the lengths
+    if args[0] == "truncate":  # ragged: no padding yet, the mask comes from the lengths
         assert model["mask"] == "lengths"
+
+
+def test_nan_padding_fails_as_the_users_model_would(invoke: Any, tmp_path: Path, ragged: str,
+                                                    keras: Any) -> None:
+    """Masking(mask_value=nan) masks nothing (NaN != NaN): the model a user writes gives NaN,
+    and verify says so instead of masking by the lengths behind their back."""
+    out = make(invoke, "pad", ragged, "--value", "nan", "-o", tmp_path / "out.h5")
+    result = invoke("verify", out, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["model"]["mask"] == "masking" and not report["model"]["finite"]
+    assert "Masking(mask_value=nan) masks nothing" in result.stderr
 
 
 def test_truncate_of_a_padded_npy_chain_passes(invoke: Any, tmp_path: Path,

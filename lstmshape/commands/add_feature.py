@@ -90,6 +90,21 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         else:
             arrays = [("values", Stream((int(lengths.sum()), features), dtype, blocks())),
                       ("lengths", lengths)]
+        labels = base.step_targets
+        if labels is not None:  # per-timestep labels: the same samples and timesteps as x
+            width = base.timesteps
+            check_value_fits(job.options.y_value, labels.dtype, "y_value")
+            shape = ((base.n_samples, width) if width is not None else (int(lengths.sum()),))
+            def label_rows(source: Source, start: int, stop: int) -> np.ndarray:
+                """The labels as x is stored: padded back to the base's width, or ragged."""
+                block = source.read_block(start, stop)
+                if width is None:
+                    return block.values
+                return pad(block, width, base.side, base.side, job.options.y_value).tensor
+
+            arrays.append(("y", job.labels(base, (*shape, *labels.step_shape), label_rows)))
+            if width is not None and bool(np.any(lengths < width)):
+                arrays.append(("sample_weight", job.step_weights(lengths, width, base.side)))
         targets = job.targets(base)
         if targets is not None:
             arrays.append(("y", targets))

@@ -13,7 +13,7 @@ added by ``--remainder pad``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,8 @@ import numpy as np
 from ..errors import OptionError
 from ..io.location import Location
 from ..io.output import Stream
-from ..io.source import Source
-from ..job import IOOptions, Job, Result
+from ..io.source import SAMPLE_WEIGHT, Source
+from ..job import IOOptions, Job, Result, check_one_feature
 from ..manifest import ManifestData, json_number
 from ..ops.batch import (
     PAD_ROW,
@@ -33,7 +33,7 @@ from ..ops.batch import (
     with_uniform_width,
 )
 from ..ops.pad import check_value_fits
-from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_side
+from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_side, real_mask
 
 #: Key pattern of one batch's arrays in an .npz/.h5 output.
 BATCH_KEY = "{role}_{index:06d}"
@@ -42,7 +42,7 @@ BATCH_KEY = "{role}_{index:06d}"
 def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder = "keep",
                shuffle: bool = False, seed: int = 0, bucket_by_length: bool = False,
                stateful: bool = False, maxlen: int | None = None, padding: Side | None = None,
-               value: float | None = None) -> dict[str, Any]:
+               value: float | None = None, no_feature_axis: bool = False) -> dict[str, Any]:
     """Batch the samples of ``src`` into ``options.output``; returns the manifest written.
 
     ``padding``/``value`` default to the input's own padding (from its manifest), else
@@ -61,11 +61,13 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         check_side(padding, "padding")
     params = {"size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
               "bucket_by_length": bucket_by_length, "stateful": stateful, "maxlen": maxlen,
-              "padding": padding, "value": None if value is None else json_number(value)}
+              "padding": padding, "value": None if value is None else json_number(value),
+              "no_feature_axis": no_feature_axis}
     one_array = Location(options.output).suffix == ".npy"
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
+        check_one_feature(source, no_feature_axis)
         side: Side = padding if padding is not None else source.side
         fill = value if value is not None else (source.pad_value or 0.0)
         check_value_fits(fill, source.dtype, "value", None if value is not None else "pad value")
@@ -84,7 +86,12 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
                              f"each bucket's own width")
             plan = with_uniform_width(plan)
         maker = BatchMaker(job, source, plan, side, fill)
-        arrays = (one_array_roles(plan, maker) if one_array else per_batch_roles(plan, maker))
+        labels = None
+        if source.step_targets is not None:  # per-timestep: batched exactly like x
+            check_value_fits(job.options.y_value, source.step_targets.dtype, "y_value")
+            labels = BatchMaker(job, source.step_targets, plan, side, job.options.y_value)
+        arrays = (one_array_roles(plan, maker, labels) if one_array
+                  else per_batch_roles(plan, maker, labels))
         real = plan.order >= 0
         source_lengths = source.lengths[plan.order[real]]
         kept = plan.lengths[real]
@@ -98,7 +105,7 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
             padding={"side": side, "value": json_number(fill)},
             truncating=({"side": "post", "maxlen": maxlen} if maxlen is not None else None),
             truncated_samples=truncated, dropped_timesteps=int((source_lengths - kept).sum()),
-            history=job.history())
+            history=job.history(), feature_axis=not no_feature_axis)
         manifest.extra["batches"] = batch_summary(plan, source, stateful, one_array, timesteps)
         return Result(arrays, manifest)
 
@@ -129,19 +136,46 @@ def batch_summary(plan: BatchPlan, source: Source, stateful: bool, one_array: bo
     return summary
 
 
-def one_array_roles(plan: BatchPlan, maker: BatchMaker) -> list[tuple[str, Any]]:
+def one_array_roles(plan: BatchPlan, maker: BatchMaker,
+                    labels: BatchMaker | None = None) -> list[tuple[str, Any]]:
     count, width = plan.num_batches, int(plan.widths[0]) if plan.num_batches else 0
     features = maker.source.n_features
     x = Stream((count, plan.size, width, features), maker.source.dtype, maker.all_batches())
     arrays: list[tuple[str, Any]] = [
         ("x", x), ("lengths", plan.lengths.reshape(count, plan.size)), ("order", plan.order)]
+    if labels is not None:
+        inner = (plan.size, width, *labels.source.step_shape)
+        arrays.append(("y", Stream((count, *inner), labels.source.dtype,
+                                   reshaped(labels.all_batches(), (-1, *inner)))))
+        arrays.append((SAMPLE_WEIGHT, Stream(
+            (count, plan.size, width), np.dtype(np.float32),
+            weight_blocks(plan.lengths, width, maker.side, plan.size, maker.job.block_bytes))))
     rows = maker.job.targets(maker.source, plan.order)  # pad rows (order -1) get zeros
     if rows is not None:
         assert isinstance(rows, Stream), "batch runs on the local engine only"
         arrays.append(("y", Stream((count, plan.size, *rows.shape[1:]), rows.dtype,
                                    (block.reshape(-1, plan.size, *block.shape[1:])
                                     for block in whole_batches(rows, plan.size)))))
+        if bool(np.any(plan.order == PAD_ROW)):  # pad rows must not count in the loss
+            weights = (plan.order >= 0).astype(np.float32)
+            arrays.append((SAMPLE_WEIGHT, weights.reshape(count, plan.size)))
     return arrays
+
+
+def weight_blocks(lengths: np.ndarray, width: int, side: Side, size: int,
+                  block_bytes: int) -> Iterator[np.ndarray]:
+    """``sample_weight`` of per-timestep labels, 1 on real steps, made when the writer gets to
+    it (a batch output has thousands of batches), whole batches of ``size`` rows at a time."""
+    batches = max(block_bytes // max(size * width * 4, 1), 1)
+    for start in range(0, len(lengths), batches * size):
+        mask = real_mask(lengths[start:start + batches * size], width, side)
+        yield mask.astype(np.float32).reshape(-1, size, width)
+
+
+def reshaped(blocks: Iterable[np.ndarray], shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    """Each block as ``shape``: a label batch ``(B, W, k)`` as ``(B, W)`` for 1-D labels."""
+    for block in blocks:
+        yield block.reshape(shape)
 
 
 def whole_batches(rows: Stream, size: int) -> Iterator[np.ndarray]:
@@ -155,19 +189,33 @@ def whole_batches(rows: Stream, size: int) -> Iterator[np.ndarray]:
             held = held[cut:]
 
 
-def per_batch_roles(plan: BatchPlan, maker: BatchMaker) -> list[tuple[str, Any]]:
+def per_batch_roles(plan: BatchPlan, maker: BatchMaker,
+                    labels: BatchMaker | None = None) -> list[tuple[str, Any]]:
     arrays: list[tuple[str, Any]] = []
     offsets = plan.offsets
     features = maker.source.n_features
+    pad_rows = bool(np.any(plan.order == PAD_ROW))
     for index in range(plan.num_batches):  # a few small entries per batch, no data yet
-        shape = (int(plan.sizes[index]), int(plan.widths[index]), features)
+        rows_count, width = int(plan.sizes[index]), int(plan.widths[index])
         arrays.append((BATCH_KEY.format(role="x", index=index),
-                       Stream(shape, maker.source.dtype, OneBatch(maker, index))))
+                       Stream((rows_count, width, features), maker.source.dtype,
+                              OneBatch(maker, index))))
         where = slice(int(offsets[index]), int(offsets[index + 1]))
         arrays.append((BATCH_KEY.format(role="lengths", index=index), plan.lengths[where]))
+        if labels is not None:
+            inner = (rows_count, width, *labels.source.step_shape)
+            arrays.append((BATCH_KEY.format(role="y", index=index), Stream(
+                inner, labels.source.dtype, reshaped(OneBatch(labels, index), inner))))
+            arrays.append((BATCH_KEY.format(role=SAMPLE_WEIGHT, index=index), Stream(
+                (rows_count, width), np.dtype(np.float32),
+                reshaped(weight_blocks(plan.lengths[where], width, maker.side, rows_count,
+                                       maker.job.block_bytes), (rows_count, width)))))
         rows = maker.job.targets(maker.source, plan.order[where])
         if rows is not None:
             arrays.append((BATCH_KEY.format(role="y", index=index), rows))
+            if pad_rows:  # pad rows must not count in the loss
+                arrays.append((BATCH_KEY.format(role=SAMPLE_WEIGHT, index=index),
+                               (plan.order[where] >= 0).astype(np.float32)))
     arrays.append(("order", plan.order))
     return arrays
 

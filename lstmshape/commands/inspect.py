@@ -18,9 +18,10 @@ from ..errors import CheckFailed, InputError, OptionError
 from ..io.location import Location, parse_location
 from ..io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
 from ..io.table import TableOptions, is_table, table_listing
-from ..job import BLOCK_SHARE
+from ..job import BLOCK_SHARE, target_entry
 from ..ops.stats import ValueStats, length_histogram, length_statistics
 from ..ops.tradeoffs import DEFAULT_BATCH_SIZE, candidate_labels, maxlen_tradeoffs
+from ..words import plural
 
 
 def list_arrays(location: Location, memory_limit: int) -> list[dict[str, Any]]:
@@ -77,7 +78,8 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
                  lengths: str | None = None, pad_value: float | None = None,
                  expect_shape: str | None = None, maxlens: Sequence[str | int] = (),
                  batch_size: int = DEFAULT_BATCH_SIZE, plot: str | None = None,
-                 table: TableOptions | None = None, series: bool = False) -> dict[str, Any]:
+                 table: TableOptions | None = None,
+                 layout: str | None = None) -> dict[str, Any]:
     """Describe ``src``: layout, shape, length statistics, value checks and an LSTM verdict.
 
     ``maxlen_tradeoffs`` holds what each candidate maxlen (p50 ... max and ``maxlens``) costs,
@@ -87,6 +89,9 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
     does not match. ``table``: ``--id``, ``--time``... for a long table; a table is described by
     its columns, row count, list columns and likely id/time columns too (``table``), and
     without ``--id`` a long table's report says which command reads it.
+    does not match. ``layout``: ``"samples"`` or ``"series"`` reads a 2-D array one way; by
+    default it is read as samples and the report's ``readings`` show both ways, each with the
+    command that makes it LSTM-ready.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -103,6 +108,7 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         check_plot_path(plot)
     report: dict[str, Any] = {"path": location.path, "key": location.key,
                               "arrays": list_arrays(location, memory_limit)}
+    series = layout == "series"
     flags = table_flags(table, series)
     if is_table(location.path) and os.path.isfile(location.path):
         report["table"] = table_listing(location.path, memory_limit)
@@ -139,6 +145,8 @@ def inspect_file(src: str, *, memory_limit: int = DEFAULT_MEMORY_LIMIT, allow_pi
         where = shlex.quote(str(source.location))
         if flags and isinstance(report["suggestion"], str) and where in report["suggestion"]:
             report["suggestion"] = report["suggestion"].replace(where, where + flags, 1)
+        # the suggestion stays one runnable command (the default reading's); both are here
+        report["readings"] = readings(source) if layout is None else None
         # from the lengths alone: the values were read once, block by block, by describe()
         rows = maxlen_tradeoffs(source.lengths, features=source.n_features,
                                 itemsize=source.dtype.itemsize, batch_size=batch_size,
@@ -227,8 +235,43 @@ def describe(source: Source, pad_value: float | None, block_bytes: int) -> dict[
         "lstm_ready": ready,
         "input_shape": [timesteps, source.n_features] if dense else [None, source.n_features],
         "suggestion": None if ready else suggestion(source, stored_3d, stats),
+        "targets": None if source.target_kind is None else
+        target_entry(source, timesteps if dense else None),
     }
     return report
+
+
+def readings(source: Source) -> list[dict[str, Any]] | None:
+    """Both readings of a plain 2-D array -- ``(N, T)`` token ids, or one ``(T, F)`` recording
+    -- each with its shape and the command that makes it LSTM-ready; None for anything else.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "ecg.npy"); np.save(path, np.zeros((7500, 1)))
+        >>> with open_source(path) as src:
+        ...     [r["layout"] for r in readings(src)], readings(src)[1]["input_shape"]
+        (['samples', 'series'], [100, 1])
+    """
+    stored = source.records[0].shape
+    if source.layout != "dense" or len(stored) != 2:
+        return None
+    rows, columns = int(stored[0]), int(stored[1])
+    where = shlex.quote(str(source.location))
+    stem = os.path.splitext(os.path.basename(source.location.path))[0] or "out"
+    window = max(min(rows // 10, 100), 1)
+    return [
+        {"layout": "samples", "samples": rows, "timesteps": columns, "features": 1,
+         "meaning": f"{plural(rows, 'sample')} of {plural(columns, 'timestep')}, 1 feature "
+                    f"(token ids; how pad_sequences reads it)",
+         "input_shape": [columns, 1],
+         "command": f"lstmshape pad {where} -o {shlex.quote(stem + '_3d.npy')}"},
+        {"layout": "series", "samples": 1, "timesteps": rows, "features": columns,
+         "meaning": f"one series of {plural(rows, 'timestep')} x {plural(columns, 'feature')} "
+                    f"(a recording)",
+         "input_shape": [window, columns],
+         "command": f"lstmshape window {where} --timesteps {window} -o "
+                    f"{shlex.quote(stem + '_windows.npy')}"},
+    ]
 
 
 def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None:
@@ -238,6 +281,10 @@ def suggestion(source: Source, stored_3d: bool, stats: ValueStats) -> str | None
     if stats.nan or stats.inf:
         return (f"{stats.nan:,} NaN and {stats.inf:,} inf values: clean or impute them before "
                 f"training (an LSTM propagates NaN through every later timestep)")
+    if source.layout == "series":  # one long recording: windows of it are the samples
+        window = max(min(int(source.lengths.max()) // 10, 100), 1)
+        return (f"lstmshape window {where} --timesteps {window} -o "
+                f"{shlex.quote(stem + '_windows.npy')}")
     if source.kind == "dense":
         if stored_3d:
             return None

@@ -11,16 +11,18 @@ import numpy as np
 from ..errors import InputError
 from ..io.output import Stream
 from ..io.source import Source
-from ..job import IOOptions, Job, Result
+from ..job import IOOptions, Job, Result, check_one_feature
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, maxlen_from_histogram, pad
 from ..ops.stats import pad_collisions
 from ..sequences import Side, check_side
+from ..words import plural
 
 
 def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
              padding: Side = "post", truncating: Side = "post", value: float = 0.0,
-             dtype: str | None = None, allow_lossy: bool = False) -> dict[str, Any]:
+             dtype: str | None = None, allow_lossy: bool = False,
+             no_feature_axis: bool = False) -> dict[str, Any]:
     """Pad the sequences of ``src`` into ``options.output``; returns the manifest written.
 
     Example:
@@ -33,10 +35,12 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
     check_side(padding, "padding")
     check_side(truncating, "truncating")
     params = {"maxlen": maxlen, "padding": padding, "truncating": truncating,
-              "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy}
+              "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy,
+              "no_feature_axis": no_feature_axis}
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
+        check_one_feature(source, no_feature_axis)
         length = maxlen_from_histogram(maxlen, job.length_histogram(source))
         if length == 0:  # "max" or "pNN" of sequences that are all empty
             raise InputError(f"{source.location}: every sequence is empty (0 timesteps), so "
@@ -52,6 +56,14 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
             tensor = Stream(tensor.shape, tensor.dtype, warn_collisions(job, source, rows,
                                                                         tensor.blocks))
         arrays: list[tuple[str, Any]] = [("x", tensor), ("lengths", kept)]
+        labels = source.step_targets
+        if labels is not None:  # per-timestep: padded and cut exactly like x, then weighted
+            check_value_fits(job.options.y_value, labels.dtype, "y_value")
+            arrays.append(("y", job.labels(
+                source, (source.n_samples, length, *labels.step_shape),
+                PadRows(length, padding, truncating, job.options.y_value, labels.dtype, False),
+                out_row_bytes=length)))
+            arrays.append(("sample_weight", job.step_weights(kept, length, padding)))
         targets = job.targets(source)
         if targets is not None:
             arrays.append(("y", targets))
@@ -63,7 +75,7 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
             truncating={"side": truncating, "maxlen": length},
             truncated_samples=int(np.count_nonzero(source.lengths > length)),
             dropped_timesteps=int((source.lengths - kept).sum()),
-            history=job.history())
+            history=job.history(), feature_axis=not no_feature_axis)
         return Result(arrays, manifest)
 
     return Job("pad", [src], options).run(produce)
@@ -96,6 +108,8 @@ def warn_collisions(job: Job, source: Source, rows: PadRows,
     """The blocks, then one warning when real timesteps equal the pad value."""
     yield from blocks
     if rows.collisions:
-        job.warn(f"{rows.collisions:,} real timesteps of {source.location} equal the pad value "
-                 f"{rows.value:g} in every feature; a Masking layer would hide them -- consider "
-                 f"--value with a value the data never takes")
+        one = rows.collisions == 1
+        job.warn(f"{plural(rows.collisions, 'real timestep')} of {source.location} "
+                 f"equal{'s' if one else ''} the pad value {rows.value:g} in every feature; "
+                 f"a Masking layer would hide {'it' if one else 'them'} -- consider --value "
+                 f"with a value the data never takes")

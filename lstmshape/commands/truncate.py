@@ -10,9 +10,9 @@ import numpy as np
 from ..errors import OptionError
 from ..io.output import Stream
 from ..io.source import Source
-from ..job import IOOptions, Job, Result
+from ..job import IOOptions, Job, Result, check_one_feature
 from ..manifest import ManifestData, json_number
-from ..ops.pad import pad
+from ..ops.pad import check_value_fits, pad
 from ..ops.truncate import split, split_lengths, truncate
 from ..plan import Planned
 from ..sequences import LENGTH_DTYPE, Side, check_side
@@ -21,7 +21,7 @@ OVERFLOW_CHOICES = ("drop", "split")
 
 
 def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side = "post",
-                  overflow: str = "drop") -> dict[str, Any]:
+                  overflow: str = "drop", no_feature_axis: bool = False) -> dict[str, Any]:
     """Truncate (or, with ``overflow="split"``, split) the sequences of ``src``.
 
     A dense input gives a dense ``(N, min(maxlen, T), F)`` tensor that keeps its padding side and
@@ -36,10 +36,12 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         (2, 2)
     """
     check_side(truncating, "truncating")
-    params = {"maxlen": maxlen, "truncating": truncating, "overflow": overflow}
+    params = {"maxlen": maxlen, "truncating": truncating, "overflow": overflow,
+              "no_feature_axis": no_feature_axis}
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
+        check_one_feature(source, no_feature_axis)
         lengths = source.lengths
         source_index: np.ndarray | None = None
         if overflow == "split":
@@ -70,6 +72,17 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         arrays: list[tuple[str, Any]] = [main, ("lengths", new_lengths)]
         if source_index is not None:
             arrays.append(("source_index", source_index))
+        labels = source.step_targets
+        if labels is not None:  # per-timestep: cut (and split) exactly like x
+            if dense:
+                check_value_fits(job.options.y_value, labels.dtype, "y_value")
+            shape = ((len(new_lengths), width) if width is not None
+                     else (int(new_lengths.sum()),))
+            arrays.append(("y", job.labels(source, (*shape, *labels.step_shape), CutRows(
+                maxlen, truncating, overflow, width, source.side, job.options.y_value))))
+            if width is not None and bool(np.any(new_lengths < width)):
+                arrays.append(("sample_weight", job.step_weights(new_lengths, width,
+                                                                 source.side)))
         targets = job.targets(source, source_index)  # a piece gets its source sample's y
         if targets is not None:
             arrays.append(("y", targets))
@@ -81,7 +94,7 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
             truncating={"side": truncating, "maxlen": maxlen},
             truncated_samples=int(np.count_nonzero(lengths > maxlen)),
             dropped_timesteps=0 if overflow == "split" else int((lengths - kept).sum()),
-            history=job.history())
+            history=job.history(), feature_axis=not no_feature_axis)
         if source_index is not None:
             manifest.extra["split"] = {"source_samples": source.n_samples,
                                        "pieces": len(new_lengths),

@@ -13,9 +13,10 @@ with the report attached -- when one does not. The checks, cheapest first:
    warning, not a failure: the shape is right, the data needs cleaning);
 5. with ``model=True`` (needs TensorFlow): ``keras.Input(shape=input_shape)`` ->
    ``Masking(mask_value=<pad value>)`` when padded -> ``LSTM(4)`` -> ``Dense(1)`` runs on the
-   first 64 samples and must give ``(64, 1)``, finite where the data is. A NaN pad value cannot
-   be masked by ``Masking`` (NaN != NaN), and a ragged output has no padding yet: there the
-   mask comes from the true lengths instead.
+   first 64 samples and must give ``(64, 1)``, finite where the data is. A NaN pad value is
+   run the same way, ``Masking(mask_value=nan)``, which masks nothing (NaN != NaN): the outputs
+   are NaN and verify fails, saying to pad with a number instead. A ragged output has no
+   padding yet: there the mask comes from the true lengths.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ..tf import (
     quiet_stderr,
     tensorflow_available,
 )
+from ..words import plural
 
 MODEL_SAMPLES = 64
 LSTM_UNITS = 4
@@ -170,7 +172,8 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
 
             report["model"] = model_check(head_sequences(head), LSTM_UNITS)
         else:
-            report["model"] = run_model(head, list(data["input_shape"]), pad_value, layout,
+            # without a feature axis the model sees (T, 1): what Embedding's output gives LSTM
+            report["model"] = run_model(head, [*data["input_shape"], 1][:2], pad_value, layout,
                                         quiet=not debug)
         model_report = report["model"]
         if model_report.get("error"):
@@ -180,6 +183,9 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
             failures.append(f"the model gave output shape "
                             f"{shape_text(model_report['output_shape'])}, expected "
                             f"({model_report['samples']}, 1)")
+        elif (not model_report["finite"] and pad_value is not None and math.isnan(pad_value)
+              and model_report["mask"] == "masking"):
+            failures.append(NAN_PADDING_FAILURE)
         elif not model_report["finite"] and stats.nan == 0 and stats.inf == 0:
             failures.append("the LSTM's outputs are NaN/inf although every real timestep is "
                             "finite: the padding is not masked")
@@ -187,6 +193,13 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
             raise VerifyFailed(f"{path}: " + "; ".join(failures), report)
     report["ok"] = True
     return report
+
+
+#: What verify says when a NaN pad value reaches the model (issue 11: it trains to NaN).
+NAN_PADDING_FAILURE = (
+    "the pad value is NaN: Masking(mask_value=nan) masks nothing (NaN never equals NaN), so the "
+    "LSTM's outputs and the loss are NaN; pad with a number the data never takes instead "
+    "(e.g. lstmshape pad --value -1, after checking that no real timestep equals it)")
 
 
 def wait_for_hashes(hashes: dict[str, InputDigest]) -> None:
@@ -307,7 +320,8 @@ def check_geometry(source: Source, data: dict[str, Any], failures: list[str]) ->
     before = len(failures)
     features, timesteps = source.n_features, source.timesteps
     recorded_shape = data.get("input_shape")
-    fits = recorded_shape == [timesteps, features]
+    # --no-feature-axis: [T], a one-feature tensor stored (N, T)
+    fits = recorded_shape in ([timesteps, features], [timesteps] if features == 1 else None)
     # batched: samples counts every row (pad rows too) and timesteps is None when the batches
     # have widths of their own -- the same as lstmshape batch writes them
     dims = [source.n_samples, timesteps, features]
@@ -355,7 +369,8 @@ def value_warnings(stats: ValueStats, pad_value: float | None) -> list[str]:
         notes.append(f"{stats.nan:,} NaN and {stats.inf:,} inf values in real timesteps: an "
                      f"LSTM carries them into every later step; clean or impute them")
     if stats.collisions and pad_value is not None and not math.isnan(pad_value):
-        notes.append(f"{stats.collisions:,} real timesteps equal the pad value {pad_value:g} in "
+        notes.append(f"{plural(stats.collisions, 'real timestep')} equal"
+                     f"{'s' if stats.collisions == 1 else ''} the pad value {pad_value:g} in "
                      f"every feature; Masking(mask_value={pad_value:g}) hides them too")
     return notes
 
@@ -403,9 +418,10 @@ def run_model(head: tuple[np.ndarray, np.ndarray], input_shape: list[int | None]
     x, mask = head
     samples = int(x.shape[0])
     padded = not bool(mask.all())
-    if layout == "ragged" or (pad_value is not None and math.isnan(pad_value)) \
-            or (pad_value is None and padded):
-        how = "lengths"  # Masking cannot express this padding; the true lengths can
+    # A NaN pad value is run as the user would write it, Masking(mask_value=nan): it masks
+    # nothing (NaN != NaN), and the failure that follows is the honest answer.
+    if layout == "ragged" or (pad_value is None and padded):
+        how = "lengths"  # no pad value to mask (ragged, or unknown): the true lengths can
         x = np.where(mask[:, :, None], x, np.float32(0))  # NaN * 0 would still be NaN
     elif pad_value is not None:
         how = "masking"

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError, Param
 from ..io.output import Stream
 from ..io.source import Source
+from ..io.targets import open_target_array, target_summary
 from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData
 from ..ops.window import WindowSpec, cut, resolve_columns, target_rows, window_starts
@@ -43,6 +44,9 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
     """
     params = {"timesteps": timesteps, "stride": stride, "sampling_rate": sampling_rate,
               "target": target, "horizon": horizon}
+    if target is not None and options.y is not None:
+        raise OptionError(Param("target", target), " computes y from the series and ",
+                          Param("y", options.y), " names it: give one of them")
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0], series=True)
@@ -67,6 +71,8 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
         if columns is not None:
             arrays.append(("y", Stream((total, len(columns)), source.dtype,
                                        reader.blocks("y", columns))))
+        elif job.options.y is not None:
+            arrays.append(("y", row_targets(job, source, spec, counts)))
         is_set = source.layout != "series"
         if is_set:
             arrays.append(("source_index", Stream((total,), np.dtype(np.int64),
@@ -79,6 +85,10 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
             command="window", params=params, inputs=[], outputs={}, samples=total,
             timesteps=timesteps, features=features, feature_names=names,
             lengths=np.full(1, timesteps, dtype=LENGTH_DTYPE), history=job.history())
+        if any(role == "y" for role, _ in arrays):
+            y_stream = dict(arrays)["y"]
+            manifest.extra["targets"] = target_summary("sequence", tuple(y_stream.shape[1:]),
+                                                       y_stream.dtype)
         manifest.extra["window"] = {
             "series": len(counts), "windows": total, "timesteps": timesteps, "stride": stride,
             "sampling_rate": sampling_rate, "span": spec.span,
@@ -90,6 +100,28 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
         return Result(arrays, manifest)
 
     return Job("window", [src], options).run(produce)
+
+
+def row_targets(job: Job, source: Source, spec: WindowSpec, counts: np.ndarray) -> Stream:
+    """``--y``: one target row per series row, as ``timeseries_dataset_from_array(targets=)``
+    takes them -- the window that starts at row i gets ``y[i]`` (rows of a set of series
+    count on across the series, as their values are stored)."""
+    assert job.options.y is not None
+    opened, rows = open_target_array(job.options.y, memory_limit=job.options.memory_limit,
+                                     allow_pickle=job.options.allow_pickle)
+    source.closers.extend(opened.closers)
+    source.records.extend(opened.records)  # listed among the inputs, with their sha256
+    job.hash_records(source)
+    total_rows = int(source.lengths.sum())
+    if rows is None or rows.shape[0] != total_rows:
+        found = "ragged sequences" if rows is None else f"shape {rows.shape}"
+        raise InputError(f"{job.options.y}: {found} does not match {source.location} of "
+                         f"{total_rows:,} rows; window --y needs one target row per series row")
+    if source.layout == "series":
+        starts = np.arange(int(counts.sum()), dtype=np.int64) * spec.stride
+    else:
+        starts, _ = window_starts(source.lengths, spec)
+    return job.rows_at(rows, starts)
 
 
 class Windows:

@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import InputError
 from ..manifest import Manifest, side_file_path
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
+from ..words import collapsed, plural
 from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
 from .location import Location, natural_key, parse_location
 from .npy import NpyFileArray, read_npy_stream
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from .digest import InputDigest
 
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
+#: The role of the loss weights an output holds when some rows or steps are padding.
+SAMPLE_WEIGHT = "sample_weight"
 SEQUENCE_KEY_PREFIX = "arr_"
 #: ``--memory-limit``'s default, for the CLI and the library alike.
 DEFAULT_MEMORY_LIMIT = 256 * 10**6
@@ -104,6 +107,15 @@ class Source:
     ids: np.ndarray | None = None
     #: feature names the input itself holds (a table's column names); a manifest's win
     names: list[str] | None = None
+    #: per-timestep targets (:mod:`lstmshape.io.targets`): the labels as a sequence set with
+    #: x's lengths and side, handled by the same code as x; None for sequence-level targets
+    step_targets: Source | None = None
+    #: one timestep's label shape, ``()`` or ``(k,)`` (a label source's own)
+    step_shape: tuple[int, ...] = ()
+    #: ``--y``: where the targets were named explicitly
+    target_file: str | None = None
+    #: ``sample_weight`` of an lstmshape output (0 on pad rows / padded steps)
+    sample_weight: StoredArray | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def read_block(self, start: int, stop: int) -> SequenceSet:
@@ -138,9 +150,19 @@ class Source:
         return pad(block, width, self.side, self.side, value, self.dtype).tensor
 
     @property
-    def target_shape(self) -> tuple[int, ...] | None:
-        """The shape of one sample's target, None without targets."""
+    def target_shape(self) -> tuple[int | None, ...] | None:
+        """The shape of one sample's target, None without targets (``(None, ...)`` for
+        per-timestep labels of ragged sequences)."""
+        if self.step_targets is not None:
+            return (self.timesteps, *self.step_targets.step_shape)
         return None if self.targets is None else tuple(self.targets.shape[1:])
+
+    @property
+    def target_kind(self) -> str | None:
+        """``"sequence"``, ``"timestep"`` or None (no targets); see :mod:`lstmshape.io.targets`."""
+        if self.step_targets is not None:
+            return "timestep"
+        return None if self.targets is None else "sequence"
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of a single series as ``(rows, F)``, without reading the rest.
@@ -202,7 +224,8 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
                 allow_pickle: bool = False, lengths_file: str | None = None,
                 series: bool = False, digest: InputDigest | None = None,
                 nan: str = "keep", manifest: str | None = None,
-                table: TableOptions | None = None) -> Source:
+                table: TableOptions | None = None, y: str | None = None,
+                y_kind: str = "auto") -> Source:
     """Open ``PATH[:KEY]`` (or ``-`` for an ``.npy`` on stdin) as a :class:`Source`.
 
     The one reader: raw inputs and lstmshape's own outputs (padded, ragged, batched, with their
@@ -212,6 +235,10 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
     ``series=True`` reads a 1-D ``(T,)`` or 2-D ``(T, F)`` array as one long sequence (for
     ``window``) instead of as samples; its rows can be read a range at a time
     (:meth:`Source.read_rows`). A 3-D array or a ragged set stays a set of series.
+
+    ``y`` (``--y PATH[:KEY]``): the targets, which win over a ``y`` in the input; ``y_kind``
+    (``auto``/``sequence``/``timestep``) says whether they are per sample or per timestep
+    (see :mod:`lstmshape.io.targets`).
 
     ``lengths_file`` (``--lengths``): true lengths of a dense input. ``nan="error"``
     (``--nan error``): every read fails on NaN/inf, naming where. ``manifest``: the manifest to
@@ -235,7 +262,8 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
         source = open_shards(location, lambda path: open_source(
             path, memory_limit=memory_limit, allow_pickle=allow_pickle, series=series,
             table=table))
-        return refusing_non_finite(source) if nan == "error" else source
+        source = refusing_non_finite(source) if nan == "error" else source
+        return with_targets_composed(source, y, y_kind, memory_limit, allow_pickle)
     opener = Opener(location, memory_limit, allow_pickle, series, digest, manifest, table)
     try:
         source = opener.open()
@@ -243,11 +271,25 @@ def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT
             source = with_lengths_file(source, lengths_file, memory_limit)
         if nan == "error":
             source = refusing_non_finite(source)
-        return source
+        return with_targets_composed(source, y, y_kind, memory_limit, allow_pickle)
     except BaseException:
         for close in opener.closers:
             close()
         raise
+
+
+def with_targets_composed(source: Source, y: str | None, y_kind: str, memory_limit: int,
+                          allow_pickle: bool) -> Source:
+    """The source with ``--y`` (or the targets it holds) composed in as sequence-level or
+    per-timestep targets (:mod:`lstmshape.io.targets`); a single series has none."""
+    if source.layout == "series":
+        return source
+    from .targets import resolve_target_kind, with_explicit_targets
+
+    if y is not None:
+        return with_explicit_targets(source, y, y_kind, memory_limit=memory_limit,
+                                     allow_pickle=allow_pickle)
+    return resolve_target_kind(source, y_kind)
 
 
 class Opener:
@@ -328,15 +370,24 @@ class Opener:
             y_path = conventional if os.path.isfile(conventional) else None
         if y_path is None or source.layout == "series":
             return source
-        y_file = NpyFileArray(y_path, self.allow_pickle, self.memory_limit)
-        self.closers.append(y_file.close)
-        target: StoredArray = y_file
-        if source.batches and len(y_file.shape) >= 2 and \
-                y_file.shape[0] * y_file.shape[1] == source.n_samples:
-            target = BatchRows(y_file)
-        source = self.with_targets(source, target, "", y_path)
-        source.records[-1] = record(y_path, None, y_file)  # as stored, not as rows
+        rows = self.side_rows(source, y_path)
+        source = self.with_targets(source, rows, "", y_path)
+        stored = rows.array if isinstance(rows, BatchRows) else rows
+        source.records[-1] = record(y_path, None, stored)  # as stored, not as rows
+        weight_path = manifest.side_file(SAMPLE_WEIGHT, path) if manifest is not None else None
+        if weight_path is not None:
+            source.sample_weight = self.side_rows(source, weight_path)
         return source
+
+    def side_rows(self, source: Source, side_path: str) -> StoredArray:
+        """An ``OUT.<role>.npy`` side file's rows, one per sample (a batched output's
+        ``(num_batches, B, ...)`` read as its rows)."""
+        side_file = NpyFileArray(side_path, self.allow_pickle, self.memory_limit)
+        self.closers.append(side_file.close)
+        if source.batches and len(side_file.shape) >= 2 and \
+                side_file.shape[0] * side_file.shape[1] == source.n_samples:
+            return BatchRows(side_file)
+        return side_file
 
     # -- containers -----------------------------------------------------------------------------
     def open_npz(self) -> Source:
@@ -357,9 +408,10 @@ class Opener:
                for k in keys):
             ordered = sorted(keys, key=natural_key)
             return self.from_sequences([archive.array(k) for k in ordered], None,
-                                       f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}")
+                                       f"{len(keys)} arrays {ordered[0]}..{ordered[-1]}",
+                                       names=ordered)
         raise InputError(f"{self.location.path}: holds {len(keys)} arrays; pick one with "
-                         f"{self.location.path}:KEY -- keys found: {', '.join(keys)}")
+                         f"{self.location.path}:KEY -- keys found: {collapsed(keys)}")
 
     def open_zarr(self) -> Source:
         """A ``.zarr`` store lstmshape wrote (or any Zarr v3 group of arrays by role): read by
@@ -421,10 +473,11 @@ class Opener:
         numbered = user_key or is_numbered_set(list(datasets))
         if datasets and not groups and numbered and looks_like_sequences(list(datasets.values())):
             arrays = [H5DatasetArray(h5, d) for d in datasets.values()]
-            return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets")
+            return self.from_sequences(arrays, node.name, f"group of {len(datasets)} datasets",
+                                       names=list(datasets))
         names = h5.dataset_names()
         raise InputError(f"{self.location.path}: holds {len(names)} datasets; pick one with "
-                         f"{self.location.path}:KEY -- keys found: {', '.join(names) or 'none'}")
+                         f"{self.location.path}:KEY -- keys found: {collapsed(names) or 'none'}")
 
     # -- layouts --------------------------------------------------------------------------------
     def from_group(self, arrays: dict[str, Any], manifest: Manifest | None,
@@ -438,6 +491,7 @@ class Opener:
                                  f"{' / '.join(RAGGED_LENGTH_KEYS)} array to split it")
             ragged = self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
                                       manifest)
+            ragged.sample_weight = arrays.get(SAMPLE_WEIGHT)
             return self.with_targets(ragged, arrays.get("y"), prefix)
         if FIRST_BATCH_KEY in arrays and "x" not in arrays:
             return self.from_batches(arrays, manifest, prefix)
@@ -445,6 +499,7 @@ class Opener:
             dense = self.from_array(arrays["x"], prefix + "x", manifest,
                                     lengths_array=arrays.get("lengths"),
                                     side_array=arrays.get(PADDING_SIDE_KEY))
+            dense.sample_weight = arrays.get(SAMPLE_WEIGHT)
             return self.with_targets(dense, arrays.get("y"), prefix)
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
@@ -455,7 +510,8 @@ class Opener:
         if target is None:
             return source
         where = file or f"{self.location.path}:{prefix}y"
-        if target.shape[:1] != (source.n_samples,):
+        per_step = source.timesteps is None and target.shape[:1] == (int(source.lengths.sum()),)
+        if target.shape[:1] != (source.n_samples,) and not per_step:
             raise InputError(f"{where} has shape {target.shape}, not one row per sample of the "
                              f"{source.n_samples} samples; fix or drop it")
         check_dtype(target.dtype, where)
@@ -473,6 +529,10 @@ class Opener:
         keys = sorted((k for k in arrays if k.startswith("x_") and k[2:].isdigit()),
                       key=natural_key)
         xs = [arrays[k] for k in keys]
+        if manifest is not None and not manifest.feature_axis:  # --no-feature-axis: (B, T)
+            for x in xs:
+                self.watch(x)
+            xs = [ThreeD(x) for x in xs]
         for key, x in zip(keys, xs, strict=True):
             check_dtype(x.dtype, f"{path}:{prefix}{key}")
             if len(x.shape) != 3 or x.shape[2:] != xs[0].shape[2:] or x.dtype != xs[0].dtype:
@@ -533,11 +593,15 @@ class Opener:
                       n_samples=int(offsets[-1]), n_features=features, dtype=xs[0].dtype,
                       timesteps=widths.pop() if uniform else None, lengths=lengths, side=side,
                       manifest=manifest, closers=self.closers, block_reader=read_batches,
-                      records=[record(path, prefix + k, x) for k, x in zip(keys, xs,
-                                                                          strict=True)],
+                      records=[record(path, prefix + k, x.array if isinstance(x, ThreeD) else x)
+                               for k, x in zip(keys, xs, strict=True)],
                       batches=batches)
         if targets is not None:
             source.targets = targets
+        weight_keys = [SAMPLE_WEIGHT + key[1:] for key in keys]
+        if weight_keys and all(key in arrays for key in weight_keys):
+            source.sample_weight = ConcatRows([arrays[key] for key in weight_keys],
+                                              f"{path}:{prefix}{weight_keys[0]}")
         return source
 
     def from_array(self, array: StoredArray, key: str | None, manifest: Manifest | None,
@@ -552,7 +616,9 @@ class Opener:
             return self.from_sequences([MemoryArray(np.asarray(o)) for o in objects.reshape(-1)],
                                        key, f"object array of {objects.size}")
         check_dtype(array.dtype, where)
-        if len(array.shape) == 4 and manifest is not None and manifest.command == "batch":
+        batch_dims = 4 if manifest is None or manifest.feature_axis else 3
+        if len(array.shape) == batch_dims and manifest is not None and \
+                manifest.command == "batch":
             array = BatchRows(array)  # (num_batches, B, T, F) read as its B * num_batches rows
         shape = array.shape
         if self.series and len(shape) != 3:  # (N, T, F) stays a set of N series
@@ -654,9 +720,12 @@ class Opener:
                                record(path, prefix + split_key, splits)],
                       row_bytes_hint=8)
 
-    def from_sequences(self, arrays: list[Any], key: str | None, description: str) -> Source:
-        """Sequences stored one array each: read them all (they cannot be streamed)."""
+    def from_sequences(self, arrays: list[Any], key: str | None, description: str,
+                       names: list[str] | None = None) -> Source:
+        """Sequences stored one array each: read them all (they cannot be streamed).
+        ``names``: each one's key (``arr_137``), named when that sequence is the odd one."""
         path = self.location.path
+        check_same_widths(arrays, names, path, key)
         declared = sum(nbytes_of(a.shape, a.dtype) for a in arrays)
         if declared > self.memory_limit:
             raise InputError(f"{path}: {description} sequences of {declared:,} bytes in all is "
@@ -692,6 +761,32 @@ class Opener:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def check_same_widths(arrays: list[Any], names: list[str] | None, path: str,
+                      key: str | None) -> None:
+    """One feature count for every sequence, else an error naming the first odd one by its key
+    (``arr_137``) and the count most of them have.
+
+    Example:
+        >>> seqs = [MemoryArray(np.zeros((2, 12)))] * 3 + [MemoryArray(np.zeros((4, 11)))]
+        >>> check_same_widths(seqs, [f"arr_{i}" for i in range(4)], "v.npz", None)
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.InputError: v.npz:arr_3 has 11 features (shape (4, 11)), but 3 of the ...
+    """
+    widths = [(a.shape[1] if len(a.shape) == 2 else 1) if a.shape and a.shape[0] else None
+              for a in arrays]
+    counted = [w for w in widths if w is not None]
+    if len(set(counted)) <= 1:
+        return
+    common = max(set(counted), key=counted.count)
+    odd = next(i for i, w in enumerate(widths) if w is not None and w != common)
+    name = names[odd] if names is not None else f"{key or ''}[{odd}]"
+    raise InputError(f"{path}:{name} has {plural(widths[odd] or 0, 'feature')} (shape "
+                     f"{tuple(arrays[odd].shape)}), but {counted.count(common):,} of the "
+                     f"{len(arrays):,} sequences have {common}; every sequence needs the same "
+                     f"feature count")
 
 
 def side_of(manifest: Manifest | None) -> Side:
@@ -768,6 +863,24 @@ def padding_summary(manifest: Manifest | None) -> str:
     return text
 
 
+class ThreeD:
+    """A one-feature ``(B, T)`` batch written with ``--no-feature-axis`` seen as ``(B, T, 1)``."""
+
+    def __init__(self, array: StoredArray) -> None:
+        self.array = array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.array.shape, 1)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        return self.array.read_rows(start, stop)[..., None]
+
+
 class BatchRows:
     """A ``(num_batches, B, T, F)`` array seen as its ``num_batches * B`` rows ``(T, F)``."""
 
@@ -798,7 +911,10 @@ class ConcatRows:
     def __init__(self, arrays: list[StoredArray], where: str) -> None:
         first = arrays[0]
         for array in arrays:
-            if tuple(array.shape[1:]) != tuple(first.shape[1:]) or array.dtype != first.dtype:
+            # per-timestep labels of bucketed batches differ in width (axis 1), like x
+            if (tuple(array.shape[2:]) != tuple(first.shape[2:]) or array.dtype != first.dtype
+                    or len(array.shape) != len(first.shape)
+                    or (len(first.shape) < 2 and array.shape[1:] != first.shape[1:])):
                 raise InputError(f"{where}: per-batch arrays differ in row shape or dtype: "
                                  f"{first.shape} {first.dtype} and {array.shape} {array.dtype}")
         self.arrays = arrays
@@ -806,19 +922,25 @@ class ConcatRows:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (int(self.offsets[-1]), *self.arrays[0].shape[1:])
+        """The rows, each as wide as the widest array (rows are read one array at a time when
+        the widths differ)."""
+        widths = {tuple(a.shape[1:]) for a in self.arrays}
+        row = max(widths) if len(widths) > 1 else tuple(self.arrays[0].shape[1:])
+        return (int(self.offsets[-1]), *row)
 
     @property
     def dtype(self) -> np.dtype:
         return self.arrays[0].dtype
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        parts = [np.zeros((0, *self.shape[1:]), dtype=self.dtype)]
+        parts = []
         for index, array in enumerate(self.arrays):
             low, high = int(self.offsets[index]), int(self.offsets[index + 1])
             if low < stop and high > start:
                 parts.append(array.read_rows(max(start, low) - low, min(stop, high) - low))
-        return np.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts or [np.zeros((0, *self.shape[1:]), dtype=self.dtype)])
 
 
 def dense_reader(array: StoredArray, lengths: np.ndarray, side: Side,

@@ -35,6 +35,7 @@ from ..sequences import (
     real_mask,
     rows_as_scalars,
 )
+from ..words import plural
 from .pad import check_value_fits, pad
 
 Mode = Literal["static", "sequences", "rows"]
@@ -129,10 +130,15 @@ def extra_mode(base: Shape, extra: Shape, static: bool) -> Mode:
             raise InputError(f"{both}: {extra.timesteps} timesteps vs {base.timesteps}", *hint)
         return "rows"
     differ = np.flatnonzero(extra.lengths != base.lengths)
+    if differ.size and base.timesteps is not None and extra.timesteps is None:
+        # the base's padding is lost information here: which of its steps the extra's belong to
+        hint = ("; the base is padded to a tensor and the extra is ragged: add features to the "
+                "ragged sequences before padding (add-feature first, then pad)",)
     if differ.size:
         i = int(differ[0])
-        raise InputError(f"{both}: sequence {i} has {int(extra.lengths[i])} timesteps vs "
-                         f"{int(base.lengths[i])} ({differ.size} sequences differ)", *hint)
+        raise InputError(f"{both}: sequence {i} has {plural(int(extra.lengths[i]), 'timestep')} "
+                         f"vs {int(base.lengths[i])} ({plural(differ.size, 'sequence')} "
+                         f"differ{'s' if differ.size == 1 else ''})", *hint)
     return "sequences"
 
 
