@@ -28,6 +28,7 @@ TORCH one epoch of lstmshape.torch batches (LengthBucketSampler + collate, throu
      over W1-like data (200,000 float32 sequences, lengths 1..200, 8 features; the count is
      LSTMSHAPE_BENCH_TORCH_SAMPLES when set) at least 3x faster than a DataLoader over a list of
      tensors with pad_sequence as its collate_fn, both batch 64, shuffled.
+PADY `pad W1.h5` carrying a sequence-level y within 1.1x of the same pad without it (medians).
 CACHE the digest cache (issue 15), medians of the round-robin rounds, each timed run after
      settle() (sync, TOUCH_MB touched and freed): the chain `pad W1.h5 -> truncate -> batch`, then
      the same chain again with one option changed in the last step (only that step re-runs), with
@@ -245,6 +246,30 @@ def bench_end_to_end(values: np.ndarray, lengths: np.ndarray, work: Path) -> Non
         print(f"  E2E input: {layout}, values {values.shape} chunks {chunks}", flush=True)
         end_to_end(source, work, layout)
         source.unlink()
+
+
+def bench_pad_targets(values: np.ndarray, lengths: np.ndarray, work: Path) -> None:
+    """PADY: ``pad`` of W1 carrying a sequence-level ``y`` (one float per sample, streamed in
+    blocks beside x) against the same pad without it."""
+    plain, labelled = work / "w1-plain.h5", work / "w1-y.h5"
+    for path, with_y in ((plain, False), (labelled, True)):
+        with h5py.File(path, "w") as h5:
+            h5["values"], h5["lengths"] = values, lengths
+            if with_y:
+                h5["y"] = np.arange(len(lengths), dtype=np.float32)[:, None]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    commands = {
+        "with y": [*LSTMSHAPE, "pad", str(labelled), "--maxlen", "100", "-o", str(work / "y.npy")],
+        "without": [*LSTMSHAPE, "pad", str(plain), "--maxlen", "100", "-o", str(work / "p.npy")],
+    }
+    times = round_robin("PADY", commands, env)
+    with_y, without = (float(np.median(times[name])) for name in commands)
+    report("PADY pad W1.h5 with a sequence-level y vs without, medians", f"{with_y:.2f}s",
+           f"without {without:.2f}s", with_y / without, "<= 1.1", with_y <= 1.1 * without)
+    for path in work.glob("*.npy*"):
+        path.unlink()
+    for path in (plain, labelled):
+        path.unlink()
 
 
 def round_robin(label: str, commands: dict[str, list[str]],
@@ -713,6 +738,7 @@ def main() -> None:
         values, lengths = bench_w1(scale)
         bench_w2(scale, keras)
         bench_end_to_end(values, lengths, work)
+        bench_pad_targets(values, lengths, work)
         del values, lengths
         bench_memory(dense_gb, ragged_gb, work)
         bench_torch(scale, work)
