@@ -159,6 +159,126 @@ def test_ids_follow_reordering_commands(tmp_path: Path, invoke: Callable[..., Re
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-timestep targets: --target-kind timestep
+
+
+def labelled_table(rng: np.random.Generator, folder: Path, form: str,
+                   shuffled: bool) -> tuple[Path, Any]:
+    """A long table with an integer label per row, written in ``form``; and the table as pandas
+    reads it back."""
+    frame = long_frame(rng, False)
+    frame["label"] = rng.integers(0, 5, len(frame)).astype(np.int64)
+    if shuffled:
+        frame = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    path = write_form(frame, folder, form)
+    return path, read_back(path)
+
+
+def label_sequences(frame: Any) -> list[np.ndarray]:
+    """What a pandas user writes for the labels: sort by time, group in order of first
+    appearance, one label sequence per id."""
+    ordered = frame.sort_values(["ts"], kind="stable")
+    groups = dict(list(ordered.groupby("user", sort=False)))
+    return [groups[key]["label"].to_numpy() for key in pd.unique(frame["user"])]
+
+
+STEP_TARGET = ["--id", "user", "--time", "ts", "--features", ",".join(FEATURES), "--target",
+               "label", "--target-kind", "timestep"]
+
+
+@pytest.mark.parametrize("form", ["parquet", "csv"])
+@pytest.mark.parametrize("shuffled", [False, True], ids=["sorted", "unsorted"])
+def test_timestep_target_equals_pandas_then_keras(form: str, shuffled: bool, tmp_path: Path,
+                                                  invoke: Callable[..., Result], keras: Any,
+                                                  rng: np.random.Generator) -> None:
+    """The label column is padded exactly like the features it sits beside; sample_weight
+    marks the real steps; the manifest says the targets are per timestep."""
+    from lstmshape.io.source import open_source
+    from lstmshape.io.table import TableOptions
+    from lstmshape.manifest import JSON_SCHEMA
+
+    path, frame = labelled_table(rng, tmp_path, form, shuffled)
+    labels = label_sequences(frame)
+    out = tmp_path / "x.npz"
+    result = invoke("pad", path, *STEP_TARGET, "-o", out)
+    assert result.exit_code == 0, result.output
+    expected_x, _ = pandas_oracle(frame, keras, True)
+    expected_y = keras.utils.pad_sequences(labels, padding="post", dtype="int64")
+    lengths = np.array([len(s) for s in labels])
+    with np.load(out) as data:
+        np.testing.assert_array_equal(data["x"], expected_x)
+        assert data["y"].dtype == np.int64
+        np.testing.assert_array_equal(data["y"], expected_y)
+        np.testing.assert_array_equal(
+            data["sample_weight"],
+            (np.arange(expected_y.shape[1]) < lengths[:, None]).astype(np.float32))
+    manifest = json.loads((tmp_path / "x.npz.json").read_text())
+    assert manifest["targets"] == {"kind": "timestep", "shape": [expected_y.shape[1]],
+                                   "dtype": "int64"}
+    assert manifest["params"]["table"]["target_kind"] == "timestep"
+    jsonschema.validate(manifest, JSON_SCHEMA)
+    # both ways of reading are covered: streamed (sorted) and gathered after a sort (unsorted);
+    # blocks read out of order (a cursor that starts over) give the same labels
+    options = TableOptions(id="user", time="ts", features=tuple(FEATURES), target="label",
+                           target_kind="timestep")
+    with open_source(str(path), table=options) as source:
+        assert ("sorted in memory" in source.detail) == shuffled
+        assert source.step_targets is not None
+        blocks = [source.step_targets.read_block(a, b) for a, b in [(30, 40), (0, 13), (13, 30)]]
+        got = [s[:, 0] for block in (blocks[1], blocks[2], blocks[0]) for s in block.to_list()]
+    for mine, theirs in zip(got, labels, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize(("form", "shuffled"), [("parquet", True), ("csv", False)],
+                         ids=["parquet-unsorted", "csv-sorted"])
+def test_timestep_target_batched_like_x(form: str, shuffled: bool, tmp_path: Path,
+                                        invoke: Callable[..., Result], keras: Any,
+                                        rng: np.random.Generator) -> None:
+    """Bucketed, shuffled batches: each batch's y is the label sequences of the samples that
+    ``order`` says are in it, padded to the batch's width; pad rows weigh 0."""
+    path, frame = labelled_table(rng, tmp_path, form, shuffled)
+    labels = label_sequences(frame)
+    out = tmp_path / "b.npz"
+    result = invoke("batch", path, *STEP_TARGET, "--size", 6, "--bucket-by-length", "--shuffle",
+                    "--seed", 1, "--remainder", "pad", "-o", out)
+    assert result.exit_code == 0, result.output
+    with np.load(out) as data:
+        order = data["order"]
+        keys = sorted((k for k in data.files if k.startswith("x_")), key=lambda k: int(k[2:]))
+        batches = [(data[k], data["y" + k[1:]], data["sample_weight" + k[1:]]) for k in keys]
+    assert not np.array_equal(order[order >= 0], np.arange(len(labels)))  # reordered
+    assert -1 in order  # a pad row was added
+    start = 0
+    for x, y, weight in batches:
+        rows = order[start:start + len(y)]
+        start += len(y)
+        want = [labels[i] if i >= 0 else np.zeros(0, np.int64) for i in rows]
+        np.testing.assert_array_equal(y, keras.utils.pad_sequences(
+            want, maxlen=x.shape[1], padding="post", dtype="int64"))
+        np.testing.assert_array_equal(weight.sum(axis=1), [len(s) for s in want])
+        np.testing.assert_array_equal(weight.astype(bool), np.any(x != 0, axis=2))
+    assert start == len(order)
+
+
+@pytest.mark.parametrize(("form", "shuffled"), [("parquet", False), ("csv", False),
+                                                ("parquet", True)],
+                         ids=["parquet-sorted", "csv-sorted", "parquet-unsorted"])
+def test_null_timestep_label_is_refused_naming_the_row(form: str, shuffled: bool,
+                                                       tmp_path: Path) -> None:
+    """A missing label is not NaN (it would be trained on): one line naming the row."""
+    ids, times = ([1, 2, 1, 2], [0, 0, 1, 1]) if shuffled else ([1, 1, 2, 2], [0, 1, 0, 1])
+    frame = pd.DataFrame({"user": ids, "ts": times, "a": [0.5, 1.5, 2.5, 3.5],
+                          "label": pd.array([0.0, 1.0, None, 1.0], dtype="Float64")})
+    path = write_form(frame, tmp_path, form)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_cli("pad", path, "--id", "user", "--time", "ts", "--target", "label",
+                   "--target-kind", "timestep", "-o", out / "x.npz")
+    assert_refused(proc, path.name, "--target 'label'", "null at row 2", folder=out)
+
+
+# ---------------------------------------------------------------------------------------------
 # List columns
 
 

@@ -171,13 +171,18 @@ def table_flags(table: TableOptions | None, series: bool) -> str:
     Example:
         >>> table_flags(TableOptions(id="user", time="ts"), False)
         ' --id user --time ts'
+        >>> table_flags(TableOptions(id="user", target="tag", target_kind="timestep"), False)
+        ' --id user --target tag --target-kind timestep'
     """
     flags = " --layout series" if series else ""
     if table is None:
         return flags
+    # the default --target-kind (sequence) goes unsaid; per-timestep labels must be asked for
+    per_step = table.target is not None and table.target_kind == "timestep"
     for flag, value in (("--id", table.id), ("--time", table.time),
                         ("--features", None if table.features is None
-                         else ",".join(table.features)), ("--target", table.target)):
+                         else ",".join(table.features)), ("--target", table.target),
+                        ("--target-kind", "timestep" if per_step else None)):
         if value is not None:
             flags += f" {flag} {shlex.quote(value)}"
     return flags

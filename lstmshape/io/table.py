@@ -11,6 +11,9 @@ Two passes, so that a table larger than memory streams:
    sample count, lengths, ids and targets before any feature is read;
 2. ``block_reader(start, stop)`` reads the feature rows of samples ``start:stop`` through a
    :class:`RowCursor`, which reads forward and seeks to a Parquet row group where it can.
+   ``--target-kind timestep`` reads the target column the same way, through a cursor of its
+   own: one label per row, as x's twin (:attr:`Source.step_targets`, :mod:`.targets`), so the
+   commands pad, cut and batch the labels exactly like x.
 
 A long table whose rows are not grouped by id (or not ordered by time within an id) cannot be
 read a block at a time: it is read whole and sorted in memory when it fits ``--memory-limit``,
@@ -388,6 +391,10 @@ class Opened:
     feature_names: list[str] | None = None
     detail: str = ""
     series: bool = False
+    #: ``--target-kind timestep``: the target column's rows of samples ``start:stop`` as label
+    #: sequences with x's lengths (``(rows, 1)`` of ``label_dtype``), read like the features
+    labels: Callable[[int, int], SequenceSet] | None = None
+    label_dtype: np.dtype | None = None
     #: the table's rows, as the scan counted them (a CSV or an IPC stream has no count before)
     rows: int = 0
 
@@ -415,10 +422,11 @@ class Reader:
         if options.target_kind not in ("sequence", "timestep"):
             raise OptionError(f"--target-kind {options.target_kind!r}: expected 'sequence' or "
                               f"'timestep'")
-        if options.target is not None and options.target_kind == "timestep":
-            raise OptionError(f"{self.path}: --target-kind timestep needs per-timestep targets, "
-                              f"which lstmshape's commands do not carry yet; use --target-kind "
-                              f"sequence, or add the column as a feature with --features")
+        if options.target is not None and options.target_kind == "timestep" \
+                and options.id is None:  # one label per row is one per timestep of a long table
+            raise OptionError(f"{self.path}: --target-kind timestep reads one label per row of "
+                              f"a long table (give --id COL); for list columns give the labels "
+                              f"as a list column of the same lengths with --y {self.path}:COL")
         for name, option in ((options.id, "--id"), (options.time, "--time"),
                              (options.target, "--target")):
             if name is not None:
@@ -678,6 +686,9 @@ class Scan:
         self.options = reader.options
         self.names = names
         self.dtype = dtype
+        #: --target-kind timestep: the target column, read as label sequences beside x
+        self.label_column = self.options.target if self.options.target_kind == "timestep" else None
+        self.target_dtype = reader.target_dtype()
 
     def label(self, value: Any) -> str:
         return repr(value.as_py() if hasattr(value, "as_py") else value)
@@ -753,7 +764,11 @@ class Scan:
                                  f"{id_bytes:,} bytes, more than a quarter of --memory-limit "
                                  f"{self.reader.table.memory_limit:,}; raise --memory-limit "
                                  f"or use shorter ids")
-            if options.target is not None:
+            target = None
+            if self.label_column is not None:  # read later, like x; a missing one: refused now
+                refuse_null_labels(pa, batch.column(self.label_column), self.label_column,
+                                   self.path, offset)
+            elif options.target is not None:
                 target = column_numpy(pa, batch.column(options.target), options.target,
                                       self.path, offset)
                 run_of_row = np.cumsum(change) - 1
@@ -770,9 +785,7 @@ class Scan:
                                      f"--target-kind sequence needs one value per id")
                 run_targets.append(target[firsts])
             previous = (ids[n - 1].as_py(), None if times is None else times[-1],
-                        None if options.target is None else
-                        column_numpy(pa, batch.column(options.target), options.target,
-                                     self.path, offset)[-1])
+                        None if target is None else target[-1])
         if not starts:
             raise InputError(f"{self.path}: the table has no rows")
         run_starts = np.concatenate(starts)
@@ -792,9 +805,15 @@ class Scan:
                 f"{self.label(id_runs[back])} appears again at row {int(run_starts[back])} "
                 f"after other ids)")
 
+    def sort_bytes(self, total: int) -> int:
+        """What sorting ``total`` rows in memory takes: the feature and target columns, the
+        grouping columns' copies and the sort's index, :data:`SORT_OVERHEAD` times over."""
+        target = 0 if self.target_dtype is None else self.target_dtype.itemsize
+        return total * (len(self.names) * self.dtype.itemsize + target + 24) * SORT_OVERHEAD
+
     def too_big_to_sort(self, total: int, reason: str) -> InputError:
         options = self.options
-        need = total * (len(self.names) * self.dtype.itemsize + 24) * SORT_OVERHEAD
+        need = self.sort_bytes(total)
         return InputError(f"{self.path}: {reason}; sorting its {total:,} rows in memory needs "
                           f"about {need:,} bytes, over --memory-limit "
                           f"{self.reader.table.memory_limit:,}: raise --memory-limit, or sort "
@@ -805,32 +824,42 @@ class Scan:
     def streamed(self, lengths: np.ndarray, id_runs: Any, run_targets: list[np.ndarray],
                  total: int) -> Opened:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        cursor = RowCursor(self.reader.table, self.names)
+        labels = None
+        if self.label_column is not None:
+            labels = self.streamed_rows([self.label_column], self.target_dtype, offsets, lengths)
+        return Opened(lengths, len(self.names), self.dtype,
+                      self.streamed_rows(self.names, self.dtype, offsets, lengths),
+                      ids=id_numpy(self.pa, id_runs), targets=self.targets(run_targets),
+                      feature_names=self.names,
+                      detail=f"long table, {total:,} rows grouped by {self.options.id}",
+                      rows=total, labels=labels, label_dtype=self.target_dtype)
+
+    def streamed_rows(self, names: list[str], dtype: Any, offsets: np.ndarray,
+                      lengths: np.ndarray) -> Callable[[int, int], SequenceSet]:
+        """Columns ``names`` of samples ``start:stop`` of a grouped table, read forward through
+        a cursor of their own: x and its labels are read block by block, each within the
+        budget, and each keeps its own place in the file."""
+        cursor = RowCursor(self.reader.table, names)
 
         def read(start: int, stop: int) -> SequenceSet:
             low, high = int(offsets[start]), int(offsets[stop])
             table = cursor.read(low, high)
-            values = features_numpy(self.pa, table, self.names, self.dtype, self.path, low)
+            values = features_numpy(self.pa, table, names, dtype, self.path, low)
             return SequenceSet(values, lengths[start:stop])
 
-        return Opened(lengths, len(self.names), self.dtype, read, ids=id_numpy(self.pa, id_runs),
-                      targets=self.targets(run_targets), feature_names=self.names,
-                      detail=f"long table, {total:,} rows grouped by {self.options.id}",
-                      rows=total)
+        return read
 
     def targets(self, parts: list[np.ndarray]) -> np.ndarray | None:
-        if self.options.target is None:
+        if self.options.target is None or self.label_column is not None:
             return None
-        dtype = self.reader.target_dtype()
-        return np.concatenate(parts).astype(dtype, copy=False)
+        return np.concatenate(parts).astype(self.target_dtype, copy=False)
 
     def sorted_in_memory(self, total: int, reason: str) -> Opened:
         import pyarrow.compute as pc
 
         pa, options = self.pa, self.options
         assert options.id is not None
-        need = total * (len(self.names) * self.dtype.itemsize + 24) * SORT_OVERHEAD
-        if need > self.reader.table.memory_limit:
+        if self.sort_bytes(total) > self.reader.table.memory_limit:
             raise self.too_big_to_sort(total, reason)
         columns = list(dict.fromkeys(
             [options.id, *([options.time] if options.time else []), *self.names,
@@ -841,6 +870,8 @@ class Scan:
                 column = table.column(name).combine_chunks()
                 raise InputError(f"{self.path}: null {what} in column {name!r} at row "
                                  f"{first_null(pa, column)}")
+        if self.label_column is not None:  # the scan may have stopped before a missing label, too
+            refuse_null_labels(pa, table.column(self.label_column), self.label_column, self.path, 0)
         id_column = table.column(options.id)
         if pa.types.is_dictionary(id_column.type):
             id_column = id_column.cast(id_column.type.value_type)
@@ -856,8 +887,11 @@ class Scan:
                              f"{times[row]}) at row {row}; each id needs one row per time")
         lengths = np.bincount(codes, minlength=len(encoded.dictionary)).astype(LENGTH_DTYPE)
         del codes, times
-        targets = None
-        if options.target is not None:
+        targets = labels = None
+        if self.label_column is not None:  # gathered in sorted order like the features, per block
+            labels = gathered([column_numpy(pa, table.column(self.label_column), self.label_column,
+                                            self.path, 0)], self.target_dtype, order, lengths)
+        elif options.target is not None:
             raw = column_numpy(pa, table.column(options.target), options.target, self.path, 0)
             ordered = raw[order]
             starts = np.cumsum(lengths) - lengths
@@ -871,25 +905,56 @@ class Scan:
                 raise InputError(f"{self.path}: --target {options.target!r} differs within id "
                                  f"{self.label(encoded.dictionary[ids])} (row {row}); "
                                  f"--target-kind sequence needs one value per id")
-            targets = ordered[starts].astype(self.reader.target_dtype(), copy=False)
-        # the feature columns stay as read; each block gathers its rows in sorted order (in the
-        # reading thread, beside the writer) instead of one sorted copy of the whole table
+            targets = ordered[starts].astype(self.target_dtype, copy=False)
         features = [column_numpy(pa, table.column(name), name, self.path, 0)
                     for name in self.names]
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-
-        def read(start: int, stop: int) -> SequenceSet:
-            rows = order[int(offsets[start]):int(offsets[stop])]
-            values = np.empty((len(rows), len(features)), dtype=self.dtype)
-            for index, column in enumerate(features):
-                values[:, index] = column[rows]
-            return SequenceSet(values, lengths[start:stop])
-
-        return Opened(lengths, len(self.names), self.dtype, read,
+        return Opened(lengths, len(self.names), self.dtype,
+                      gathered(features, self.dtype, order, lengths),
                       ids=id_numpy(pa, encoded.dictionary), targets=targets,
                       feature_names=self.names,
                       detail=f"long table, {total:,} rows sorted in memory by {options.id}",
-                      rows=total)
+                      rows=total, labels=labels, label_dtype=self.target_dtype)
+
+
+def gathered(columns: list[np.ndarray], dtype: Any, order: np.ndarray,
+             lengths: np.ndarray) -> Callable[[int, int], SequenceSet]:
+    """Blocks of sequences whose rows are ``columns`` taken in ``order`` (sorted by id, time).
+    The columns stay as read; each block gathers its own rows (in the reading thread, beside
+    the writer) instead of one sorted copy of the whole table.
+
+    Example:
+        >>> read = gathered([np.array([10, 11, 12])], np.int64, np.array([2, 0, 1]),
+        ...                 np.array([1, 2]))
+        >>> read(1, 2).values.ravel().tolist()
+        [10, 11]
+    """
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    def read(start: int, stop: int) -> SequenceSet:
+        rows = order[int(offsets[start]):int(offsets[stop])]
+        values = np.empty((len(rows), len(columns)), dtype=dtype)
+        for index, column in enumerate(columns):
+            values[:, index] = column[rows]
+        return SequenceSet(values, lengths[start:stop])
+
+    return read
+
+
+def refuse_null_labels(pa: Any, column: Any, name: str, path: str, first_row: int) -> None:
+    """A per-timestep label may not be missing: unlike a feature (NaN, then ``--nan``), a NaN
+    label would be trained on as a value, and an integer label has none to become.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> refuse_null_labels(pa, pa.array([1, None]), "y", "t.csv", 10)
+        Traceback (most recent call last):
+        ...
+        lstmshape.errors.InputError: t.csv: --target 'y' is null at row 11; per-timestep ...
+    """
+    if column.null_count:
+        raise InputError(f"{path}: --target {name!r} is null at row "
+                         f"{first_row + first_null(pa, column)}; per-timestep labels cannot be "
+                         f"missing -- fill them, or drop those rows")
 
 
 def sort_order(codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, int | None]:
@@ -958,6 +1023,7 @@ def table_source(opener_path: str, key: str | None, options: TableOptions, memor
     from .arrays import MemoryArray
     from .location import Location
     from .source import ArrayRecord, Source
+    from .targets import label_source
 
     table = TableFile(opener_path, memory_limit)
     try:
@@ -976,7 +1042,7 @@ def table_source(opener_path: str, key: str | None, options: TableOptions, memor
             whole.append(opened.read(0, 1).values)
         return whole[0][start:stop]
 
-    return Source(
+    source = Source(
         location=Location(opener_path, key), kind="ragged",
         layout="series" if opened.series else "table", detail=opened.detail, n_samples=n,
         n_features=opened.n_features, dtype=opened.dtype, timesteps=None,
@@ -984,6 +1050,11 @@ def table_source(opener_path: str, key: str | None, options: TableOptions, memor
         records=[ArrayRecord(opener_path, key, (rows, len(table.schema)), "table")],
         block_reader=opened.read, targets=targets, ids=opened.ids,
         names=opened.feature_names, row_reader=read_rows if opened.series else None)
+    if opened.labels is not None:  # --target-kind timestep: labels padded and cut like x
+        assert opened.label_dtype is not None
+        source.step_targets = label_source(source, opened.labels, opened.label_dtype,
+                                           names=[options.target])
+    return source
 
 
 def table_listing(path: str, memory_limit: int) -> dict[str, Any]:

@@ -156,11 +156,8 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
             rows = stored.read_rows(int(offsets[start]), int(offsets[stop]))
             return SequenceSet(rows.reshape(len(rows), -1), lengths[start:stop])
 
-        steps = replace(source, kind="ragged", layout="values+lengths", timesteps=None,
-                        n_features=step_features(stored.shape[1:]), dtype=stored.dtype,
-                        targets=None, step_targets=None, block_reader=read_flat,
-                        stored_reader=None, step_shape=tuple(stored.shape[1:]), closers=[],
-                        records=[])
+        steps = label_source(source, read_flat, stored.dtype, tuple(stored.shape[1:]),
+                             kind="ragged", layout="values+lengths", timesteps=None)
         return replace(source, targets=None, step_targets=steps)
     batches = source.batches or [(0, source.n_samples, source.timesteps or 0)]
     if (len(stored.shape) < 2 or len(stored.shape) > 3
@@ -185,11 +182,36 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
             parts.append(SequenceSet.from_dense(rows, lengths[a:b], side).values)
         return SequenceSet(np.concatenate(parts), lengths[start:stop])
 
-    steps = replace(source, kind="ragged" if source.timesteps is None else "dense",
-                    n_features=step_features(step_shape), dtype=stored.dtype, targets=None,
-                    step_targets=None, block_reader=read_labels, stored_reader=None,
-                    step_shape=step_shape, closers=[], records=[])
+    # y stays beside the labels: a dense y is what the framework bridges read as it is
+    steps = label_source(source, read_labels, stored.dtype, step_shape,
+                         kind="ragged" if source.timesteps is None else "dense")
     return replace(source, step_targets=steps)
+
+
+def label_source(source: Source, read: Callable[[int, int], SequenceSet], dtype: np.dtype,
+                 step_shape: tuple[int, ...] = (), **changes: object) -> Source:
+    """Per-timestep labels as x's twin (:attr:`Source.step_targets`): x's samples, lengths and
+    side, with blocks that ``read(start, stop)`` gives (one ``step_shape`` label row per real
+    timestep), so the commands pad, cut, split and batch them with the code that handles x.
+    ``changes`` are the twin's own fields where they differ from x's (its kind or layout).
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> from lstmshape.io.source import open_source
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy"); np.save(path, np.zeros((2, 3, 4)))
+        >>> labels = np.arange(6, dtype=np.int8).reshape(6, 1)  # one row per real timestep
+        >>> def read(start, stop):
+        ...     return SequenceSet(labels[3 * start:3 * stop], np.full(stop - start, 3))
+        >>> with open_source(path) as src:
+        ...     steps = label_source(src, read, labels.dtype)
+        ...     steps.n_features, steps.dtype, steps.read_block(1, 2).values.ravel().tolist()
+        (1, dtype('int8'), [3, 4, 5])
+    """
+    # the twin owns no files (x's closers close them) and lists none (x's records do)
+    return replace(source, n_features=step_features(step_shape), dtype=np.dtype(dtype),
+                   targets=None, step_targets=None, block_reader=read, stored_reader=None,
+                   step_shape=step_shape, closers=[], records=[],
+                   **changes)  # type: ignore[arg-type]
 
 
 def check_kind(kind: object) -> None:
