@@ -54,11 +54,15 @@ $(VENV)/.installed-test: $(VENV)/.installed-tf
 #   sensors.npz + weather.npy --add-feature--> sensors_weather.npz --pad--> sensors_padded.npy
 #       --batch--> sensors_batches.h5 --verify, train-->
 #   tokens.npy (+ true lengths) --pad--> tokens_padded.npy --truncate--> tokens_short.npy
+#   sensors.npz + sensors_labels.npy --partition--> train/val/test.npz --pad (val, test: --like
+#       train)--> *_padded.npy --normalize (val, test: --like train)--> *_scaled.npy --classifier-->
+SCALED := train val test
 demo: $(DEMO)/windows_batches.h5.verified $(DEMO)/sensors_batches.h5.verified \
-		$(DEMO)/tokens_short.npy
+		$(DEMO)/tokens_short.npy $(SCALED:%=$(DEMO)/%_scaled.npy.verified)
 	$(LS) inspect $(DEMO)/tokens_short.npy --expect-shape '*,20,1'
 	$(BIN)/python sample_data/train_demo.py $(DEMO)/windows_batches.h5
 	$(BIN)/python sample_data/train_demo.py $(DEMO)/sensors_batches.h5
+	$(BIN)/python sample_data/classify_demo.py $(SCALED:%=$(DEMO)/%_scaled.npy)
 
 $(DEMO):
 	mkdir -p $@
@@ -88,6 +92,28 @@ $(DEMO)/tokens_padded.npy: sample_data/tokens.npy sample_data/tokens_lengths.npy
 
 $(DEMO)/tokens_short.npy: $(DEMO)/tokens_padded.npy
 	$(LS) truncate $< --maxlen 20 --truncating pre -o $@
+
+# Labels from raw data to a classifier: a stratified split, then val and test shaped exactly like
+# train -- train's p95 maxlen, dtype, pad value, and train's statistics -- by --like.
+
+$(DEMO)/train.npz $(DEMO)/val.npz $(DEMO)/test.npz &: sample_data/sensors.npz \
+		sample_data/sensors_labels.npy | $(VENV)/.installed-base $(DEMO)
+	$(LS) partition sample_data/sensors.npz --y sample_data/sensors_labels.npy --stratify \
+		--fractions 0.7,0.15,0.15 --seed 0 -o $(DEMO)/train.npz -o $(DEMO)/val.npz -o $(DEMO)/test.npz
+
+$(DEMO)/train_padded.npy: $(DEMO)/train.npz
+	$(LS) pad $< --maxlen p95 -o $@
+
+$(DEMO)/val_padded.npy $(DEMO)/test_padded.npy: $(DEMO)/%_padded.npy: $(DEMO)/%.npz \
+		$(DEMO)/train_padded.npy
+	$(LS) pad $< --like $(DEMO)/train_padded.npy.json -o $@
+
+$(DEMO)/train_scaled.npy: $(DEMO)/train_padded.npy
+	$(LS) normalize $< -o $@
+
+$(DEMO)/val_scaled.npy $(DEMO)/test_scaled.npy: $(DEMO)/%_scaled.npy: $(DEMO)/%_padded.npy \
+		$(DEMO)/train_scaled.npy
+	$(LS) normalize $< --like $(DEMO)/train_scaled.npy.json -o $@
 
 # verify writes no file: a stamp records that these very bytes passed
 $(DEMO)/%.verified: $(DEMO)/% | $(VENV)/.installed-tf

@@ -27,6 +27,8 @@ _LAZY = {
     "add_feature": ("lstmshape.ops.add_feature", "add_feature"),
     "batch": ("lstmshape.ops.batch", "batch"),
     "window": ("lstmshape.ops.window", "window"),
+    "normalize": ("lstmshape.ops.normalize", "normalize"),
+    "partition": ("lstmshape.ops.partition", "partition"),
     "verify": ("lstmshape.commands.verify", "verify_file"),
 }
 

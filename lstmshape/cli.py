@@ -274,10 +274,17 @@ def input_options(command: F, with_target: bool = True) -> F:
 
 def output_options(command: F, with_target: bool = True) -> F:
     """Options every transforming command takes."""
+    return transform_options(several=False, with_target=with_target)(command)
+
+
+def transform_options(several: bool, with_target: bool = True) -> Callable[[F], F]:
+    """The shared options, with one ``-o`` (or, ``several``, one ``-o`` per output)."""
+    help_text = ("Output file; .npy, .npz, .h5 or .zarr (a directory) by suffix; '-' writes .npy "
+                 "to stdout." if not several else
+                 "An output file (.npy, .npz, .h5 or .zarr by suffix); one per part.")
     decorators = [
-        click.option("-o", "--output", required=True, metavar="PATH",
-                     help="Output file; .npy, .npz, .h5 or .zarr (a directory) by suffix; '-' "
-                          "writes .npy to stdout."),
+        click.option("-o", "--output", required=True, metavar="PATH", multiple=several,
+                     help=help_text),
         click.option("--manifest", metavar="PATH",
                      help="Write the JSON manifest here instead of OUTPUT.json."),
         click.option("--no-manifest", is_flag=True, help="Do not write a manifest."),
@@ -290,9 +297,13 @@ def output_options(command: F, with_target: bool = True) -> F:
                      help="Hash every input and record nothing in the digest cache "
                           "(also: LSTMSHAPE_NO_DIGEST_CACHE=1)."),
     ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return input_options(command, with_target)
+
+    def decorate(command: F) -> F:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return input_options(command, with_target)
+
+    return decorate
 
 
 def window_options(command: F) -> F:
@@ -362,6 +373,26 @@ def check_engine_options(kwargs: dict[str, Any]) -> tuple[str | None, int | None
     return scheduler, workers
 
 
+def like_option(command: F) -> F:
+    """``--like MANIFEST``: take every option not given from an earlier run's manifest."""
+    return click.option(
+        "--like", metavar="MANIFEST",
+        help="Reuse every option the manifest's run resolved (e.g. train.npy.json: its maxlen, "
+             "dtype, padding; normalize: its statistics); options given here win.")(command)
+
+
+def given_options(like: str | None, **options: Any) -> dict[str, Any]:
+    """The options as the library takes them: with ``--like``, those left at their defaults are
+    None, so the manifest's are used; an option typed on the command line wins."""
+    if like is None:
+        return options
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    return {name: None if context.get_parameter_source(name) is ParameterSource.DEFAULT
+            else value for name, value in options.items()}
+
+
 def check_output_option(output: str, manifest: str | None, no_manifest: bool) -> None:
     """Usage errors (exit 2) about where the output goes, found before any file is opened."""
     from .io.location import SUFFIXES, Location
@@ -379,18 +410,22 @@ def check_output_option(output: str, manifest: str | None, no_manifest: bool) ->
 
 
 def run_transform(label: str, kwargs: dict[str, Any],
-                  call: Callable[[Any], dict[str, Any]]) -> None:
+                  call: Callable[[Any], dict[str, Any] | list[dict[str, Any]]]) -> None:
     """Build IOOptions from the shared options, run the command, print warnings and summary.
 
-    rich (``render``) is imported only when something is shown: a piped run in a Makefile
-    never pays for it.
+    ``-o`` may be given several times (``partition``): ``options.output`` is then the first,
+    and the command gets every one itself. rich (``render``) is imported only when something
+    is shown: a piped run in a Makefile never pays for it.
     """
     from .job import IOOptions
 
     quiet = kwargs.pop("quiet")
     progress = kwargs.pop("progress")
-    check_output_option(kwargs["output"], kwargs["manifest"], kwargs["no_manifest"])
     scheduler, workers = check_engine_options(kwargs)
+    given = kwargs.pop("output")
+    paths = list(given) if isinstance(given, tuple) else [given]
+    for path in paths:
+        check_output_option(path, kwargs["manifest"], kwargs["no_manifest"])
     show_progress = not quiet and (progress if progress is not None else sys.stderr.isatty())
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
@@ -405,7 +440,7 @@ def run_transform(label: str, kwargs: dict[str, Any],
 
             engine = stack.enter_context(DaskEngine(scheduler, workers))
         options = IOOptions(engine=engine,
-            output=kwargs.pop("output"), manifest=kwargs.pop("manifest"),
+            output=paths[0], manifest=kwargs.pop("manifest"),
             no_manifest=kwargs.pop("no_manifest"), memory_limit=kwargs.pop("memory_limit"),
             allow_pickle=kwargs.pop("allow_pickle"), lengths=kwargs.pop("lengths"),
             progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
@@ -413,17 +448,19 @@ def run_transform(label: str, kwargs: dict[str, Any],
             y=kwargs.pop("y", None), y_kind=kwargs.pop("y_kind", "auto"),
             y_value=kwargs.pop("y_value", 0.0),
             layout=kwargs.pop("layout"))
-        manifest = call(options)
+        result = call(options)
     if not quiet and (notes or sys.stderr.isatty()):
         from . import render
 
         for note in notes:
             render.warn(note)
-        outputs = manifest["outputs"]
-        x: dict[str, Any] = (outputs.get("x") or outputs.get("values")
-                             or next(iter(outputs.values()), {}))
-        render.summary(f"{label}: wrote {options.output} {render.format_shape(x.get('shape'))} "
-                       f"{x.get('dtype', '')}, input_shape={manifest['input_shape']}")
+        for path, manifest in zip(paths, result if isinstance(result, list) else [result],
+                                  strict=True):
+            outputs = manifest["outputs"]
+            x: dict[str, Any] = (outputs.get("x") or outputs.get("values")
+                                 or next(iter(outputs.values()), {}))
+            render.summary(f"{label}: wrote {path} {render.format_shape(x.get('shape'))} "
+                           f"{x.get('dtype', '')}, input_shape={manifest['input_shape']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,10 +579,12 @@ def inspect(sources: tuple[str, ...], as_json: bool, expect_shape: str | None,
 @click.option("--no-feature-axis", is_flag=True,
               help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
 @target_options
+@like_option
 @output_options
 @engine_options
 def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: float,
-        dtype: str | None, allow_lossy: bool, no_feature_axis: bool, **common: Any) -> None:
+        dtype: str | None, allow_lossy: bool, no_feature_axis: bool, like: str | None,
+        **common: Any) -> None:
     """Pad (and truncate) sequences into one dense (samples, maxlen, features) tensor.
 
     Same result as keras.utils.pad_sequences with the same maxlen, padding, truncating, value and
@@ -565,19 +604,20 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
       lstmshape pad big.npz --maxlen p95 --engine dask --workers 4 -o train.zarr
       lstmshape pad seqs.npz --y tags.npz --y-value -1 -o train.npz  # per-timestep labels too
       lstmshape pad tokens.npz --no-feature-axis -o ids.npy          # (N, T) for an Embedding
+      lstmshape pad test.npz --like train.npy.json -o test.npy   # train's maxlen, dtype, value
     """
     from .commands.pad import pad_file
 
-    run_transform("pad", common, lambda options: pad_file(
-        source, options, maxlen=maxlen, padding=padding,  # type: ignore[arg-type]
-        truncating=truncating, value=value, dtype=dtype,  # type: ignore[arg-type]
-        allow_lossy=allow_lossy, no_feature_axis=no_feature_axis))
+    given = given_options(like, maxlen=maxlen, padding=padding, truncating=truncating,
+                          value=value, dtype=dtype, allow_lossy=allow_lossy,
+                          no_feature_axis=no_feature_axis)
+    run_transform("pad", common, lambda options: pad_file(source, options, like=like, **given))
 
 
 @cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
-@click.option("--maxlen", type=click.IntRange(min=1), required=True,
-              help="Keep at most this many timesteps per sequence.")
+@click.option("--maxlen", type=click.IntRange(min=1), default=None,
+              help="Keep at most this many timesteps per sequence (required unless --like).")
 @click.option("--truncating", type=SIDE, default="post", show_default=True,
               help="Cut at the start (pre) or the end (post).")
 @click.option("--overflow", type=click.Choice(["drop", "split"]), default="drop",
@@ -585,9 +625,11 @@ def pad(source: str, maxlen: int | str, padding: str, truncating: str, value: fl
 @click.option("--no-feature-axis", is_flag=True,
               help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
 @target_options
+@like_option
 @output_options
 @engine_options
-def truncate(source: str, maxlen: int, truncating: str, overflow: str, no_feature_axis: bool,
+def truncate(source: str, maxlen: int | None, truncating: str, overflow: str,
+             no_feature_axis: bool, like: str | None,
              **common: Any) -> None:
     """Cut sequences to at most MAXLEN timesteps; a ragged input stays ragged.
 
@@ -598,15 +640,17 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, no_featur
     Examples:
       lstmshape truncate train.npy --maxlen 50 -o short.npy
       lstmshape truncate sensors.npz --maxlen 100 --overflow split -o pieces.npz
+      lstmshape truncate test.npy --like short.npy.json -o test_short.npy
     """
     from .commands.truncate import truncate_file
 
     if overflow == "split" and common.get("engine") == "dask":  # before a cluster is started
         raise click.UsageError("--overflow split makes a new sample order, which --engine dask "
                                "does not plan; use --engine local for it")
+    given = given_options(like, maxlen=maxlen, truncating=truncating, overflow=overflow,
+                          no_feature_axis=no_feature_axis)
     run_transform("truncate", common, lambda options: truncate_file(
-        source, options, maxlen=maxlen, truncating=truncating,  # type: ignore[arg-type]
-        overflow=overflow, no_feature_axis=no_feature_axis))
+        source, options, like=like, **given))
 
 
 @cli.command("add-feature")
@@ -622,9 +666,10 @@ def truncate(source: str, maxlen: int, truncating: str, overflow: str, no_featur
 @click.option("--name", "names", multiple=True, metavar="NAME",
               help="Name of an added feature; repeat once per added feature.")
 @target_options
+@like_option
 @output_options
 def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, padding: str,
-                names: tuple[str, ...], **common: Any) -> None:
+                names: tuple[str, ...], like: str | None, **common: Any) -> None:
     """Concatenate the features of EXTRA arrays to BASE along the feature axis.
 
     An EXTRA is (N, T, k), (N, T) (one feature), ragged with BASE's lengths, or with --static
@@ -636,17 +681,19 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
       lstmshape add-feature raw.h5:/sensors temp.npy --name temp -o merged.npz
       lstmshape add-feature sensors.npz weather.npy --static --name temp --name humidity -o m.npz
       lstmshape add-feature train.npy age.npy --static --name age -o train_age.npy
+      lstmshape add-feature test.npy age_test.npy --like train_age.npy.json -o test_age.npy
     """
     from .commands.add_feature import add_feature_file
 
+    given = given_options(like, static=static, fill=fill, padding=padding, names=names)
     run_transform("add-feature", common, lambda options: add_feature_file(
-        base, extras, options, static=static, fill=fill, padding=padding,  # type: ignore[arg-type]
-        names=names))
+        base, extras, options, like=like, **given))
 
 
 @cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
-@click.option("--size", type=click.IntRange(min=1), required=True, help="Samples per batch.")
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Samples per batch (required unless --like).")
 @click.option("--remainder", type=click.Choice(["keep", "drop", "pad"]), default="keep",
               show_default=True,
               help="The last N % size samples: a short last batch, dropped, or padded with "
@@ -666,10 +713,12 @@ def add_feature(base: str, extras: tuple[str, ...], static: bool, fill: float, p
 @click.option("--no-feature-axis", is_flag=True,
               help="Write a one-feature result as (samples, timesteps), as an Embedding takes it.")
 @target_options
+@like_option
 @output_options
-def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
+def batch(source: str, size: int | None, remainder: str, shuffle: bool, seed: int,
           bucket_by_length: bool, maxlen: int | None, stateful: bool, padding: str | None,
-          value: float | None, no_feature_axis: bool, **common: Any) -> None:
+          value: float | None, no_feature_axis: bool, like: str | None,
+          **common: Any) -> None:
     """Group samples into padded batches, in the order training sees them.
 
     .npy holds one (num_batches, size, timesteps, features) array; .npz/.h5 hold x_000000,
@@ -682,20 +731,21 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
       lstmshape batch seqs.npz --y labels.npy --size 64 --shuffle --remainder pad -o b.h5
       lstmshape batch seqs.npz --size 64 --bucket-by-length --maxlen 200 -o buckets.npz
       lstmshape batch windows.npy --size 32 --stateful --remainder drop -o stateful.npy
+      lstmshape batch val.npy --like batches.h5.json -o val_batches.h5
     """
     from .commands.batch import batch_file
 
+    given = given_options(like, size=size, remainder=remainder, shuffle=shuffle, seed=seed,
+                          bucket_by_length=bucket_by_length, stateful=stateful, maxlen=maxlen,
+                          padding=padding, value=value, no_feature_axis=no_feature_axis)
     run_transform("batch", common, lambda options: batch_file(
-        source, options, size=size, remainder=remainder,  # type: ignore[arg-type]
-        shuffle=shuffle, seed=seed, bucket_by_length=bucket_by_length, stateful=stateful,
-        maxlen=maxlen, padding=padding, value=value,  # type: ignore[arg-type]
-        no_feature_axis=no_feature_axis))
+        source, options, like=like, **given))
 
 
 @cli.command(cls=ReadingCommand)
 @click.argument("source", metavar="SRC")
-@click.option("--timesteps", type=click.IntRange(min=1), required=True,
-              help="Timesteps per window.")
+@click.option("--timesteps", type=click.IntRange(min=1), default=None,
+              help="Timesteps per window (required unless --like).")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Steps between the starts of consecutive windows.")
 @click.option("--sampling-rate", type=click.IntRange(min=1), default=1, show_default=True,
@@ -705,9 +755,10 @@ def batch(source: str, size: int, remainder: str, shuffle: bool, seed: int,
 @click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True,
               help="y is the row this many steps after a window's last step.")
 @click.option("--y", "y", metavar="SRC", help=WINDOW_Y_HELP)
+@like_option
 @window_options
-def window(source: str, timesteps: int, stride: int, sampling_rate: int, target: str | None,
-           horizon: int, **common: Any) -> None:
+def window(source: str, timesteps: int | None, stride: int, sampling_rate: int,
+           target: str | None, horizon: int, like: str | None, **common: Any) -> None:
     """Cut a series (T_total,) or (T_total, F) into (N, timesteps, F) windows.
 
     Windows start every --stride steps, as keras.utils.timeseries_dataset_from_array selects
@@ -719,14 +770,99 @@ def window(source: str, timesteps: int, stride: int, sampling_rate: int, target:
       lstmshape window sensor.npy --timesteps 48 --stride 6 -o windows.npy
       lstmshape window prices.h5:/close --timesteps 30 --target 0 --horizon 5 -o train.npz
       lstmshape window ecg.npy --timesteps 100 --y labels.npy -o train.npz  # y[i]: window at row i
+      lstmshape window later.npy --like train.npz.json -o test.npz
     """
     from .commands.window import window_file
 
     if target is None and horizon != 1:
         raise click.UsageError("--horizon needs --target (the columns to predict)")
+    given = given_options(like, timesteps=timesteps, stride=stride,
+                          sampling_rate=sampling_rate, target=target, horizon=horizon)
     run_transform("window", common, lambda options: window_file(
-        source, options, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate,
-        target=target, horizon=horizon))
+        source, options, like=like, **given))
+
+
+@cli.command(cls=ReadingCommand)
+@click.argument("source", metavar="SRC")
+@click.option("--method", type=click.Choice(["standard", "minmax"]), default="standard",
+              show_default=True,
+              help="standard: mean 0, std 1 (as StandardScaler); minmax: into [0, 1].")
+@target_options
+@like_option
+@output_options
+def normalize(source: str, method: str, like: str | None, **common: Any) -> None:
+    """Scale every feature over the real timesteps (padding never counts).
+
+    Statistics are accumulated in float64 in one streaming pass, a second pass writes the
+    scaled data (float32; float64 stays float64). Padded steps keep the pad value. The manifest
+    records the statistics; --like applies a training set's to another set.
+
+    \b
+    Examples:
+      lstmshape normalize train.npy -o train_n.npy
+      lstmshape normalize test.npy --like train_n.npy.json -o test_n.npy
+      lstmshape normalize seqs.npz --method minmax -o scaled.npz
+    """
+    from .commands.normalize import normalize_file
+
+    given = given_options(like, method=method)
+    run_transform("normalize", common, lambda options: normalize_file(
+        source, options, like=like, **given))
+
+
+class Fractions(click.ParamType):  # type: ignore[type-arg]
+    """``0.8,0.1,0.1``: positive fractions adding up to 1."""
+
+    name = "F,F,..."
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> list[float]:
+        from .ops.partition import check_fractions
+
+        try:
+            fractions = [float(part) for part in str(value).split(",")]
+            check_fractions(fractions)
+        except LstmshapeError as err:  # "they add up to 1.1, not 1"
+            self.fail(err.cli_message.split(": ", 1)[-1], param, ctx)
+        except ValueError:
+            self.fail(f"{value!r}: expected fractions such as 0.8,0.1,0.1", param, ctx)
+        return fractions
+
+
+@cli.command(cls=ReadingCommand)
+@click.argument("source", metavar="SRC")
+@click.option("--fractions", type=Fractions(), required=True,
+              help="Share of the samples in each output, in -o order, e.g. 0.8,0.1,0.1.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--stratify", is_flag=True,
+              help="Keep the classes of an integer y in proportion in every part (within 1).")
+@click.option("--by-source", is_flag=True,
+              help="Keep samples sharing a source_index (windows of one series, pieces of one "
+                   "sequence) in one part.")
+@target_options
+@transform_options(several=True)
+def partition(source: str, fractions: list[float], seed: int, stratify: bool, by_source: bool,
+              **common: Any) -> None:
+    """Split the samples into several outputs (train/validation/test), seeded.
+
+    One -o per fraction, each with its own manifest; rows keep the input's order, and 'order'
+    records each row's source sample. Every output is written, or none.
+
+    \b
+    Examples:
+      lstmshape partition all.npz --fractions 0.8,0.1,0.1 -o train.npz -o val.npz -o test.npz
+      lstmshape partition labelled.h5 --fractions 0.8,0.2 --stratify -o train.h5 -o test.h5
+      lstmshape partition windows.npz --fractions 0.8,0.2 --by-source -o tr.npz -o te.npz
+    """
+    from .commands.partition import partition_file
+
+    outputs = list(common["output"])
+    if len(outputs) != len(fractions):
+        raise click.UsageError(f"{len(fractions)} fractions for {len(outputs)} -o: give one -o "
+                               f"per fraction")
+    run_transform("partition", common, lambda options: partition_file(
+        source, outputs, options, fractions=fractions, seed=seed, stratify=stratify,
+        by_source=by_source))
 
 
 @cli.command()

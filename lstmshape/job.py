@@ -33,7 +33,7 @@ from .errors import InputError, OptionError, OutputError, Param
 from .io.arrays import StoredArray
 from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
 from .io.digest_cache import open_digest_cache
-from .io.location import Location, parse_location, same_path
+from .io.location import STDIO, Location, parse_location, same_path
 from .io.output import (
     ArrayData,
     OutputSet,
@@ -68,7 +68,7 @@ from .plan import (
     file_identity,
     merged_histogram,
 )
-from .sequences import Side, real_mask
+from .sequences import Side, bounds_within, real_mask
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
@@ -126,19 +126,44 @@ class Result:
     manifest: ManifestData
 
 
-class Job:
-    """One run of a transforming command over its inputs and its output."""
+@dataclass(frozen=True)
+class Destination:
+    """One output of a job: its file, and where its manifest goes (None: no manifest)."""
 
-    def __init__(self, command: str, inputs: list[str], options: IOOptions) -> None:
+    location: Location
+    manifest_path: str | None
+
+    @property
+    def record_path(self) -> str:
+        """The file that paths recorded in the manifest are relative to."""
+        return self.manifest_path or self.location.path
+
+
+class Job:
+    """One run of a transforming command over its inputs and its outputs.
+
+    Most commands write one output (``options.output``); ``partition`` writes several
+    (``outputs``), each with its own manifest, all committed together: every file of every
+    output is renamed into place at the end, or none is.
+    """
+
+    def __init__(self, command: str, inputs: list[str], options: IOOptions,
+                 outputs: list[str] | None = None) -> None:
         self.command = command
         self.options = options
         self.locations = [parse_location(text) for text in inputs]
-        self.output = parse_location(options.output)
+        paths = outputs if outputs is not None else [options.output]
+        if len(paths) > 1 and options.manifest is not None:
+            raise OptionError(f"--manifest names one manifest for {len(paths)} outputs; leave it "
+                              f"out (each output's manifest is OUTPUT.json)")
+        self.destinations = [Destination(parse_location(path), self.plan_manifest_path(path))
+                             for path in paths]
+        self.output = self.destinations[0].location
+        self.manifest_path = self.destinations[0].manifest_path
         if options.engine is not None and self.output.suffix != ".zarr":
             raise OptionError(f"{options.output}: the dask engine writes a .zarr output (a "
                               f"directory store many workers can fill at once); name the output "
                               f"OUT.zarr")
-        self.manifest_path = self.plan_manifest_path()
         self.sources: list[Source] = []
         #: each source with the location it was opened from (a worker opens it the same way)
         self.opened: list[tuple[Source, Location]] = []
@@ -146,15 +171,26 @@ class Job:
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
         self.digest_cache = open_digest_cache(options.digest_cache, warn=self.warn)
-        outputs = [options.output]
-        if self.manifest_path is not None:
-            outputs.append(self.manifest_path)
-            if same_path(self.manifest_path, options.output):
-                raise OutputError(f"{self.manifest_path}: --manifest is the output itself; "
-                                  f"choose another path (default: OUTPUT.json)")
-        check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(), outputs)
-        for path in outputs:
+        written: list[str] = []
+        for destination in self.destinations:
+            files = [destination.location.path, *filter(None, [destination.manifest_path])]
+            if destination.manifest_path is not None and same_path(destination.manifest_path,
+                                                                   destination.location.path):
+                raise OutputError(f"{destination.manifest_path}: --manifest is the output itself;"
+                                  f" choose another path (default: OUTPUT.json)")
+            for path in files:
+                if any(same_path(path, done) for done in written if done != STDIO):
+                    raise OutputError(f"{path}: given as two outputs; each output needs its own "
+                                      f"path")
+            written.extend(files)
+        check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(), written)
+        for path in written:
             check_writable_folder(path)
+
+    @property
+    def record_path(self) -> str:
+        """The file that paths in the (first) output's manifest are relative to."""
+        return self.destinations[0].record_path
 
     def side_inputs(self) -> list[str]:
         """Files read besides the inputs: ``--lengths`` and each input's manifest ``IN.json``
@@ -182,14 +218,14 @@ class Job:
             else:
                 warnings.warn(message, LstmshapeWarning, stacklevel=2)
 
-    def plan_manifest_path(self) -> str | None:
+    def plan_manifest_path(self, output: str) -> str | None:
         if self.options.no_manifest:
             return None
         if self.options.manifest is not None:
             return self.options.manifest
-        if self.output.is_stdio:
+        if output == STDIO:
             return None
-        return self.options.output + ".json"
+        return output + ".json"
 
     # -- inputs ---------------------------------------------------------------------------------
     def open(self, location: Location, *, series: bool = False,
@@ -339,13 +375,13 @@ class Job:
                   for start in range(0, len(lengths), rows))
         return Stream((len(lengths), width), np.dtype(np.float32), blocks)
 
-    def target_params(self, source: Source) -> dict[str, Any]:
+    def target_params(self, source: Source, record_path: str) -> dict[str, Any]:
         """The targets' effective options, for the manifest's ``params``: ``y`` (``--y``, as a
         path relative to the manifest), ``y_kind``, and ``y_value`` when labels are padded."""
         params: dict[str, Any] = {}
         if self.options.y is not None:
             where = parse_location(self.options.y)
-            path = relative(where.path, self.manifest_path or self.options.output)
+            path = relative(where.path, record_path)
             params["y"] = path if where.key is None else f"{path}:{where.key}"
             if source.layout != "series":  # window's y is one row per series row, no kind
                 params["y_kind"] = self.options.y_kind
@@ -353,67 +389,136 @@ class Job:
             params["y_value"] = json_number(self.options.y_value)
         return params
 
+    def side_arrays(self, source: Source,
+                    index: np.ndarray | None = None) -> list[tuple[str, Any]]:
+        """The per-sample arrays that follow the samples into the output, in output order
+        (``index``, as :meth:`targets`): ``y`` (streamed) and ``source_index``."""
+        arrays: list[tuple[str, Any]] = []
+        targets = self.targets(source, index)
+        if targets is not None:
+            arrays.append(("y", targets))
+        sources = source.read_source_index()
+        if sources is not None:
+            arrays.append(("source_index", sources if index is None else sources[index]))
+        return arrays
+
+    def kept_labels(self, source: Source,
+                    index: np.ndarray | None = None) -> list[tuple[str, Any]]:
+        """Per-timestep targets (and their ``sample_weight``) of an output that keeps the
+        input's layout (``add-feature``, ``normalize``; ``partition`` with the ``index`` of its
+        samples): ragged labels stay ragged, padded ones are padded like x with ``--y-value``.
+        Empty without per-timestep targets."""
+        labels = source.step_targets
+        if labels is None:
+            return []
+        from .commands.batch import gather
+        from .ops.pad import check_value_fits, pad
+
+        width = source.timesteps
+        lengths = source.lengths if index is None else source.lengths[index]
+        check_value_fits(self.options.y_value, labels.dtype, "y_value")
+        shape = (*((len(lengths), width) if width is not None else (int(lengths.sum()),)),
+                 *labels.step_shape)
+        wanted = np.arange(source.n_samples) if index is None else index
+        bounds = np.array(labels.block_bounds(self.block_bytes), dtype=np.int64)
+        steps = lengths if width is None else np.full(len(lengths), width)
+        row_bytes = max(labels.n_features * labels.dtype.itemsize, 1)
+
+        def blocks() -> Iterator[np.ndarray]:
+            for first, last in bounds_within(2 * steps * row_bytes, self.block_bytes):
+                block = gather(labels, wanted[first:last], bounds)
+                made = (block.values if width is None else
+                        pad(block, width, source.side, source.side, self.options.y_value).tensor)
+                yield made.reshape(-1, *shape[1:])
+
+        arrays: list[tuple[str, Any]] = [("y", Stream(shape, labels.dtype, blocks()))]
+        if width is not None and bool(np.any(lengths < width)):
+            arrays.append(("sample_weight", self.step_weights(lengths, width, source.side)))
+        return arrays
+
     def history(self) -> list[dict[str, Any]]:
         return history_from([source.manifest for source in self.sources])
 
     # -- outputs --------------------------------------------------------------------------------
     def run(self, produce: Callable[[Job], Result]) -> dict[str, Any]:
         """Produce the result, write it and its manifest atomically; return the manifest."""
-        previous = stale_candidates(self.output)
-        if not self.output.is_stdio:
-            release_cache(self.output.path)
+        return self.run_all(lambda job: [produce(job)])[0]
+
+    def run_all(self, produce: Callable[[Job], list[Result]]) -> list[dict[str, Any]]:
+        """Produce one result per output, write them and their manifests, and commit them all
+        together (or nothing, on any failure); return the manifests."""
+        previous = [stale_candidates(d.location) for d in self.destinations]
+        for destination in self.destinations:
+            if not destination.location.is_stdio:
+                release_cache(destination.location.path)
+        manifests: list[dict[str, Any]] = []
         try:
             with OutputSet() as outputs:
-                result = produce(self)
-                arrays = with_ids(result.arrays, self.sources)
-                if not result.manifest.feature_axis:
-                    if self.options.engine is not None:
-                        raise OptionError(Param("no_feature_axis", True), " is not planned by "
-                                          "the dask engine; use --engine local for it")
-                    arrays = [(role, without_feature_axis(data) if is_main_role(role) else data)
-                              for role, data in arrays]
-                padding = result.manifest.padding
-                if (self.output.suffix in (".npz", ".h5", ".zarr") and padding is not None
-                        and arrays and arrays[0][0] == "x"):
-                    code = PADDING_SIDE_CODES[padding["side"]]
-                    arrays = [*arrays, (PADDING_SIDE_KEY, np.array([code], np.uint8))]
-                entries = self.write_arrays(outputs, arrays)
-                data = result.manifest
-                data.inputs = self.input_entries()
-                if self.options.lengths is not None:  # it changes the output: a parameter too
-                    data.params["lengths"] = relative(self.options.lengths,
-                                                      self.manifest_path or self.options.output)
-                table = self.options.table
-                if table is not None and table.given:  # how the table became sequences
-                    data.params["table"] = {
-                        "id": table.id, "time": table.time, "target": table.target,
-                        "features": None if table.features is None else list(table.features),
-                        "target_kind": table.target_kind}
-                if self.options.layout is not None:  # how a 2-D input was read
-                    data.params["layout"] = self.options.layout
-                if self.sources:  # --y and the labels' pad value change the output too
-                    data.params.update(self.target_params(self.sources[0]))
-                    if ("targets" not in data.extra and self.sources[0].target_kind and any(
-                            role == "y" or role.startswith("y_") for role, _ in arrays)):
-                        data.extra["targets"] = target_entry(self.sources[0], data.timesteps)
+                results = produce(self)
+                if len(results) != len(self.destinations):
+                    raise ValueError(f"{len(results)} results for {len(self.destinations)} "
+                                     f"outputs")
+                arrays = [self.prepared(destination, result) for destination, result
+                          in zip(self.destinations, results, strict=True)]
+                entries = [self.write_arrays(outputs, destination, written)
+                           for destination, written in zip(self.destinations, arrays,
+                                                           strict=True)]
+                inputs = self.input_entries()
                 self.check_input_manifests()
-                data.outputs = entries
-                manifest = render(data, self.manifest_path or self.options.output)
-                if self.manifest_path is not None:
-                    outputs.write_text(self.manifest_path, dumps(manifest))
+                for destination, result, written in zip(self.destinations, results, entries,
+                                                        strict=True):
+                    data = result.manifest
+                    data.inputs = list(inputs)
+                    if self.options.lengths is not None:  # it changes the output: a parameter
+                        data.params["lengths"] = relative(self.options.lengths,
+                                                          destination.record_path)
+                    table = self.options.table
+                    if table is not None and table.given:  # how the table became sequences
+                        data.params["table"] = {
+                            "id": table.id, "time": table.time, "target": table.target,
+                            "features": None if table.features is None else list(table.features),
+                            "target_kind": table.target_kind}
+                    if self.options.layout is not None:  # how a 2-D input was read
+                        data.params["layout"] = self.options.layout
+                    if self.sources:  # --y and the labels' pad value change the output too
+                        data.params.update(self.target_params(self.sources[0],
+                                                              destination.record_path))
+                        if ("targets" not in data.extra and self.sources[0].target_kind and any(
+                                role == "y" or role.startswith("y_") for role in written)):
+                            data.extra["targets"] = target_entry(self.sources[0],
+                                                                 data.timesteps)
+                    data.outputs = written
+                    manifest = render(data, destination.record_path)
+                    if destination.manifest_path is not None:
+                        outputs.write_text(destination.manifest_path, dumps(manifest))
+                    manifests.append(manifest)
         finally:
             for source in self.sources:
                 source.close()
             for digest in self.hashes.values():
                 digest.close()
-        written = {entry.path for entry in entries.values()} | {self.manifest_path or ""}
-        remove_stale(previous, written)
+        for destination, old, written in zip(self.destinations, previous, entries, strict=True):
+            remove_stale(old, {entry.path for entry in written.values()}
+                         | {destination.manifest_path or ""})
         if self.digest_cache is not None:  # the outputs, as renamed into place, and the inputs
+            files = {entry.path: entry for written in entries for entry in written.values()}
             self.digest_cache.record_run(self.hashes.values(), [
-                (path, entry.sha256, outputs.committed[path]) for path, entry in
-                {entry.path: entry for entry in entries.values()}.items()
+                (path, entry.sha256, outputs.committed[path]) for path, entry in files.items()
                 if entry.sha256 is not None and path in outputs.committed])
-        return manifest
+        return manifests
+
+    def prepared(self, destination: Destination, result: Result) -> list[tuple[str, ArrayData]]:
+        """The result's arrays as ``destination`` stores them: with ``ids`` for a table's
+        samples, without the feature axis (``--no-feature-axis``), with ``padding_side`` beside
+        a padded ``x`` in an .npz/.h5/.zarr."""
+        arrays = with_ids(result.arrays, self.sources)
+        if not result.manifest.feature_axis:
+            if self.options.engine is not None:
+                raise OptionError(Param("no_feature_axis", True), " is not planned by "
+                                  "the dask engine; use --engine local for it")
+            arrays = [(role, without_feature_axis(data) if is_main_role(role) else data)
+                      for role, data in arrays]
+        return with_padding_side(destination.location, arrays, result.manifest.padding)
 
     def check_input_manifests(self) -> None:
         """Refuse an input whose manifest describes other bytes (the file was replaced after the
@@ -428,7 +533,7 @@ class Job:
                                  f"(sha256 differs: the file changed after the manifest was "
                                  f"written); remake it, or delete the stale manifest")
 
-    def write_arrays(self, outputs: OutputSet,
+    def write_arrays(self, outputs: OutputSet, destination: Destination,
                      arrays: list[tuple[str, ArrayData]]) -> dict[str, FileEntry]:
         """Write the result's named arrays as the output's suffix says; the manifest entries.
 
@@ -437,44 +542,45 @@ class Job:
         points to them, except ``y``, which is data, not metadata. Streamed arrays are produced
         one block ahead of the writer (:func:`~lstmshape.io.prefetch.prefetched`).
         """
+        output, manifest_path = destination.location, destination.manifest_path
         entries: dict[str, FileEntry] = {}
         arrays = [(role, data if isinstance(data, Planned) else prefetched(data))
                   for role, data in arrays]
-        if self.output.suffix == ".npy":
+        if output.suffix == ".npy":
             (main_role, main), *side = arrays
             if main_role != "x":
-                raise OutputError(f"{self.output.path}: the result is ragged (variable-length "
+                raise OutputError(f"{output.path}: the result is ragged (variable-length "
                                   f"sequences) and an .npy holds one dense tensor; pad it first "
                                   f"or write .npz/.h5")
-            written = [(main_role, self.output, main)]
-            if self.manifest_path is not None and not self.output.is_stdio:
-                written += [(role, Location(f"{self.output.path}.{role}.npy"), data)
+            written = [(main_role, output, main)]
+            if manifest_path is not None and not output.is_stdio:
+                written += [(role, Location(f"{output.path}.{role}.npy"), data)
                             for role, data in side]
-            elif side and "y" in dict(side) and not self.output.is_stdio:
-                written.append(("y", Location(f"{self.output.path}.y.npy"), dict(side)["y"]))
+            elif side and "y" in dict(side) and not output.is_stdio:
+                written.append(("y", Location(f"{output.path}.y.npy"), dict(side)["y"]))
             # side files (OUT.lengths.npy...) are known only now: same refusal, still before
             # anything is written
             check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(),
                              [location.path for _, location, _ in written])
-            if self.manifest_path is not None and any(
-                    same_path(self.manifest_path, location.path) for _, location, _ in written):
-                raise OutputError(f"{self.manifest_path}: --manifest is one of the output's own "
+            if manifest_path is not None and any(
+                    same_path(manifest_path, location.path) for _, location, _ in written):
+                raise OutputError(f"{manifest_path}: --manifest is one of the output's own "
                                   f"files; choose another path")
             for role, location, data in written:
                 digest = outputs.write_file(location, [(role, data)])
                 entries[role] = entry_for(location.path, None, data, digest)
             return entries
-        if self.output.suffix == ".zarr":
-            store = outputs.write_zarr(self.output, arrays, self.options.engine,
+        if output.suffix == ".zarr":
+            store = outputs.write_zarr(output, arrays, self.options.engine,
                                        self.options.progress)
             for role, data in arrays:
-                entry = entry_for(self.output.path, role, data, store.sha256)
+                entry = entry_for(output.path, role, data, store.sha256)
                 entry.files = listing_lines(store.files[role])
                 entries[role] = entry
             return entries
-        digest = outputs.write_file(self.output, arrays)
+        digest = outputs.write_file(output, arrays)
         for role, data in arrays:
-            entries[role] = entry_for(self.output.path, role, data, digest)
+            entries[role] = entry_for(output.path, role, data, digest)
         return entries
 
     def input_entries(self) -> list[FileEntry]:
@@ -540,6 +646,17 @@ def target_entry(source: Source, timesteps: int | None) -> dict[str, Any]:
                               source.step_targets.dtype)
     assert source.targets is not None
     return target_summary("sequence", tuple(source.targets.shape[1:]), source.targets.dtype)
+
+
+def with_padding_side(output: Location, arrays: list[tuple[str, ArrayData]],
+                      padding: dict[str, Any] | None) -> list[tuple[str, ArrayData]]:
+    """The arrays, plus ``padding_side`` beside a padded ``x`` in an ``.npz``/``.h5``/``.zarr``
+    (so its true timesteps are found even without the manifest)."""
+    if (output.suffix in (".npz", ".h5", ".zarr") and padding is not None and arrays
+            and arrays[0][0] == "x"):
+        code = PADDING_SIDE_CODES[padding["side"]]
+        arrays = [*arrays, (PADDING_SIDE_KEY, np.array([code], np.uint8))]
+    return arrays
 
 
 def read_rows_at(read_rows: Callable[[int, int], np.ndarray], index: np.ndarray,

@@ -26,11 +26,12 @@ whether it may be read, the sha256 it records) is a method on it. Nothing else p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from . import __version__
 from .errors import InputError
 from .io.location import is_side_file, same_path
 from .sequences import Side
+
+if TYPE_CHECKING:
+    from .ops.normalize import Normalization
 
 SCHEMA_ID = "lstmshape/manifest-v1"
 LAYOUT = ["samples", "timesteps", "features"]
@@ -150,6 +154,8 @@ class Manifest:
 
     path: str
     data: dict[str, Any]
+    #: sha256 of the file's bytes as they were parsed (``--like`` records it)
+    sha256: str | None = None
 
     @classmethod
     def from_file(cls, path: str, described: str | None = None) -> Manifest:
@@ -169,7 +175,7 @@ class Manifest:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
             raise InputError(f"{path}: not an lstmshape manifest (expected \"schema\": "
                              f"\"{SCHEMA_ID}\")")
-        return cls(path, data).checked()
+        return cls(path, data, hashlib.sha256(text).hexdigest()).checked()
 
     @classmethod
     def beside(cls, data_path: str) -> Manifest | None:
@@ -257,6 +263,49 @@ class Manifest:
         """Where the padding is: ``"pre"``, or ``"post"`` (also when nothing is padded)."""
         padding = self.data.get("padding")
         return "pre" if isinstance(padding, dict) and padding.get("side") == "pre" else "post"
+
+    @property
+    def features(self) -> int | None:
+        """The feature count of the output it describes (None when not recorded)."""
+        features = self.data.get("features")
+        return features if isinstance(features, int) and not isinstance(features, bool) else None
+
+    @property
+    def recorded_feature_names(self) -> list[str] | None:
+        """``feature_names`` as recorded, or None when there are none."""
+        names = self.data.get("feature_names")
+        return [str(name) for name in names] if isinstance(names, list) else None
+
+    def step(self, command: str) -> Manifest:
+        """The latest step made by ``command``: this manifest's own, else the newest one of that
+        command in its ``history`` (a ``pad`` followed by ``normalize`` still records how it
+        was padded). One clear error when there is none.
+
+        Example:
+            >>> m = Manifest("t.json", {"command": "normalize", "history": [{"command": "pad",
+            ...                          "params": {"resolved_maxlen": 154}}]})
+            >>> m.step("pad").params, m.step("normalize").command
+            ({'resolved_maxlen': 154}, 'normalize')
+        """
+        steps = [self.data, *reversed(self.data.get("history") or [])]
+        for step in steps:
+            if isinstance(step, dict) and step.get("command") == command:
+                return Manifest(self.path, step, self.sha256).checked()
+        made = [str(s.get("command")) for s in steps if isinstance(s, dict)]
+        raise InputError(f"{self.path}: records no {command} step (its steps: "
+                         f"{', '.join(reversed(made)) or 'none'}); pass the manifest of the "
+                         f"{command} output to copy its options")
+
+    def output_dtype(self, role: str) -> str | None:
+        """The dtype recorded for ``outputs.<role>``."""
+        dtype = self.outputs.get(role, {}).get("dtype")
+        return dtype if isinstance(dtype, str) else None
+
+    def normalization(self) -> Normalization:
+        """The scaler a ``normalize`` step recorded (``normalization``), checked."""
+        from .ops.normalize import Normalization
+
+        return Normalization.from_json(self.data.get("normalization"), self.path)
 
     def feature_names(self, count: int) -> list[str]:
         """The recorded names when there is one per feature, else ``f0, f1, ...``."""
@@ -419,6 +468,19 @@ JSON_SCHEMA: dict[str, Any] = {
                            "shape": {"type": "array",
                                      "items": {"type": ["integer", "null"], "minimum": 0}},
                            "dtype": {"type": "string"}},
+        },
+        "normalization": {
+            "oneOf": [
+                {"type": "object", "required": ["method", "mean", "std"],
+                 "properties": {"method": {"const": "standard"},
+                                "mean": {"type": "array", "items": {"type": "number"}},
+                                "std": {"type": "array",
+                                        "items": {"type": "number", "exclusiveMinimum": 0}}}},
+                {"type": "object", "required": ["method", "min", "max"],
+                 "properties": {"method": {"const": "minmax"},
+                                "min": {"type": "array", "items": {"type": "number"}},
+                                "max": {"type": "array", "items": {"type": "number"}}}},
+            ],
         },
     },
 }

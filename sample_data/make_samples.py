@@ -5,6 +5,8 @@
 Every layout lstmshape reads is here, each a few KB to a few hundred KB:
 
 * ``sensors.npz``     -- ragged accelerometer recordings as ``values`` + ``lengths`` (3 features)
+* ``sensors_labels.npy`` -- a class per recording (0/1: is axis 0 above zero on average?), for
+                         ``--y``, ``partition --stratify`` and the demo's classifier
 * ``sensors.h5``      -- the same recordings as an HDF5 group ``/sensors`` of one dataset each,
                          plus a per-recording ``/meta/temperature`` array
 * ``tokens.npy``      -- 2-D ``(samples, timesteps)`` int32 token ids, 0-padded at the end
@@ -35,6 +37,10 @@ def main() -> None:
         for n in lengths
     ]).astype(np.float32)
     np.savez(os.path.join(HERE, "sensors.npz"), values=values, lengths=lengths.astype(np.int64))
+    # A class per recording, from the data itself (no draw: the other files stay as they were)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    labels = (np.add.reduceat(values[:, 0], starts) / lengths > 0).astype(np.int64)
+    np.save(os.path.join(HERE, "sensors_labels.npy"), labels)
 
     path = os.path.join(HERE, "sensors.h5")
     with h5py.File(path, "w", track_order=False) as h5:

@@ -41,6 +41,11 @@ COMMANDS: dict[str, list[str]] = {
                                  "--y", "{src}:/steps"],
     "batch-shuffle --y steps": ["batch", "{src}", "--size", "16", "--shuffle", "--y",
                                 "{src}:/steps"],
+    "normalize": ["normalize", "{src}"],
+    "partition": ["partition", "{src}", "--fractions", "0.5,0.5", "-o", "{second}"],
+    "normalize --y steps": ["normalize", "{src}", "--y", "{src}:/steps"],
+    "partition --y steps": ["partition", "{src}", "--fractions", "0.5,0.5", "-o", "{second}",
+                            "--y", "{src}:/steps"],
 }
 
 #: The dataset each command reads its targets from.
@@ -70,7 +75,8 @@ def write_input(folder: Path, samples: int, target_width: int) -> tuple[str, str
 
 
 def argv(name: str, src: str, extra: str, out: Path, budget: int) -> list[str]:
-    args = [part.format(src=src, extra=extra) for part in COMMANDS[name]]
+    second = out.with_name(f"second_{out.name}")  # partition's other part
+    args = [part.format(src=src, extra=extra, second=second) for part in COMMANDS[name]]
     return [*args, "-o", str(out), "--memory-limit", str(budget), "--no-progress"]
 
 
@@ -135,8 +141,8 @@ def test_targets_follow_the_samples(name: str, small_input: tuple[str, str], tmp
     with h5py.File(out) as h5:
         if "order" in h5:
             order = h5["order"][:]
-            keys = sorted(k for k in h5 if k.startswith("y_"))
-            got = np.concatenate([h5[k][:] for k in keys])
+            keys = sorted(k for k in h5 if k.startswith("y_"))  # batches; partition: y
+            got = np.concatenate([h5[k][:] for k in keys]) if keys else h5["y"][:]
             expected = y[np.maximum(order, 0)]
         else:
             got = h5["y"][:]

@@ -17,19 +17,26 @@ from ..errors import InputError, OptionError
 from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result
+from ..like import adopt, open_like, resolve
 from ..manifest import ManifestData, json_number
 from ..ops.add_feature import Mode, Shape, common_dtype, extra_mode, join_features
 from ..ops.pad import check_value_fits, pad
 from ..sequences import SequenceSet, Side, check_side
 
+#: Each option's default, when neither given nor taken from a ``like`` manifest.
+DEFAULTS: dict[str, Any] = {"static": False, "fill": 0.0, "padding": "post", "names": ()}
+
 
 def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOptions, *,
-                     static: bool = False, fill: float = 0.0, padding: Side = "post",
-                     names: Sequence[str] = ()) -> dict[str, Any]:
+                     static: bool | None = None, fill: float | None = None,
+                     padding: Side | None = None, names: Sequence[str] | None = None,
+                     like: str | None = None) -> dict[str, Any]:
     """Add the features of ``extra_srcs`` to ``base_src``; returns the manifest written.
 
     With ``static``, every extra is ``(N,)`` or ``(N, k)``: one row per sample, repeated over
     that sample's timesteps. ``names`` name the new features (one per added feature).
+    ``like``: the manifest of an earlier ``add-feature`` whose options (and so feature names)
+    are reused where none is given here.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -43,9 +50,13 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
     """
     if not extra_srcs:
         raise OptionError("add-feature needs at least one EXTRA input")
-    check_side(padding, "padding")
-    params = {"static": static, "fill": json_number(fill), "padding": padding,
-              "names": list(names)}
+    recorded = open_like(like, "add-feature")
+    chosen = resolve({"static": static, "fill": fill, "padding": padding, "names": names},
+                     DEFAULTS, recorded)
+    static, fill = bool(chosen["static"]), float(chosen["fill"])
+    padding, names = check_side(chosen["padding"], "padding"), list(chosen["names"])
+    params: dict[str, Any] = {"static": static, "fill": json_number(fill), "padding": padding,
+                              "names": names}
 
     def produce(job: Job) -> Result:
         base = job.open(job.locations[0])
@@ -58,6 +69,8 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         pad_value = base.pad_value if base.pad_value is not None else 0.0
         widths = [e.n_features for e in extras]
         new_names = feature_names(base, extras, widths, list(names))
+        adopt(recorded, params, base.feature_names + new_names, base.location,
+              job.record_path)
         features = base.n_features + sum(widths)
         out_step = features * dtype.itemsize
         dtypes = dict(zip(where, input_dtypes(base, extras), strict=True))
@@ -90,24 +103,8 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         else:
             arrays = [("values", Stream((int(lengths.sum()), features), dtype, blocks())),
                       ("lengths", lengths)]
-        labels = base.step_targets
-        if labels is not None:  # per-timestep labels: the same samples and timesteps as x
-            width = base.timesteps
-            check_value_fits(job.options.y_value, labels.dtype, "y_value")
-            shape = ((base.n_samples, width) if width is not None else (int(lengths.sum()),))
-            def label_rows(source: Source, start: int, stop: int) -> np.ndarray:
-                """The labels as x is stored: padded back to the base's width, or ragged."""
-                block = source.read_block(start, stop)
-                if width is None:
-                    return block.values
-                return pad(block, width, base.side, base.side, job.options.y_value).tensor
-
-            arrays.append(("y", job.labels(base, (*shape, *labels.step_shape), label_rows)))
-            if width is not None and bool(np.any(lengths < width)):
-                arrays.append(("sample_weight", job.step_weights(lengths, width, base.side)))
-        targets = job.targets(base)
-        if targets is not None:
-            arrays.append(("y", targets))
+        arrays.extend(job.kept_labels(base))  # per-timestep y (+ sample_weight)
+        arrays.extend(job.side_arrays(base))  # y, and source_index for partition --by-source
         padded = base.timesteps is not None and (bool(np.any(lengths != base.timesteps))
                                                  or base.pad_value is not None)
         manifest = ManifestData(

@@ -23,6 +23,7 @@ from ..io.location import Location
 from ..io.output import Stream
 from ..io.source import SAMPLE_WEIGHT, Source
 from ..job import IOOptions, Job, Result, check_one_feature
+from ..like import adopt, open_like, required, resolve
 from ..manifest import ManifestData, json_number
 from ..ops.batch import (
     PAD_ROW,
@@ -39,14 +40,24 @@ from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_si
 BATCH_KEY = "{role}_{index:06d}"
 
 
-def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder = "keep",
-               shuffle: bool = False, seed: int = 0, bucket_by_length: bool = False,
-               stateful: bool = False, maxlen: int | None = None, padding: Side | None = None,
-               value: float | None = None, no_feature_axis: bool = False) -> dict[str, Any]:
+#: Each option's default, when neither given nor taken from a ``like`` manifest (``padding``
+#: and ``value`` None: the input's own).
+DEFAULTS: dict[str, Any] = {"size": None, "remainder": "keep", "shuffle": False, "seed": 0,
+                            "bucket_by_length": False, "stateful": False, "maxlen": None,
+                            "padding": None, "value": None, "no_feature_axis": False}
+
+
+def batch_file(src: str, options: IOOptions, *, size: int | None = None,
+               remainder: Remainder | None = None, shuffle: bool | None = None,
+               seed: int | None = None, bucket_by_length: bool | None = None,
+               stateful: bool | None = None, maxlen: int | None = None,
+               padding: Side | None = None, value: float | None = None,
+               no_feature_axis: bool | None = None, like: str | None = None) -> dict[str, Any]:
     """Batch the samples of ``src`` into ``options.output``; returns the manifest written.
 
     ``padding``/``value`` default to the input's own padding (from its manifest), else
-    ``post`` and 0.
+    ``post`` and 0. ``like``: the manifest of an earlier ``batch`` whose options are reused
+    where none is given here.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -57,17 +68,29 @@ def batch_file(src: str, options: IOOptions, *, size: int, remainder: Remainder 
         >>> m["batches"]["widths"], m["batches"]["padded_timesteps"]
         ([2, 4], {'before': 4, 'after': 2, 'real': 10})
     """
+    recorded = open_like(like, "batch")
+    chosen = resolve({"size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
+                      "bucket_by_length": bucket_by_length, "stateful": stateful,
+                      "maxlen": maxlen, "padding": padding, "value": value,
+                      "no_feature_axis": no_feature_axis}, DEFAULTS, recorded)
+    size = required(chosen, "size")
+    remainder, shuffle, seed = chosen["remainder"], chosen["shuffle"], chosen["seed"]
+    bucket_by_length, stateful = chosen["bucket_by_length"], chosen["stateful"]
+    maxlen, padding, value = chosen["maxlen"], chosen["padding"], chosen["value"]
+    no_feature_axis = bool(chosen["no_feature_axis"])
     if padding is not None:
         check_side(padding, "padding")
-    params = {"size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
-              "bucket_by_length": bucket_by_length, "stateful": stateful, "maxlen": maxlen,
-              "padding": padding, "value": None if value is None else json_number(value),
-              "no_feature_axis": no_feature_axis}
+    params: dict[str, Any] = {
+        "size": size, "remainder": remainder, "shuffle": shuffle, "seed": seed,
+        "bucket_by_length": bucket_by_length, "stateful": stateful, "maxlen": maxlen,
+        "padding": padding, "value": None if value is None else json_number(value),
+        "no_feature_axis": no_feature_axis}
     one_array = Location(options.output).suffix == ".npy"
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         check_one_feature(source, no_feature_axis)
+        adopt(recorded, params, source.feature_names, source.location, job.record_path)
         side: Side = padding if padding is not None else source.side
         fill = value if value is not None else (source.pad_value or 0.0)
         check_value_fits(fill, source.dtype, "value", None if value is not None else "pad value")

@@ -12,18 +12,29 @@ from ..errors import InputError
 from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result, check_one_feature
+from ..like import adopt, open_like, resolve
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, maxlen_from_histogram, pad
 from ..ops.stats import pad_collisions
 from ..sequences import Side, check_side
 from ..words import plural
 
+#: Each option's default, when neither given nor taken from a ``like`` manifest.
+DEFAULTS: dict[str, Any] = {"maxlen": "max", "padding": "post", "truncating": "post",
+                            "value": 0.0, "dtype": None, "allow_lossy": False,
+                            "no_feature_axis": False}
 
-def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
-             padding: Side = "post", truncating: Side = "post", value: float = 0.0,
-             dtype: str | None = None, allow_lossy: bool = False,
-             no_feature_axis: bool = False) -> dict[str, Any]:
+
+def pad_file(src: str, options: IOOptions, *, maxlen: int | str | None = None,
+             padding: Side | None = None, truncating: Side | None = None,
+             value: float | None = None, dtype: str | None = None,
+             allow_lossy: bool | None = None, no_feature_axis: bool | None = None,
+             like: str | None = None) -> dict[str, Any]:
     """Pad the sequences of ``src`` into ``options.output``; returns the manifest written.
+
+    An option left None takes its default (:data:`DEFAULTS`; ``dtype``: the input's), or with
+    ``like`` (a manifest path) the one that manifest's ``pad`` step resolved: its maxlen as a
+    number, its dtype, side and value (see :mod:`lstmshape.like`).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -32,15 +43,26 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
         >>> pad_file(src, IOOptions(os.path.join(folder, "x.npy")), maxlen=2)["input_shape"]
         [2, 1]
     """
-    check_side(padding, "padding")
-    check_side(truncating, "truncating")
-    params = {"maxlen": maxlen, "padding": padding, "truncating": truncating,
-              "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy,
-              "no_feature_axis": no_feature_axis}
+    recorded = open_like(like, "pad")
+    given = {"maxlen": maxlen, "padding": padding, "truncating": truncating, "value": value,
+             "dtype": dtype, "allow_lossy": allow_lossy, "no_feature_axis": no_feature_axis}
+    resolved = None if recorded is None else {
+        "maxlen": recorded.param("resolved_maxlen"),
+        "dtype": recorded.param("dtype") or recorded.step.output_dtype("x")}
+    chosen = resolve(given, DEFAULTS, recorded, resolved)
+    maxlen, value, dtype = chosen["maxlen"], float(chosen["value"]), chosen["dtype"]
+    padding = check_side(chosen["padding"], "padding")
+    truncating = check_side(chosen["truncating"], "truncating")
+    allow_lossy, no_feature_axis = bool(chosen["allow_lossy"]), bool(chosen["no_feature_axis"])
+    params: dict[str, Any] = {
+        "maxlen": maxlen, "padding": padding, "truncating": truncating,
+        "value": json_number(value), "dtype": dtype, "allow_lossy": allow_lossy,
+        "no_feature_axis": no_feature_axis}
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         check_one_feature(source, no_feature_axis)
+        adopt(recorded, params, source.feature_names, source.location, job.record_path)
         length = maxlen_from_histogram(maxlen, job.length_histogram(source))
         if length == 0:  # "max" or "pNN" of sequences that are all empty
             raise InputError(f"{source.location}: every sequence is empty (0 timesteps), so "
@@ -64,9 +86,7 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str = "max",
                 PadRows(length, padding, truncating, job.options.y_value, labels.dtype, False),
                 out_row_bytes=length)))
             arrays.append(("sample_weight", job.step_weights(kept, length, padding)))
-        targets = job.targets(source)
-        if targets is not None:
-            arrays.append(("y", targets))
+        arrays.extend(job.side_arrays(source))  # y, and source_index for partition --by-source
         manifest = ManifestData(
             command="pad", params={**params, "resolved_maxlen": length},
             inputs=[], outputs={}, samples=source.n_samples, timesteps=length,

@@ -11,6 +11,7 @@ from ..errors import OptionError
 from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result, check_one_feature
+from ..like import adopt, open_like, required, resolve
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, pad
 from ..ops.truncate import split, split_lengths, truncate
@@ -20,8 +21,15 @@ from ..sequences import LENGTH_DTYPE, Side, check_side
 OVERFLOW_CHOICES = ("drop", "split")
 
 
-def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side = "post",
-                  overflow: str = "drop", no_feature_axis: bool = False) -> dict[str, Any]:
+#: Each option's default, when neither given nor taken from a ``like`` manifest.
+DEFAULTS: dict[str, Any] = {"maxlen": None, "truncating": "post", "overflow": "drop",
+                            "no_feature_axis": False}
+
+
+def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
+                  truncating: Side | None = None, overflow: str | None = None,
+                  no_feature_axis: bool | None = None,
+                  like: str | None = None) -> dict[str, Any]:
     """Truncate (or, with ``overflow="split"``, split) the sequences of ``src``.
 
     A dense input gives a dense ``(N, min(maxlen, T), F)`` tensor that keeps its padding side and
@@ -35,13 +43,19 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int, truncating: Side
         >>> m["lengths"]["max"], m["lengths"]["dropped_timesteps"]
         (2, 2)
     """
-    check_side(truncating, "truncating")
-    params = {"maxlen": maxlen, "truncating": truncating, "overflow": overflow,
-              "no_feature_axis": no_feature_axis}
+    recorded = open_like(like, "truncate")
+    chosen = resolve({"maxlen": maxlen, "truncating": truncating, "overflow": overflow,
+                      "no_feature_axis": no_feature_axis}, DEFAULTS, recorded)
+    maxlen = required(chosen, "maxlen")
+    truncating = check_side(chosen["truncating"], "truncating")
+    overflow, no_feature_axis = chosen["overflow"], bool(chosen["no_feature_axis"])
+    params: dict[str, Any] = {"maxlen": maxlen, "truncating": truncating, "overflow": overflow,
+                              "no_feature_axis": no_feature_axis}
 
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         check_one_feature(source, no_feature_axis)
+        adopt(recorded, params, source.feature_names, source.location, job.record_path)
         lengths = source.lengths
         source_index: np.ndarray | None = None
         if overflow == "split":

@@ -20,6 +20,7 @@ from ..io.output import Stream
 from ..io.source import Source
 from ..io.targets import open_target_array, target_summary
 from ..job import IOOptions, Job, Result
+from ..like import adopt, open_like, required, resolve
 from ..manifest import ManifestData
 from ..ops.window import WindowSpec, cut, resolve_columns, target_rows, window_starts
 from ..sequences import LENGTH_DTYPE
@@ -28,10 +29,19 @@ from ..sequences import LENGTH_DTYPE
 INDEX_CHUNK = 1 << 20
 
 
-def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1,
-                sampling_rate: int = 1, target: str | None = None,
-                horizon: int = 1) -> dict[str, Any]:
+#: Each option's default, when neither given nor taken from a ``like`` manifest.
+DEFAULTS: dict[str, Any] = {"timesteps": None, "stride": 1, "sampling_rate": 1, "target": None,
+                            "horizon": 1}
+
+
+def window_file(src: str, options: IOOptions, *, timesteps: int | None = None,
+                stride: int | None = None, sampling_rate: int | None = None,
+                target: str | None = None, horizon: int | None = None,
+                like: str | None = None) -> dict[str, Any]:
     """Cut ``src`` into windows of ``timesteps`` rows; returns the manifest written.
+
+    ``like``: the manifest of an earlier ``window`` whose options are reused where none is
+    given here.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -42,8 +52,15 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
         >>> m["samples"], m["input_shape"], m["outputs"]["y"]["shape"]
         (3, [4, 1], [3, 1])
     """
-    params = {"timesteps": timesteps, "stride": stride, "sampling_rate": sampling_rate,
-              "target": target, "horizon": horizon}
+    recorded = open_like(like, "window")
+    chosen = resolve({"timesteps": timesteps, "stride": stride, "sampling_rate": sampling_rate,
+                      "target": target, "horizon": horizon}, DEFAULTS, recorded)
+    timesteps = required(chosen, "timesteps")
+    stride, sampling_rate = chosen["stride"], chosen["sampling_rate"]
+    target, horizon = chosen["target"], chosen["horizon"]
+    params: dict[str, Any] = {"timesteps": timesteps, "stride": stride,
+                              "sampling_rate": sampling_rate, "target": target,
+                              "horizon": horizon}
     if target is not None and options.y is not None:
         raise OptionError(Param("target", target), " computes y from the series and ",
                           Param("y", options.y), " names it: give one of them")
@@ -51,6 +68,7 @@ def window_file(src: str, options: IOOptions, *, timesteps: int, stride: int = 1
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0], series=True)
         names = source.feature_names
+        adopt(recorded, params, names, source.location, job.record_path)
         columns = (None if target is None
                    else resolve_columns(target, source.n_features, names))
         spec = WindowSpec(timesteps, stride, sampling_rate, horizon if columns is not None else 0)

@@ -87,6 +87,9 @@ class Source:
     records: list[ArrayRecord]
     block_reader: Callable[[int, int], SequenceSet]
     targets: StoredArray | None = None
+    #: which source sample (a series, a split sequence) each sample came from, when an earlier
+    #: step recorded it (``window`` on a set, ``truncate --overflow split``)
+    source_index: StoredArray | None = None
     manifest: Manifest | None = None
     notes: list[str] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -148,6 +151,13 @@ class Source:
         if value is None or (np.isnan(value) and self.dtype.kind != "f"):
             value = 0.0
         return pad(block, width, self.side, self.side, value, self.dtype).tensor
+
+    def read_source_index(self) -> np.ndarray | None:
+        """Every sample's ``source_index`` (int64, one per sample, like the lengths); None when
+        the input records none."""
+        if self.source_index is None:
+            return None
+        return self.source_index.read_rows(0, self.n_samples).astype(np.int64, copy=False)
 
     @property
     def target_shape(self) -> tuple[int | None, ...] | None:
@@ -345,7 +355,15 @@ class Opener:
             array = NpyFileArray(location.path, self.allow_pickle, self.memory_limit)
             self.closers.append(array.close)
             manifest = self.manifest_beside()
-            return self.with_side_targets(self.from_array(array, None, manifest), manifest)
+            source = self.with_side_targets(self.from_array(array, None, manifest), manifest)
+            index_path = None if manifest is None else manifest.side_file("source_index",
+                                                                          location.path)
+            if index_path is not None:
+                index_file = NpyFileArray(index_path, False, self.memory_limit)
+                self.closers.append(index_file.close)
+                source = self.with_source_index(source, index_file, index_path)
+                source.records.append(record(index_path, None, index_file))
+            return source
         if suffix == ".npz":
             return self.open_npz()
         if suffix == ".h5":
@@ -492,6 +510,8 @@ class Opener:
             ragged = self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
                                       manifest)
             ragged.sample_weight = arrays.get(SAMPLE_WEIGHT)
+            ragged = self.with_source_index(ragged, arrays.get("source_index"),
+                                            f"{self.location.path}:{prefix}source_index")
             return self.with_targets(ragged, arrays.get("y"), prefix)
         if FIRST_BATCH_KEY in arrays and "x" not in arrays:
             return self.from_batches(arrays, manifest, prefix)
@@ -500,6 +520,8 @@ class Opener:
                                     lengths_array=arrays.get("lengths"),
                                     side_array=arrays.get(PADDING_SIDE_KEY))
             dense.sample_weight = arrays.get(SAMPLE_WEIGHT)
+            dense = self.with_source_index(dense, arrays.get("source_index"),
+                                           f"{self.location.path}:{prefix}source_index")
             return self.with_targets(dense, arrays.get("y"), prefix)
         (key, only), = arrays.items()
         return self.from_array(only, prefix + key, manifest)
@@ -518,6 +540,18 @@ class Opener:
         source.targets = target
         source.records.append(record(file or self.location.path, None if file else prefix + "y",
                                      target))
+        return source
+
+    def with_source_index(self, source: Source, index: StoredArray | None,
+                          where: str) -> Source:
+        """Attach ``source_index`` (one integer per sample) so commands carry it along."""
+        if index is None:
+            return source
+        if tuple(index.shape) != (source.n_samples,) or index.dtype.kind not in "iu":
+            raise InputError(f"{where} has shape {tuple(index.shape)} dtype {index.dtype}, not "
+                             f"one integer per sample of the {source.n_samples} samples; fix or "
+                             f"drop it")
+        source.source_index = index
         return source
 
     def from_batches(self, arrays: dict[str, Any], manifest: Manifest | None,
