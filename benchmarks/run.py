@@ -567,7 +567,8 @@ def bench_tables(scale: float, work: Path) -> None:
     table, maxlen = long_table(rows, ids, 5)
     sorted_path, shuffled_path = work / "t1.parquet", work / "t2.parquet"
     pq.write_table(table, sorted_path)
-    order = np.random.default_rng(6).permutation(rows)
+    # the table's own row count: long_table draws lengths around rows / ids
+    order = np.random.default_rng(6).permutation(table.num_rows)
     pq.write_table(table.take(pa.array(order)), shuffled_path)
     del table, order
     out = work / "t.npy"
