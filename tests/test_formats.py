@@ -200,3 +200,25 @@ def test_unrelated_arrays_under_one_group_still_need_a_key(tmp_path: Path) -> No
         open_source(str(path))
     with open_source(f"{path}:/data") as source:  # asked for by name: a group of sequences
         assert source.lengths.tolist() == [3, 5]
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (5,), (3, 2), (2, 3, 4), (1, 0, 7)])
+@pytest.mark.parametrize("dtype", ["<f4", ">i8", "|u1", "|b1", "<f2", "<U3"])
+@pytest.mark.parametrize("fortran", [False, True])
+def test_the_fast_header_parse_equals_the_literal_one(shape: tuple[int, ...], dtype: str,
+                                                      fortran: bool) -> None:
+    """numpy's own headers skip ast.literal_eval; what they mean must not change."""
+    import ast
+    import io
+
+    from lstmshape.io.npy import NUMPY_HEADER, parse_header_dict
+
+    array = np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    raw = buffer.getvalue()
+    header = raw[10:10 + int.from_bytes(raw[8:10], "little")]
+    assert NUMPY_HEADER.fullmatch(header.decode())  # the fast path is taken
+    fields = ast.literal_eval(header.decode())
+    assert parse_header_dict(header, (1, 0), "x.npy") == (
+        fields["shape"], fields["fortran_order"], np.dtype(fields["descr"]))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 from typing import IO, Any, BinaryIO
 
 import numpy as np
@@ -126,12 +127,31 @@ def describe_start(data: bytes) -> str:
     return "binary data"
 
 
+#: The header numpy itself writes for a simple dtype, parsed without ``ast.literal_eval``
+#: (which compiles the text: ~20 us a header, most of the cost of a folder of 1,000 shards).
+#: Anything else -- structured dtypes, other spacing, damage -- takes the general path.
+NUMPY_HEADER = re.compile(r"\{'descr': '([<>|=][a-zA-Z]\d*)', 'fortran_order': (True|False), "
+                          r"'shape': \(((?:\d+, )*\d*|\d+,)\), \}\s*")
+
+
 def parse_header_dict(raw: bytes, version: tuple[int, int],
                       where: str) -> tuple[Any, bool, np.dtype]:
-    """The (shape, fortran_order, dtype) of a header's Python-literal dict, or InputError."""
+    """The (shape, fortran_order, dtype) of a header's Python-literal dict, or InputError.
+
+    Example:
+        >>> parse_header_dict(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
+        ...                   (1, 0), "x.npy")
+        ((3, 2), False, dtype('float32'))
+    """
     try:
         text = raw.decode("utf-8" if version == (3, 0) else "latin-1")
-        fields = ast.literal_eval(text)
+        simple = NUMPY_HEADER.fullmatch(text)
+        if simple is not None:
+            descr, order, dims = simple.groups()
+            shape = tuple(int(d) for d in dims.replace(",", " ").split())
+            fields: Any = {"descr": descr, "fortran_order": order == "True", "shape": shape}
+        else:
+            fields = ast.literal_eval(text)
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
         raise InputError(f"{where}: damaged NPY header: cannot parse {raw[:60]!r}") from None
     if not isinstance(fields, dict) or set(fields) != HEADER_KEYS:
