@@ -158,3 +158,11 @@ def peak_rss(*args: Any, timeout: float = 600) -> tuple[int, int, str]:
     done = run_python(PEAK_RSS, sys.executable, "-m", "lstmshape", *args, timeout=timeout)
     code, peak_mb = map(int, done.stdout.split())
     return code, peak_mb, done.stderr
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must take Ctrl-C: a suite started as a background job
+    (``make test &``) passes SIGINT on as ignored, and lstmshape then rightly ignores it too."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

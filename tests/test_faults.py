@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import files_in
+from conftest import default_sigint, files_in
 from hostile import assert_ok, assert_refused, run_cli, unprivileged_preexec
 
 BIG_SHAPE = (2000, 1000, 12)  # 96 MB of float32: ~1000 blocks at a 1 MiB budget
@@ -210,7 +210,8 @@ def interrupt_mid_write(big_input: Path, out: Path, output: str, signum: int,
     env.pop("LSTMSHAPE_DEBUG", None)
     proc = subprocess.Popen([sys.executable, "-m", "lstmshape", "pad", str(big_input), "-o",
                              str(out / output), "--memory-limit", memory_limit],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     try:
         while not any(name.endswith(".tmp") for name in os.listdir(out)):

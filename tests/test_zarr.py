@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from conftest import default_sigint
 from hostile import assert_ok, assert_refused, run_cli
 
 import lstmshape
@@ -263,7 +264,7 @@ def start_pad(src: Path, out: Path, *engine: str) -> subprocess.Popen[bytes]:
     env.pop("LSTMSHAPE_DEBUG", None)
     return subprocess.Popen([sys.executable, "-m", "lstmshape", "pad", str(src), "-o", str(out),
                              "--engine", "dask", *engine], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env, preexec_fn=default_sigint)
 
 
 def wait_for_chunks(folder: Path, proc: subprocess.Popen[bytes]) -> None:
