@@ -186,6 +186,12 @@ class Job:
         check_not_inputs([loc.path for loc in self.locations] + self.side_inputs(), written)
         for path in written:
             check_writable_folder(path)
+        self.written = written
+
+    def refuse_overwriting(self, path: str) -> None:
+        """Refuse a run whose outputs include ``path``, a file it reads besides its inputs
+        (a ``--like`` manifest); nothing is written yet when this is asked."""
+        check_not_inputs([path], self.written)
 
     @property
     def record_path(self) -> str:

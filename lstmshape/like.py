@@ -25,10 +25,13 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ArgumentError, InputError, Param
 from .manifest import Manifest, relative
+
+if TYPE_CHECKING:
+    from .job import Job
 
 #: JSON has no NaN: numbers recorded as these strings are read back as floats
 SPECIAL_NUMBERS = ("nan", "inf", "-inf")
@@ -104,11 +107,13 @@ def resolve(given: dict[str, Any], defaults: dict[str, Any], like: Like | None,
 
 
 def adopt(like: Like | None, params: dict[str, Any], names: list[str], where: object,
-          record_path: str) -> None:
-    """With a ``like``: refuse data with other features, and record ``params.like``."""
+          job: Job) -> None:
+    """With a ``like``: refuse data with other features and an output that would overwrite the
+    manifest itself, and record ``params.like``."""
     if like is not None:
+        job.refuse_overwriting(like.path)
         like.check_features(names, str(where))
-        params["like"] = like.record(record_path)
+        params["like"] = like.record(job.record_path)
 
 
 def required(chosen: dict[str, Any], name: str) -> Any:

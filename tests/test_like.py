@@ -175,3 +175,17 @@ def test_library_like(tmp_path: Path, sets: tuple[str, str]) -> None:
     pad_file(train, IOOptions(str(tmp_path / "a.npy")), maxlen="p50")
     made = pad_file(test, IOOptions(str(tmp_path / "b.npy")), like=str(tmp_path / "a.npy.json"))
     assert made["timesteps"] == json.loads((tmp_path / "a.npy.json").read_text())["timesteps"]
+
+
+def test_an_output_never_overwrites_the_like_manifest(tmp_path: Path, invoke: Any) -> None:
+    """``pad test --like train.npy.json -o train.npy`` would write train.npy.json: refused
+    before anything is written, and the training set's manifest stays as it was."""
+    src = tmp_path / "seqs.npz"
+    np.savez(src, values=np.arange(10.0), lengths=np.array([4, 1, 3, 2]))
+    train = tmp_path / "train.npy"
+    assert invoke("pad", src, "-o", train).exit_code == 0
+    manifest = Path(f"{train}.json")
+    before = manifest.read_bytes()
+    result = invoke("pad", src, "--like", manifest, "-o", train)
+    assert result.exit_code == 1 and "train.npy.json" in result.output
+    assert manifest.read_bytes() == before

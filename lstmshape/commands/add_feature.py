@@ -69,8 +69,7 @@ def add_feature_file(base_src: str, extra_srcs: Sequence[str], options: IOOption
         pad_value = base.pad_value if base.pad_value is not None else 0.0
         widths = [e.n_features for e in extras]
         new_names = feature_names(base, extras, widths, list(names))
-        adopt(recorded, params, base.feature_names + new_names, base.location,
-              job.record_path)
+        adopt(recorded, params, base.feature_names + new_names, base.location, job)
         features = base.n_features + sum(widths)
         out_step = features * dtype.itemsize
         dtypes = dict(zip(where, input_dtypes(base, extras), strict=True))

@@ -90,7 +90,7 @@ def batch_file(src: str, options: IOOptions, *, size: int | None = None,
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         check_one_feature(source, no_feature_axis)
-        adopt(recorded, params, source.feature_names, source.location, job.record_path)
+        adopt(recorded, params, source.feature_names, source.location, job)
         side: Side = padding if padding is not None else source.side
         fill = value if value is not None else (source.pad_value or 0.0)
         check_value_fits(fill, source.dtype, "value", None if value is not None else "pad value")

@@ -49,7 +49,7 @@ def normalize_file(src: str, options: IOOptions, *, method: Method | None = None
         source = job.open(job.locations[0])
         names = source.feature_names
         statistics: Normalization | None = None
-        adopt(recorded, params, names, source.location, job.record_path)
+        adopt(recorded, params, names, source.location, job)
         # an explicit --method other than the manifest's fits new statistics
         if recorded is not None and recorded.param("method") == chosen:
             statistics = recorded.step.normalization()

@@ -62,7 +62,7 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str | None = None,
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         check_one_feature(source, no_feature_axis)
-        adopt(recorded, params, source.feature_names, source.location, job.record_path)
+        adopt(recorded, params, source.feature_names, source.location, job)
         length = maxlen_from_histogram(maxlen, job.length_histogram(source))
         if length == 0:  # "max" or "pNN" of sequences that are all empty
             raise InputError(f"{source.location}: every sequence is empty (0 timesteps), so "

@@ -55,7 +55,7 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0])
         check_one_feature(source, no_feature_axis)
-        adopt(recorded, params, source.feature_names, source.location, job.record_path)
+        adopt(recorded, params, source.feature_names, source.location, job)
         lengths = source.lengths
         source_index: np.ndarray | None = None
         if overflow == "split":

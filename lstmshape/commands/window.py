@@ -68,7 +68,7 @@ def window_file(src: str, options: IOOptions, *, timesteps: int | None = None,
     def produce(job: Job) -> Result:
         source = job.open(job.locations[0], series=True)
         names = source.feature_names
-        adopt(recorded, params, names, source.location, job.record_path)
+        adopt(recorded, params, names, source.location, job)
         columns = (None if target is None
                    else resolve_columns(target, source.n_features, names))
         spec = WindowSpec(timesteps, stride, sampling_rate, horizon if columns is not None else 0)
