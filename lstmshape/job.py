@@ -164,6 +164,10 @@ class Job:
             raise OptionError(f"{options.output}: the dask engine writes a .zarr output (a "
                               f"directory store many workers can fill at once); name the output "
                               f"OUT.zarr")
+        if options.engine is not None and options.y is not None:
+            # the workers open the input alone: targets named beside it are not planned yet
+            raise OptionError(Param("y", options.y), " is not planned by the dask engine (a y "
+                              "inside the input is); use --engine local for it")
         self.sources: list[Source] = []
         #: each source with the location it was opened from (a worker opens it the same way)
         self.opened: list[tuple[Source, Location]] = []
@@ -607,6 +611,10 @@ def with_ids(arrays: list[tuple[str, ArrayData]],
     ids = sources[0].ids if sources else None
     named = dict(arrays)
     if ids is None or "ids" in named or not arrays:
+        return arrays
+    if any(isinstance(named.get(k), Stream) for k in ("order", "source_index")):
+        # an index streamed to the writer (window's source_index) cannot be read twice: no
+        # ids rather than ids that do not line up with the samples
         return arrays
     index = next((named[k] for k in ("order", "source_index")
                   if isinstance(named.get(k), np.ndarray)), None)

@@ -617,3 +617,17 @@ def test_dask_engine_reads_tables_and_shards_as_the_local_one(tmp_path: Path,
             assert done.returncode == 0, done.stderr
             digests.append(json.loads(Path(f"{out}.json").read_text())["outputs"]["x"]["sha256"])
         assert digests[0] == digests[1]
+
+
+def test_window_of_a_table_writes_no_misaligned_ids(tmp_path: Path, invoke: Any) -> None:
+    """window's source_index is streamed: its windows get no ids rather than the series' ids
+    (3 windows of 3 series would otherwise get u2, u1, u3 where u2, u2, u1 is right)."""
+    path = tmp_path / "w.csv"
+    path.write_text("user,ts,a\nu2,1,2.1\nu2,2,2.2\nu2,3,2.3\nu1,1,1.1\nu1,2,1.2\nu3,1,3.1\n")
+    out = tmp_path / "w.npz"
+    result = invoke("window", path, "--id", "user", "--time", "ts", "--timesteps", 1,
+                    "--target", "a", "-o", out)
+    assert result.exit_code == 0, result.output
+    with np.load(out) as data:
+        assert data["source_index"].tolist() == [0, 0, 1]
+        assert "ids" not in data.files

@@ -326,3 +326,14 @@ def test_killed_worker_rerun_gives_identical_output(big_input: Path, tmp_path: P
     local = json.loads((tmp_path / "local.zarr.json").read_text())
     dask = json.loads((tmp_path / "dask.zarr.json").read_text())
     assert local["outputs"]["x"]["sha256"] == dask["outputs"]["x"]["sha256"]
+
+
+def test_dask_with_targets_named_beside_the_input_is_one_line(tmp_path: Path,
+                                                              invoke: Any) -> None:
+    np.savez(tmp_path / "r.npz", values=np.arange(20, dtype=np.float32).reshape(10, 2),
+             lengths=np.array([6, 4]))
+    np.save(tmp_path / "y.npy", np.array([0, 1]))
+    result = invoke("pad", tmp_path / "r.npz", "--y", tmp_path / "y.npy", "--engine", "dask",
+                    "--workers", "1", "-o", tmp_path / "r.zarr")
+    assert result.exit_code == 1 and "--engine local" in result.output
+    assert "internal error" not in result.output and not (tmp_path / "r.zarr").exists()
