@@ -335,14 +335,17 @@ np.save(sys.argv[2], StandardScaler().fit_transform(values))
 """
 
 
+def write_w1_h5(path: Path, scale: float) -> Path:
+    """W1 (200,000 x scale ragged float32 sequences, 1..200 x 8) as values + lengths in ``path``."""
+    values, lengths = ragged(int(200_000 * scale), 1, 200, 8, "float32", 1)
+    with h5py.File(path, "w") as h5:
+        h5["values"], h5["lengths"] = values, lengths
+    return path
+
+
 def bench_normalize(scale: float, work: Path) -> None:
     """The NORM rows (see the module docstring)."""
-    count = int(200_000 * scale)
-    values, lengths = ragged(count, 1, 200, 8, "float32", 1)
-    source = work / "w1-normalize.h5"
-    with h5py.File(source, "w") as h5:
-        h5["values"], h5["lengths"] = values, lengths
-    del values, lengths
+    source = write_w1_h5(work / "w1-normalize.h5", scale)
     out, reference = work / "normalized.h5", work / "sklearn.npy"
     commands = {
         "ours": [*LSTMSHAPE, "normalize", str(source), "-o", str(out)],
@@ -376,12 +379,7 @@ def bench_normalize(scale: float, work: Path) -> None:
 def bench_digest_cache(scale: float, work: Path) -> None:
     """The CACHE rows (see the module docstring); every timed run starts after :func:`settle`,
     so that every contender starts alike."""
-    count = int(200_000 * scale)
-    values, lengths = ragged(count, 1, 200, 8, "float32", 1)
-    source = work / "w1-cache.h5"
-    with h5py.File(source, "w") as h5:
-        h5["values"], h5["lengths"] = values, lengths
-    del values, lengths
+    source = write_w1_h5(work / "w1-cache.h5", scale)
     # "never seen": a copy whose stat is new before each run (os.utime sets its ctime), in a
     # cache that exists -- creating the database is a once-per-machine cost
     cold_source = work / "w1-cold.h5"
