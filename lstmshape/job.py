@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OptionError, OutputError, Param
-from .io.arrays import StoredArray
+from .io.arrays import StoredArray, utf8_text
 from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
 from .io.digest_cache import open_digest_cache
 from .io.location import STDIO, Location, parse_location, same_path
@@ -563,6 +563,8 @@ class Job:
                                   f"sequences) and an .npy holds one dense tensor; pad it first "
                                   f"or write .npz/.h5")
             written = [(main_role, output, main)]
+            if output.is_stdio and "y" in dict(side):
+                self.refuse_losing_targets()
             if manifest_path is not None and not output.is_stdio:
                 written += [(role, Location(f"{output.path}.{role}.npy"), data)
                             for role, data in side]
@@ -588,10 +590,25 @@ class Job:
                 entry.files = listing_lines(store.files[role])
                 entries[role] = entry
             return entries
+        if output.suffix == ".h5":
+            arrays = [(role, utf8_text(data) if isinstance(data, np.ndarray) else data)
+                      for role, data in arrays]
         digest = outputs.write_file(output, arrays)
         for role, data in arrays:
             entries[role] = entry_for(output.path, role, data, digest)
         return entries
+
+    def refuse_losing_targets(self) -> None:
+        """``-o -`` writes the tensor alone: targets the user named are refused (before a byte
+        is written), targets that merely came with the input are dropped with a warning."""
+        named = self.options.y or (self.options.table.target if self.options.table else None)
+        if named is not None:
+            raise OptionError("-o - writes the tensor alone to stdout, so the targets of ",
+                              Param("y" if self.options.y else "target", named),
+                              " would be lost; write a file: -o OUT.npz, or -o OUT.npy with "
+                              "OUT.y.npy beside it")
+        self.warn(f"{self.locations[0]}: its targets (y) are not written: -o - writes the "
+                  f"tensor alone to stdout")
 
     def input_entries(self) -> list[FileEntry]:
         entries = []
@@ -619,7 +636,9 @@ def with_ids(arrays: list[tuple[str, ArrayData]],
     index = next((named[k] for k in ("order", "source_index")
                   if isinstance(named.get(k), np.ndarray)), None)
     if index is None:
-        main = named[arrays[0][0]]
+        main_role, main = arrays[0]
+        if main_role == "values" and "lengths" in named:  # ragged: one length per sample
+            main = named["lengths"]
         count = main.shape[0] if main.shape else 0
         batched = main.shape[0] * main.shape[1] if len(main.shape) == 4 else None
         if ids.shape[0] not in (count, batched):

@@ -187,6 +187,18 @@ def test_a_batch_of_empty_sequences_gets_one_padding_timestep(tmp_path: Path,
             np.testing.assert_array_equal(row[:length], seqs[sample])
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".npy"])
+def test_no_samples_make_no_batch_file(suffix: str, tmp_path: Path, invoke: Any) -> None:
+    """An empty input is one error line, not a file of no batch that verify then rejects."""
+    src = tmp_path / "empty.npy"
+    np.save(src, np.zeros((0, 4, 2), np.float32))
+    result = invoke("batch", src, "--size", 4, "-o", tmp_path / f"out{suffix}")
+    assert result.exit_code == 1
+    assert result.output == "Error: empty.npy: 0 samples make no batch of 4\n".replace(
+        "empty.npy", str(src))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npy"]
+
+
 def test_stateful_rows_continue_on_a_windowed_series(tmp_path: Path, invoke: Any) -> None:
     series = np.arange(2 * 1203, dtype=np.float64).reshape(1203, 2)
     np.save(tmp_path / "series.npy", series)

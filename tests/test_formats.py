@@ -118,6 +118,25 @@ def test_stdin_to_stdout_pipeline(tmp_path: Path) -> None:
     assert done.stderr == b""  # quiet when piped
 
 
+def test_stdout_output_never_drops_targets_silently(tmp_path: Path) -> None:
+    """-o - holds x alone: targets named with --y are refused before a byte is written; a y
+    that came inside the input is dropped with a warning."""
+    np.save(tmp_path / "x.npy", np.ones((3, 4, 2), np.float32))
+    np.save(tmp_path / "y.npy", np.arange(3))
+    np.savez(tmp_path / "xy.npz", x=np.ones((3, 4, 2), np.float32), y=np.arange(3))
+    named = run_lstmshape("pad", tmp_path / "x.npy", "--y", tmp_path / "y.npy", "-o", "-")
+    assert named.returncode == 1 and named.stdout == b""
+    assert named.stderr.decode().startswith("Error: -o - writes the tensor alone")
+    assert "--y" in named.stderr.decode() and named.stderr.count(b"\n") == 1
+    inside = run_lstmshape("pad", tmp_path / "xy.npz", "-o", "-")
+    assert inside.returncode == 0
+    warning = inside.stderr.decode()
+    assert warning.startswith("Warning: ") and "targets (y)" in warning
+    import io
+
+    assert np.load(io.BytesIO(inside.stdout)).shape == (3, 4, 2)
+
+
 def test_allow_pickle_reads_object_array_of_sequences(tmp_path: Path, invoke: Any) -> None:
     seqs = np.empty(3, dtype=object)
     seqs[:] = [np.ones(2), np.ones(5), np.ones(1)]

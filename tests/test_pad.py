@@ -148,6 +148,20 @@ def test_pad_value_collision_warns(invoke: Any, tmp_path: Path) -> None:
     assert result.output == ""
 
 
+@pytest.mark.parametrize(("truncating", "warned"), [("post", False), ("pre", True)])
+def test_collision_warning_counts_only_kept_timesteps(truncating: str, warned: bool,
+                                                      invoke: Any, tmp_path: Path) -> None:
+    """A zero step that truncation drops cannot be hidden by a Masking layer: no warning."""
+    src = tmp_path / "x.npy"
+    x = np.ones((3, 4, 2), np.float32)
+    x[1, 3] = 0.0  # the last step: cut by --truncating post, kept by pre
+    np.save(src, x)
+    result = invoke("pad", src, "--maxlen", 2, "--truncating", truncating,
+                    "-o", tmp_path / "o.npy")
+    assert result.exit_code == 0, result.output
+    assert ("1 real timestep of" in result.output) is warned
+
+
 def test_library_rejects_bad_arguments() -> None:
     with pytest.raises(OptionError):
         pad([[1, 2]], maxlen="p200")

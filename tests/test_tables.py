@@ -619,9 +619,10 @@ def test_dask_engine_reads_tables_and_shards_as_the_local_one(tmp_path: Path,
         assert digests[0] == digests[1]
 
 
-def test_window_of_a_table_writes_no_misaligned_ids(tmp_path: Path, invoke: Any) -> None:
-    """window's source_index is streamed: its windows get no ids rather than the series' ids
-    (3 windows of 3 series would otherwise get u2, u1, u3 where u2, u2, u1 is right)."""
+def test_window_of_a_table_gives_each_window_its_series_id(tmp_path: Path,
+                                                           invoke: Any) -> None:
+    """Each window gets the id of the series it was cut from, streamed beside source_index
+    (3 windows of 3 series: u2, u2, u1 -- not the series' ids u2, u1, u3 in a row)."""
     path = tmp_path / "w.csv"
     path.write_text("user,ts,a\nu2,1,2.1\nu2,2,2.2\nu2,3,2.3\nu1,1,1.1\nu1,2,1.2\nu3,1,3.1\n")
     out = tmp_path / "w.npz"
@@ -630,4 +631,4 @@ def test_window_of_a_table_writes_no_misaligned_ids(tmp_path: Path, invoke: Any)
     assert result.exit_code == 0, result.output
     with np.load(out) as data:
         assert data["source_index"].tolist() == [0, 0, 1]
-        assert "ids" not in data.files
+        assert data["ids"].tolist() == ["u2", "u2", "u1"]

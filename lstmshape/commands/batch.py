@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OptionError
+from ..errors import InputError, OptionError
 from ..io.location import Location
 from ..io.output import Stream
 from ..io.source import SAMPLE_WEIGHT, Source
@@ -35,6 +35,7 @@ from ..ops.batch import (
 )
 from ..ops.pad import check_value_fits
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_side, real_mask
+from ..words import plural
 
 #: Key pattern of one batch's arrays in an .npz/.h5 output.
 BATCH_KEY = "{role}_{index:06d}"
@@ -97,6 +98,10 @@ def batch_file(src: str, options: IOOptions, *, size: int | None = None,
         plan = plan_batches(source.lengths, size, remainder=remainder, shuffle=shuffle,
                             seed=seed, bucket=bucket_by_length, stateful=stateful,
                             maxlen=maxlen, width=source.timesteps)
+        if len(plan.sizes) == 0:  # a file of no batch is no training set: say so, write nothing
+            why = " (--remainder drop drops them all)" if source.n_samples else ""
+            raise InputError(f"{source.location}: {plural(source.n_samples, 'sample')} make "
+                             f"no batch of {size}{why}")
         if one_array:
             if not bool(np.all(plan.sizes == size)):
                 raise OptionError(f"{options.output}: an .npy holds one (num_batches, {size}, "

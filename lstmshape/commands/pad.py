@@ -16,6 +16,7 @@ from ..like import adopt, open_like, resolve
 from ..manifest import ManifestData, json_number
 from ..ops.pad import check_value_fits, maxlen_from_histogram, pad
 from ..ops.stats import pad_collisions
+from ..ops.truncate import truncate
 from ..sequences import Side, check_side
 from ..words import plural
 
@@ -119,6 +120,8 @@ class PadRows:
         block = source.read_block(start, stop)
         result = pad(block, self.maxlen, self.padding, self.truncating, self.value, self.dtype,
                      self.allow_lossy)
+        if block.lengths.size and int(block.lengths.max()) > self.maxlen:
+            block = truncate(block, self.maxlen, self.truncating)  # count only what is kept
         self.collisions += pad_collisions(block.values, self.value)
         return result.tensor
 

@@ -95,6 +95,10 @@ def window_file(src: str, options: IOOptions, *, timesteps: int | None = None,
         if is_set:
             arrays.append(("source_index", Stream((total,), np.dtype(np.int64),
                                                   series_index_blocks(counts))))
+            if source.ids is not None:  # each window's series' id (a table's, or carried)
+                ids = source.ids
+                arrays.append(("ids", Stream((total,), ids.dtype, (
+                    ids[block] for block in series_index_blocks(counts)))))
         short = int(np.count_nonzero(counts == 0))
         if short:
             job.warn(f"{short:,} of {len(counts):,} series in {source.location} are shorter "

@@ -16,6 +16,10 @@ from ..errors import InputError
 
 #: dtype kinds lstmshape accepts: bool, signed and unsigned integers, floats.
 SUPPORTED_KINDS = frozenset("biuf")
+#: Side arrays that may hold text: a table's string ``ids`` (fixed-width unicode in
+#: ``.npy``/``.npz``/``.zarr``, fixed-length UTF-8 in ``.h5``). Never a tensor, never a target.
+TEXT_ROLES = frozenset({"ids"})
+TEXT_KINDS = frozenset("US")
 #: floats wider than this (``longdouble``) have no portable file representation.
 MAX_FLOAT_BYTES = 8
 
@@ -66,8 +70,9 @@ class MemoryArray:
         return np.ascontiguousarray(self.array[start:stop])
 
 
-def check_dtype(dtype: np.dtype, where: str) -> None:
-    """Refuse dtypes an LSTM tensor cannot hold, naming the file and the dtype.
+def check_dtype(dtype: np.dtype, where: str, text_ok: bool = False) -> None:
+    """Refuse dtypes an LSTM tensor cannot hold, naming the file and the dtype. ``text_ok``:
+    the array is one of :data:`TEXT_ROLES`, where strings are also fine.
 
     Example:
         >>> import numpy as np
@@ -80,6 +85,8 @@ def check_dtype(dtype: np.dtype, where: str) -> None:
     too_wide = dtype.kind == "f" and dtype.itemsize > MAX_FLOAT_BYTES
     plain = dtype.fields is None and dtype.subdtype is None
     if dtype.kind in SUPPORTED_KINDS and plain and not too_wide:
+        return
+    if text_ok and dtype.kind in TEXT_KINDS and plain:
         return
     what = DTYPE_NAMES.get(dtype.kind, "unsupported")
     if dtype.fields is not None or dtype.subdtype is not None:
@@ -101,3 +108,38 @@ def little_endian(array: np.ndarray) -> np.ndarray:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return np.ascontiguousarray(array)
+
+
+def is_text_role(key: str | None) -> bool:
+    """Whether the array stored under ``key`` (``ids``, ``group/ids``, ``OUT.ids.npy``) may
+    hold text."""
+    if key is None:
+        return False
+    name = key.rsplit("/", 1)[-1]
+    if name.endswith(".npy"):  # only a side file OUT.<role>.npy
+        _, dot, name = name[:-len(".npy")].rpartition(".")
+        if not dot:
+            return False
+    return name in TEXT_ROLES
+
+
+def decoded_text(array: np.ndarray) -> np.ndarray:
+    """Text as fixed-width unicode: UTF-8 bytes (how ``.h5`` stores it) decoded.
+
+    Example:
+        >>> decoded_text(np.array([b"ab", "\u00e9".encode()]))
+        array(['ab', '\u00e9'], dtype='<U2')
+    """
+    if array.dtype.kind == "S":
+        return np.char.decode(array, "utf-8")
+    return array
+
+
+def utf8_text(array: np.ndarray) -> np.ndarray:
+    """Fixed-width unicode as fixed-length UTF-8 bytes: HDF5 has no UCS-4 strings.
+
+    Example:
+        >>> utf8_text(np.array(["ab", "\u00e9"]))
+        array([b'ab', b'\xc3\xa9'], dtype='|S2')
+    """
+    return np.char.encode(array, "utf-8") if array.dtype.kind == "U" else array

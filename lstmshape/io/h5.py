@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .arrays import RowObserver, check_dtype, nbytes_of
+from .arrays import RowObserver, check_dtype, is_text_role, nbytes_of
 from .location import natural_key
 
 #: Groups with more datasets than this are listed as one row (they are usually sequences).
@@ -278,7 +278,7 @@ class H5DatasetArray:
         with h5_errors(self.where):
             self._shape = tuple(int(d) for d in dataset.shape)
             self._dtype = np.dtype(dataset.dtype)
-        check_dtype(self._dtype, self.where)
+        check_dtype(self._dtype, self.where, is_text_role(dataset.name))
         self._observe: RowObserver | None = None
 
     @property
@@ -440,6 +440,8 @@ class H5Writer:
         if shape and nbytes_of(shape, dtype) > (1 << 20) and shape[0] > 0:
             rows = max(1, min(shape[0], (1 << 20) // row_bytes))
             chunks = (rows, *shape[1:])
+        if dtype.kind == "S":  # text (a table's ids), UTF-8 encoded: marked so for h5py readers
+            dtype = np.dtype(h5py_module().string_dtype("utf-8", dtype.itemsize))
         return self.file.create_dataset(name, shape=shape, dtype=dtype.newbyteorder("<"),
                                         chunks=chunks, track_times=False)
 

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError
-from .arrays import RowObserver, check_dtype, little_endian, nbytes_of
+from .arrays import RowObserver, check_dtype, is_text_role, little_endian, nbytes_of
 
 MAGIC = b"\x93NUMPY"
 MAGIC_LENGTH = len(MAGIC) + 2
@@ -65,7 +65,8 @@ class NpyHeader:
         return self.fortran_order or self.dtype.hasobject
 
 
-def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> NpyHeader:
+def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False,
+                text_ok: bool = False) -> NpyHeader:
     """Parse and check the header of an ``.npy`` stream positioned at its first byte.
 
     Example:
@@ -106,7 +107,7 @@ def read_header(stream: IO[bytes], where: str, allow_pickle: bool = False) -> Np
             raise InputError(f"{where}: holds an object array (pickled Python objects); refusing "
                              f"to unpickle it -- pass --allow-pickle if you trust the file")
     else:
-        check_dtype(dtype, where)
+        check_dtype(dtype, where, text_ok)
     return NpyHeader(tuple(shape), dtype, bool(fortran_order), stream.tell())
 
 
@@ -226,6 +227,7 @@ class NpyFileArray:
     def __init__(self, path: str, allow_pickle: bool = False,
                  memory_limit: int | None = None) -> None:
         self.path = path
+        text_ok = is_text_role(path)  # OUT.ids.npy
         try:
             self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         except IsADirectoryError:
@@ -233,7 +235,7 @@ class NpyFileArray:
         except OSError as err:
             raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
         try:
-            self.header = read_header(self._file, path, allow_pickle)
+            self.header = read_header(self._file, path, allow_pickle, text_ok)
             size = os.fstat(self._file.fileno()).st_size
             check_data_size(self.header, size - self.header.data_offset, path)
             check_budget(self.header, memory_limit, path)

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError
-from .arrays import RowObserver, little_endian, nbytes_of
+from .arrays import RowObserver, is_text_role, little_endian, nbytes_of
 from .npy import (
     NpyHeader,
     NpyWriter,
@@ -161,7 +161,8 @@ class NpzMemberArray:
                 f"if you trust the file")
         self._stream = archive.open_member(key)
         with member_errors(self.where):
-            self.header: NpyHeader = read_header(self._stream, self.where, archive.allow_pickle)
+            self.header: NpyHeader = read_header(self._stream, self.where, archive.allow_pickle,
+                                                 is_text_role(key))
         check_data_size(self.header, info.file_size - self.header.data_offset, self.where)
         check_budget(self.header, archive.memory_limit, self.where)
         self._whole: np.ndarray | None = None

@@ -545,7 +545,10 @@ def write_h5(path: str, arrays: list[tuple[str, ArrayData]]) -> None:
             row = 0
             for block in stream_data.blocks:
                 if len(block):
-                    dataset[row:row + len(block)] = little_endian(block)
+                    block = little_endian(block)
+                    if block.dtype.kind == "S":  # text: viewed as the dataset's UTF-8 string
+                        block = block.view(dataset.dtype)  # type (h5py converts no plain bytes)
+                    dataset[row:row + len(block)] = block
                 row += len(block)
 
 

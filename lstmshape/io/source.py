@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..manifest import Manifest, side_file_path
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within
 from ..words import collapsed, plural
-from .arrays import MemoryArray, StoredArray, check_dtype, nbytes_of
+from .arrays import MemoryArray, StoredArray, check_dtype, decoded_text, nbytes_of
 from .location import Location, natural_key, parse_location
 from .npy import NpyFileArray, read_npy_stream
 from .shards import is_shard_set
@@ -363,6 +363,12 @@ class Opener:
                 self.closers.append(index_file.close)
                 source = self.with_source_index(source, index_file, index_path)
                 source.records.append(record(index_path, None, index_file))
+            ids_path = None if manifest is None else manifest.side_file("ids", location.path)
+            if ids_path is not None:
+                ids_file = NpyFileArray(ids_path, False, self.memory_limit)
+                self.closers.append(ids_file.close)
+                source = self.with_stored_ids(source, ids_file, ids_path)
+                source.records.append(record(ids_path, None, ids_file))
             return source
         if suffix == ".npz":
             return self.open_npz()
@@ -510,6 +516,7 @@ class Opener:
             ragged = self.from_ragged(arrays["values"], arrays[length_key], length_key, prefix,
                                       manifest)
             ragged.sample_weight = arrays.get(SAMPLE_WEIGHT)
+            ragged = self.with_stored_ids(ragged, arrays.get("ids"), f"{prefix}ids")
             ragged = self.with_source_index(ragged, arrays.get("source_index"),
                                             f"{self.location.path}:{prefix}source_index")
             return self.with_targets(ragged, arrays.get("y"), prefix)
@@ -520,6 +527,7 @@ class Opener:
                                     lengths_array=arrays.get("lengths"),
                                     side_array=arrays.get(PADDING_SIDE_KEY))
             dense.sample_weight = arrays.get(SAMPLE_WEIGHT)
+            dense = self.with_stored_ids(dense, arrays.get("ids"), f"{prefix}ids")
             dense = self.with_source_index(dense, arrays.get("source_index"),
                                            f"{self.location.path}:{prefix}source_index")
             return self.with_targets(dense, arrays.get("y"), prefix)
@@ -540,6 +548,21 @@ class Opener:
         source.targets = target
         source.records.append(record(file or self.location.path, None if file else prefix + "y",
                                      target))
+        return source
+
+    def with_stored_ids(self, source: Source, ids: StoredArray | None, key: str) -> Source:
+        """The ``ids`` an earlier step wrote (a table's id of every sample), so the next step
+        carries them along; ``key`` is the array's key, or the ``OUT.ids.npy`` path."""
+        if ids is None:
+            return source
+        where = key if key.endswith(".npy") else f"{self.location.path}:{key}"
+        if ids.shape[:1] != (source.n_samples,) and not (
+                len(ids.shape) == 2 and ids.shape[0] * ids.shape[1] == source.n_samples):
+            raise InputError(f"{where} has shape {tuple(ids.shape)}, not one id per sample of "
+                             f"the {source.n_samples} samples; fix or drop it")
+        if len(ids.shape) > 2 or (len(ids.shape) == 2 and not source.batches):
+            raise InputError(f"{where} has shape {tuple(ids.shape)}; ids are one per sample")
+        source.ids = decoded_text(ids.read_rows(0, ids.shape[0])).reshape(-1)
         return source
 
     def with_source_index(self, source: Source, index: StoredArray | None,
@@ -636,7 +659,7 @@ class Opener:
         if weight_keys and all(key in arrays for key in weight_keys):
             source.sample_weight = ConcatRows([arrays[key] for key in weight_keys],
                                               f"{path}:{prefix}{weight_keys[0]}")
-        return source
+        return self.with_stored_ids(source, arrays.get("ids"), f"{prefix}ids")
 
     def from_array(self, array: StoredArray, key: str | None, manifest: Manifest | None,
                    lengths_array: StoredArray | None = None,
