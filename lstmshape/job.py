@@ -31,7 +31,13 @@ import numpy as np
 
 from .errors import InputError, OptionError, OutputError, Param
 from .io.arrays import StoredArray, utf8_text
-from .io.digest import OBSERVED_SHARE, InputDigest, TreeDigest
+from .io.digest import (
+    INLINE_HASH_BYTES,
+    OBSERVED_SHARE,
+    InputDigest,
+    TreeDigest,
+    hash_in_turn,
+)
 from .io.digest_cache import open_digest_cache
 from .io.location import STDIO, Location, parse_location, same_path
 from .io.output import (
@@ -275,12 +281,19 @@ class Job:
         return source
 
     def hash_records(self, source: Source) -> None:
-        """Hash the files read beside an input (``--lengths``, ``--y``, ``IN.y.npy``) whole."""
+        """Hash the files read beside an input (``--lengths``, ``--y``, ``IN.y.npy``) or that
+        make it up (the shards of a folder) whole, in the background: small files one after
+        the other on one worker, each larger one on its own."""
+        small = []
         for item in source.records:
             if item.path not in self.hashes and item.path != source.location.path \
                     and item.path != "-":
-                self.hashes[item.path] = InputDigest(item.path, self.digest_cache)
-                self.hashes[item.path].hash_whole_file()
+                digest = self.hashes[item.path] = InputDigest(item.path, self.digest_cache)
+                if digest.size <= INLINE_HASH_BYTES:
+                    small.append(digest)
+                else:
+                    digest.hash_whole_file()
+        hash_in_turn(small)
 
     @property
     def block_bytes(self) -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -357,3 +358,31 @@ def test_replacing_an_output_keeps_it_whole_until_the_new_one_is_in(tmp_path: Pa
     assert out.read_bytes() == first
     assert invoke("pad", src, "--maxlen", 10, "-o", out, "-q").exit_code == 0
     np.testing.assert_array_equal(np.load(out)[:, :, 0], np.arange(600.0).reshape(20, 30)[:, :10])
+
+
+def test_shards_are_hashed_in_turn_on_one_worker(tmp_path: Path, invoke: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder of small shards: every shard's sha256 is right, and all of them were hashed
+    by one background worker -- not by the command's own thread, not a thread per file."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for index in range(30):
+        np.save(folder / f"r{index}.npy", rng.standard_normal((int(rng.integers(1, 9)), 2)))
+    hashed_by: dict[str, int] = {}
+    real_hash = InputDigest._hash
+
+    def spy(self: InputDigest) -> None:
+        hashed_by[Path(self.path).name] = threading.get_ident()
+        real_hash(self)
+
+    monkeypatch.setattr(InputDigest, "_hash", spy)
+    monkeypatch.setenv("LSTMSHAPE_NO_DIGEST_CACHE", "1")
+    out = tmp_path / "out.npy"
+    assert invoke("pad", folder, "--layout", "series", "-o", out).exit_code == 0
+    inputs = json.loads(Path(f"{out}.json").read_text())["inputs"]
+    assert len(inputs) == 30
+    for entry in inputs:
+        assert entry["sha256"] == file_sha256(folder / Path(entry["path"]).name)
+    shard_threads = {hashed_by[f"r{index}.npy"] for index in range(30)}
+    assert len(shard_threads) == 1 and threading.get_ident() not in shard_threads

@@ -195,6 +195,17 @@ class InputDigest:
         if inline:
             self._hash()
 
+    def claim_whole_file(self) -> bool:
+        """Queue the whole file for a hasher that the caller runs (:func:`hash_in_turn`);
+        False when there is nothing to hash (cached, closed) or a hasher already has it."""
+        with self._changed:
+            if self._ended or self._stopped or self._thread is not None:
+                return False
+            self._whole = True
+            self._thread = threading.current_thread()  # placeholder: _finish() starts no worker
+            self._finish()
+            return True
+
     def observe(self, offset: int, block: np.ndarray) -> None:
         """``block`` (C-contiguous) holds the file's bytes from ``offset`` on."""
         if not block.nbytes:
@@ -307,6 +318,35 @@ class InputDigest:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def hash_in_turn(digests: list[InputDigest]) -> None:
+    """Hash many files whole, one after the other, on one background worker: a folder of
+    1,000 small shards costs one thread start, and none of its hashing happens on the
+    command's own thread (which reads the same shards meanwhile).
+
+    Example:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> paths = [os.path.join(folder, name) for name in "ab"]
+        >>> for path in paths: _ = open(path, "wb").write(b"abc")
+        >>> digests = [InputDigest(path) for path in paths]
+        >>> hash_in_turn(digests)
+        >>> [d.hexdigest()[:8] for d in digests]
+        ['ba7816bf', 'ba7816bf']
+    """
+    claimed = [digest for digest in digests if digest.claim_whole_file()]
+    if not claimed:
+        return
+
+    def hash_each() -> None:
+        for digest in claimed:
+            digest._hash()  # each sets its own result or error; a closed one stops at once
+
+    try:
+        start_worker(hash_each, "lstmshape-sha256-in")
+    except RuntimeError:  # no thread to be had: hash them here, now
+        hash_each()
 
 
 class TreeDigest(InputDigest):
