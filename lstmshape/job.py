@@ -39,6 +39,7 @@ from .io.digest import (
     hash_in_turn,
 )
 from .io.digest_cache import open_digest_cache
+from .io.gather import gather
 from .io.location import STDIO, Location, parse_location, same_path
 from .io.output import (
     ArrayData,
@@ -434,7 +435,6 @@ class Job:
         labels = source.step_targets
         if labels is None:
             return []
-        from .commands.batch import gather
         from .ops.pad import check_value_fits, pad
 
         width = source.timesteps

@@ -3,7 +3,7 @@
 The split comes from metadata alone (the sample count, the classes of ``y``, the
 ``source_index``; :func:`~lstmshape.ops.partition.split_indices`). Each part is then written
 in source order, a chunk of its samples at a time: the chunk's samples are gathered from the
-input blocks that hold them (:func:`~lstmshape.commands.batch.gather`), so memory stays within
+input blocks that hold them (:func:`~lstmshape.io.gather.gather`), so memory stays within
 ``--memory-limit`` whatever the input's size. Every part keeps the input's layout (padded or
 ragged), its ``y`` and ``source_index``, and gains ``order``: the source sample of every row.
 All the outputs and their manifests are committed together, or none is.
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, OptionError
+from ..io.gather import gather
 from ..io.location import STDIO
 from ..io.output import Stream
 from ..io.source import Source
@@ -24,7 +25,6 @@ from ..job import IOOptions, Job, Result
 from ..manifest import ManifestData
 from ..ops.partition import are_classes, check_fractions, split_indices
 from ..sequences import bounds_within
-from .batch import gather
 from .layout import Layout
 
 
