@@ -35,6 +35,10 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m compileall -q lstmshape
 	touch $@
 
+$(VENV)/.installed-table: $(VENV)/.installed-base
+	$(call EDITABLE,'.[table]')
+	touch $@
+
 $(VENV)/.installed-tf: $(VENV)/.installed-base
 	$(call EDITABLE,'.[tf]')
 	touch $@
@@ -50,6 +54,8 @@ $(VENV)/.installed-test: $(VENV)/.installed-tf
 # Each step is a rule: touch an input and only the steps downstream of it run again. lstmshape
 # writes atomically, so an interrupted step never leaves a target that looks up to date.
 #
+#   events.csv --pad --id user --time ts --target churned--> events.npz --batch-->
+#       events_batches.h5 --verify-->
 #   series.npy --window--> windows.h5 --batch--> windows_batches.h5 --verify, train-->
 #   sensors.npz + weather.npy --add-feature--> sensors_weather.npz --pad--> sensors_padded.npy
 #       --batch--> sensors_batches.h5 --verify, train-->
@@ -57,7 +63,8 @@ $(VENV)/.installed-test: $(VENV)/.installed-tf
 #   sensors.npz + sensors_labels.npy --partition--> train/val/test.npz --pad (val, test: --like
 #       train)--> *_padded.npy --normalize (val, test: --like train)--> *_scaled.npy --classifier-->
 SCALED := train val test
-demo: $(DEMO)/windows_batches.h5.verified $(DEMO)/sensors_batches.h5.verified \
+demo: $(DEMO)/events_batches.h5.verified $(DEMO)/windows_batches.h5.verified \
+		$(DEMO)/sensors_batches.h5.verified \
 		$(DEMO)/tokens_short.npy $(SCALED:%=$(DEMO)/%_scaled.npy.verified)
 	$(LS) inspect $(DEMO)/tokens_short.npy --expect-shape '*,20,1'
 	$(BIN)/python sample_data/train_demo.py $(DEMO)/windows_batches.h5
@@ -66,6 +73,15 @@ demo: $(DEMO)/windows_batches.h5.verified $(DEMO)/sensors_batches.h5.verified \
 
 $(DEMO):
 	mkdir -p $@
+
+# A long table (events in time order, string user ids) to a labelled training tensor: one
+# sequence per user, its rows sorted by ts, y = churned, ids = the users in sample order.
+$(DEMO)/events.npz: sample_data/events.csv | $(VENV)/.installed-table $(DEMO)
+	$(LS) inspect $< --id user --time ts --target churned
+	$(LS) pad $< --id user --time ts --target churned --maxlen p95 -o $@
+
+$(DEMO)/events_batches.h5: $(DEMO)/events.npz
+	$(LS) batch $< --size 8 --shuffle --seed 1 -o $@
 
 $(DEMO)/windows.h5: sample_data/series.npy | $(VENV)/.installed-base $(DEMO)
 	$(LS) inspect $<

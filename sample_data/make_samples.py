@@ -14,6 +14,8 @@ Every layout lstmshape reads is here, each a few KB to a few hundred KB:
 * ``dense.npy``       -- a dense ``(samples, timesteps, features)`` float32 tensor
 * ``weather.npy``     -- a per-recording ``(samples, 2)`` array of static features
 * ``series.npy``      -- a long multivariate series ``(timesteps, features)`` for ``window``
+* ``events.csv``      -- a long table, one row per event ``(user, ts, amount, items, churned)``,
+                         in time order (users interleaved), string ids: ``pad --id --time``
 """
 
 from __future__ import annotations
@@ -75,6 +77,28 @@ def main() -> None:
     load = 100 + 30 * np.sin(2 * np.pi * hour / 24) - 0.5 * temperature + rng.normal(0, 3, 5000)
     series = np.stack([load, temperature, hour], axis=1).astype(np.float32)
     np.save(os.path.join(HERE, "series.npy"), series)
+    write_events(os.path.join(HERE, "events.csv"))
+
+
+def write_events(path: str) -> None:
+    """An event log as exports have it: sorted by time, so users' rows interleave; a user who
+    churned spends less towards the end. Its own seed: the other files stay as they were."""
+    rng = np.random.default_rng(SEED + 1)
+    rows = []
+    for number in range(80):
+        user = f"c{number * 37 % 1000:03d}"
+        churned = int(rng.random() < 0.4)
+        count = int(rng.integers(5, 61))
+        times = np.sort(rng.choice(100_000, size=count, replace=False))
+        trend = np.linspace(1.0, 0.3 if churned else 1.1, count)
+        for ts, scale in zip(times, trend, strict=True):
+            amount = round(float(rng.gamma(2.0, 20.0) * scale), 2)
+            rows.append((int(ts), user, amount, int(rng.integers(1, 6)), churned))
+    rows.sort()
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("user,ts,amount,items,churned\n")
+        for ts, user, amount, items, churned in rows:
+            handle.write(f"{user},{ts},{amount:.2f},{items},{churned}\n")
 
 
 if __name__ == "__main__":

@@ -240,3 +240,40 @@ def test_torch_refuses_rather_than_drops_ragged_labels(tmp_path: Path, invoke: I
     ok(invoke("pad", tmp_path / "r.npz", "-o", tmp_path / "p.npz"))
     item = lstmshape.torch.SequenceDataset(str(tmp_path / "p.npz"))[1]
     assert item[1] == 4 and item[2].tolist() == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's first pipeline, as written
+
+
+def test_readme_first_pipeline_runs_as_written(tmp_path: Path) -> None:
+    """Every command of the README's "A first pipeline" section, run by a shell in a folder
+    beside sample_data/: each exits 0, and the table's output is what the text says."""
+    import os
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## A first pipeline", 1)[1].split("\n## ", 1)[0]
+    # the first two blocks run on sample_data/; the one-liners after them name files of yours
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)[:2]
+
+    def run_block(block: str) -> int:
+        lines = [line.split("  #")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+        commands = [line for line in lines if line.startswith("lstmshape ")]
+        for command in commands:
+            done = subprocess.run(command, shell=True, cwd=tmp_path, env=env,
+                                  capture_output=True, timeout=300)
+            assert done.returncode == 0, (command, done.stderr.decode())
+        return len(commands)
+
+    (tmp_path / "sample_data").symlink_to(root / "sample_data")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    assert run_block(blocks[0]) == 1
+    assert "(80 users, 57 timesteps, 2 features)" in section
+    assert np.load(tmp_path / "train.npy").shape == (80, 57, 2)
+    assert np.load(tmp_path / "train.npy.ids.npy").dtype.kind == "U"
+    assert run_block(blocks[1]) >= 6
+    x = np.load(tmp_path / "train.npy")
+    assert x.shape == (120, 154, 5)
