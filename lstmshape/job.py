@@ -34,6 +34,7 @@ from .io.arrays import StoredArray, utf8_text
 from .io.digest import (
     INLINE_HASH_BYTES,
     OBSERVED_SHARE,
+    Digest,
     InputDigest,
     TreeDigest,
     hash_in_turn,
@@ -178,7 +179,7 @@ class Job:
         self.sources: list[Source] = []
         #: each source with the location it was opened from (a worker opens it the same way)
         self.opened: list[tuple[Source, Location]] = []
-        self.hashes: dict[str, InputDigest] = {}
+        self.hashes: dict[str, Digest] = {}
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
         self.digest_cache = open_digest_cache(options.digest_cache, warn=self.warn)
@@ -260,8 +261,9 @@ class Job:
         digest = None
         if not location.is_stdio and not is_shard_set(location.path):  # shards: as records
             if location.path not in self.hashes:
-                kind = TreeDigest if os.path.isdir(location.path) else InputDigest  # a .zarr
-                self.hashes[location.path] = kind(location.path, self.digest_cache)
+                self.hashes[location.path] = (  # a .zarr store is a directory
+                    TreeDigest(location.path) if os.path.isdir(location.path)
+                    else InputDigest(location.path, self.digest_cache))
             digest = self.hashes[location.path]
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle,

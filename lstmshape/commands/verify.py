@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckFailed, InputError, OptionError
-from ..io.digest import InputDigest, TreeDigest
+from ..io.digest import Digest, InputDigest, TreeDigest
 from ..io.location import is_side_file, parse_location, same_path
 from ..io.source import (
     DEFAULT_MEMORY_LIMIT,
@@ -202,7 +202,7 @@ NAN_PADDING_FAILURE = (
     "(e.g. lstmshape pad --value -1, after checking that no real timestep equals it)")
 
 
-def wait_for_hashes(hashes: dict[str, InputDigest]) -> None:
+def wait_for_hashes(hashes: dict[str, Digest]) -> None:
     """Let background hashes finish (quietly) before the files they read are reported on."""
     for digest in hashes.values():
         with contextlib.suppress(Exception):
@@ -220,14 +220,14 @@ def display(path: str) -> str:
 
 
 def check_entries(path: str, data: dict[str, Any], manifest_path: str, memory_limit: int,
-                  failures: list[str]) -> tuple[dict[str, InputDigest], list[dict[str, Any]]]:
+                  failures: list[str]) -> tuple[dict[str, Digest], list[dict[str, Any]]]:
     """Check each ``outputs`` entry's file, shape and dtype; start hashing each file once."""
     outputs = data.get("outputs")
     if not isinstance(outputs, dict) or not outputs:
         failures.append(f"{manifest_path} lists no outputs")
         return {}, []
     folder = os.path.dirname(os.path.abspath(manifest_path))
-    hashes: dict[str, InputDigest] = {}
+    hashes: dict[str, Digest] = {}
     rows: list[dict[str, Any]] = []
     #: each .zarr output's recorded files, over every role stored in it
     stores: dict[str, dict[str, str]] = {}

@@ -46,7 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -121,6 +121,33 @@ def open_regular(path: str, follow_symlinks: bool = True) -> IO[bytes]:
 
 #: the end of the hasher's work: the hash is complete
 _END = object()
+
+
+class Digest(Protocol):
+    """What a job, ``verify`` and the digest cache ask of an input's hash, whichever kind:
+    :class:`InputDigest` (one file) or :class:`TreeDigest` (a ``.zarr`` directory)."""
+
+    path: str
+    #: bytes of the arrays whose reads are observed (see :data:`OBSERVED_SHARE`)
+    observed_bytes: int
+    #: bytes fed to sha256 so far
+    hashed_bytes: int
+    #: the stat of the file opened, for the digest cache (None: nothing the cache can trust)
+    stat: os.stat_result | None
+    stat_time_ns: int
+    #: whether the hash came from the cache
+    cached: bool
+
+    @property
+    def size(self) -> int: ...
+
+    def hash_whole_file(self) -> None: ...
+
+    def observe(self, offset: int, block: np.ndarray) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+    def close(self) -> None: ...
 
 
 class InputDigest:
@@ -349,18 +376,19 @@ def hash_in_turn(digests: list[InputDigest]) -> None:
         hash_each()
 
 
-class TreeDigest(InputDigest):
+class TreeDigest:
     """The sha256 of a directory (a ``.zarr`` store): that of its sorted ``sha256  path``
     listing (:func:`~lstmshape.io.zarr_store.listing_digest`), computed when asked for. Its
     files are many and small, read by zarr-python: nothing is observed, and nothing cached.
+    A :class:`Digest` like :class:`InputDigest`, but none of its file machinery: a directory
+    has no one handle to hash and no stat the digest cache can trust.
     """
 
-    def __init__(self, path: str, cache: DigestCache | None = None) -> None:
-        # nothing of InputDigest's file machinery; a directory has no stat the cache can trust
+    def __init__(self, path: str) -> None:
         self.path = path
         self.observed_bytes = 0
         self.hashed_bytes = 0
-        self.stat = None
+        self.stat: os.stat_result | None = None
         self.stat_time_ns = 0
         self.cached = False
         self._digest: str | None = None

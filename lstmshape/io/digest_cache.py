@@ -72,7 +72,7 @@ from ..errors import OutputError
 if TYPE_CHECKING:
     import sqlite3
 
-    from .digest import InputDigest
+    from .digest import Digest
 
 #: environment: where the cache lives (else $XDG_CACHE_HOME/lstmshape, ~/.cache/lstmshape)
 CACHE_DIR_ENV = "LSTMSHAPE_CACHE_DIR"
@@ -261,7 +261,7 @@ class DigestCache:
         if not racy(info, stat_time_ns, granularity):
             self._pending[identity(info)] = (sha256, stat_time_ns, granularity)
 
-    def record_run(self, inputs: Iterable[InputDigest],
+    def record_run(self, inputs: Iterable[Digest],
                    outputs: Iterable[tuple[str, str, os.stat_result]]) -> None:
         """At the end of a run: record each input hashed from its bytes and each output
         ``(final path, sha256, stat of the temp file just before its rename)``, write them in

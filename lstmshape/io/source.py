@@ -45,7 +45,7 @@ from .shards import is_shard_set
 from .table import TABLE_SUFFIXES, TableOptions, is_table
 
 if TYPE_CHECKING:
-    from .digest import InputDigest
+    from .digest import Digest
 
 RAGGED_LENGTH_KEYS = ("lengths", "row_splits", "offsets")
 #: The role of the loss weights an output holds when some rows or steps are padding.
@@ -232,7 +232,7 @@ class Source:
 
 def open_source(src: str | Location, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                 allow_pickle: bool = False, lengths_file: str | None = None,
-                series: bool = False, digest: InputDigest | None = None,
+                series: bool = False, digest: Digest | None = None,
                 nan: str = "keep", manifest: str | None = None,
                 table: TableOptions | None = None, y: str | None = None,
                 y_kind: str = "auto") -> Source:
@@ -306,7 +306,7 @@ class Opener:
     """Resolves a location to a layout; holds the open files until the Source owns them."""
 
     def __init__(self, location: Location, memory_limit: int, allow_pickle: bool,
-                 series: bool, digest: InputDigest | None = None,
+                 series: bool, digest: Digest | None = None,
                  manifest: str | None = None, table: TableOptions | None = None) -> None:
         self.location = location
         self.table = table or TableOptions()
