@@ -313,7 +313,8 @@ def window_options(command: F) -> F:
 
 
 def engine_options(command: F) -> F:
-    """``--engine local|dask`` with ``--scheduler`` or ``--workers`` (pad, truncate)."""
+    """``--engine local|dask`` with ``--scheduler`` or ``--workers`` (pad, truncate,
+    normalize)."""
     decorators = [
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
                      show_default=True,
@@ -790,6 +791,7 @@ def window(source: str, timesteps: int | None, stride: int, sampling_rate: int,
 @target_options
 @like_option
 @output_options
+@engine_options
 def normalize(source: str, method: str, like: str | None, **common: Any) -> None:
     """Scale every feature over the real timesteps (padding never counts).
 
@@ -802,6 +804,7 @@ def normalize(source: str, method: str, like: str | None, **common: Any) -> None
       lstmshape normalize train.npy -o train_n.npy
       lstmshape normalize test.npy --like train_n.npy.json -o test_n.npy
       lstmshape normalize seqs.npz --method minmax -o scaled.npz
+      lstmshape normalize big.zarr --engine dask --scheduler tcp://host:8786 -o scaled.zarr
     """
     from .commands.normalize import normalize_file
 

@@ -66,9 +66,12 @@ from .io.table import TableOptions
 from .io.targets import target_summary
 from .io.zarr_store import listing_lines
 from .manifest import FileEntry, ManifestData, dumps, history_from, json_number, relative, render
+from .ops.normalize import Accumulator, Moments, merge_groups
 from .plan import (
     Engine,
+    LabelRows,
     LengthsTask,
+    MomentsTask,
     Planned,
     RowFunction,
     SourceSpec,
@@ -76,7 +79,7 @@ from .plan import (
     file_identity,
     merged_histogram,
 )
-from .sequences import Side, bounds_within, real_mask
+from .sequences import SequenceSet, Side, bounds_within, real_mask
 
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
@@ -172,13 +175,10 @@ class Job:
             raise OptionError(f"{options.output}: the dask engine writes a .zarr output (a "
                               f"directory store many workers can fill at once); name the output "
                               f"OUT.zarr")
-        if options.engine is not None and options.y is not None:
-            # the workers open the input alone: targets named beside it are not planned yet
-            raise OptionError(Param("y", options.y), " is not planned by the dask engine (a y "
-                              "inside the input is); use --engine local for it")
         self.sources: list[Source] = []
-        #: each source with the location it was opened from (a worker opens it the same way)
-        self.opened: list[tuple[Source, Location]] = []
+        #: each source with the location it was opened from and the ``--y``/``--y-kind``
+        #: composed in (a worker opens it the same way)
+        self.opened: list[tuple[Source, Location, str | None, str]] = []
         self.hashes: dict[str, Digest] = {}
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
@@ -265,15 +265,16 @@ class Job:
                     TreeDigest(location.path) if os.path.isdir(location.path)
                     else InputDigest(location.path, self.digest_cache))
             digest = self.hashes[location.path]
+        y = self.options.y if with_targets else None
+        y_kind = self.options.y_kind if with_targets else "auto"
         source = open_source(location, memory_limit=self.options.memory_limit,
                              allow_pickle=self.options.allow_pickle,
                              series=series or self.options.layout == "series",
                              lengths_file=self.options.lengths if with_lengths else None,
                              digest=digest, nan=self.options.nan, table=self.options.table,
-                             y=self.options.y if with_targets else None,
-                             y_kind=self.options.y_kind if with_targets else "auto")
+                             y=y, y_kind=y_kind)
         self.sources.append(source)
-        self.opened.append((source, location))
+        self.opened.append((source, location, y, y_kind))
         for note in source.notes:
             self.warn(note)
         if digest is not None and (self.options.engine is not None
@@ -332,12 +333,35 @@ class Job:
     def spec(self, source: Source) -> SourceSpec:
         """How a worker opens ``source`` exactly as this job did: the location it was opened
         from, with the same options."""
-        location = next(loc for opened, loc in self.opened if opened is source)
+        location, y, y_kind = next((loc, y, kind) for opened, loc, y, kind in self.opened
+                                   if opened is source)
         # a folder or glob of shards has no one identity: each shard is checked as it opens
         identity = () if is_shard_set(location.path) else file_identity(location.path)
+        y_path = None if y is None else parse_location(y).path
+        y_identity = () if y_path is None or y_path == STDIO else file_identity(y_path)
         return SourceSpec(str(location), self.options.memory_limit, self.options.allow_pickle,
                           self.options.lengths, self.options.nan, identity, self.options.table,
-                          source.layout == "series" or self.options.layout == "series")
+                          source.layout == "series" or self.options.layout == "series",
+                          y, y_kind, y_identity)
+
+    def moments(self, source: Source) -> Moments:
+        """The float64 moments of the source's real timesteps (``normalize``'s statistics), on
+        the one grid of :class:`~lstmshape.ops.normalize.Accumulator`: folded here a block at
+        a time, or -- with an engine -- one :class:`~lstmshape.plan.MomentsTask` per
+        group-aligned stretch of rows, their groups folded here in row order. Either way the
+        same operations on the same numbers: the same bits for any engine, any number of
+        workers and any ``--memory-limit``."""
+        accumulator = Accumulator(source.n_features)
+        if self.options.engine is None:
+            for start, stop in source.block_bounds(self.block_bytes):
+                accumulator.add(source.read_block(start, stop).values)
+            return accumulator.result()
+        spec, rows = self.spec(source), int(source.lengths.sum())
+        tasks = [MomentsTask(spec, low, min(low + accumulator.group_rows, rows),
+                             accumulator.step, accumulator.group, self.block_bytes)
+                 for low in range(0, rows, accumulator.group_rows)]
+        stretches = self.options.engine.run(tasks, None)
+        return merge_groups(source.n_features, [g for groups in stretches for g in groups])
 
     def targets(self, source: Source,
                 index: np.ndarray | None = None) -> Stream | Planned | None:
@@ -372,19 +396,21 @@ class Job:
         return Stream((len(order), *row_shape), dtype, blocks())
 
     def labels(self, source: Source, shape: tuple[int, ...], rows: RowFunction,
-               out_row_bytes: int = 0) -> Stream | None:
+               out_row_bytes: int = 0,
+               offsets: np.ndarray | None = None) -> Stream | Planned | None:
         """Per-timestep targets, made block by block by the very row function that makes x
         (``rows`` applied to the label sequences, :attr:`Source.step_targets`, with the labels'
         own pad value); the result is ``shape`` (one label row ``(k,)`` or ``()`` per
         timestep). None without per-timestep targets. ``out_row_bytes``: what one output row
-        costs per label feature (a padded row), so a block stays within the budget."""
+        costs per label feature (a padded row), so a block stays within the budget. With an
+        engine, planned as chunk tasks like x (``offsets``: those of ragged output rows)."""
         steps = source.step_targets
         if steps is None:
             return None
-        if self.options.engine is not None:
-            raise OptionError(f"{source.location}: the dask engine does not carry per-timestep "
-                              f"targets; use --engine local for them")
         inner = tuple(shape[1:])
+        if self.options.engine is not None:
+            return Planned(shape, steps.dtype, self.spec(source), LabelRows(rows, inner),
+                           offsets)
 
         def blocks() -> Iterator[np.ndarray]:
             extra = out_row_bytes * steps.n_features * steps.dtype.itemsize
@@ -437,7 +463,7 @@ class Job:
         labels = source.step_targets
         if labels is None:
             return []
-        from .ops.pad import check_value_fits, pad
+        from .ops.pad import check_value_fits
 
         width = source.timesteps
         lengths = source.lengths if index is None else source.lengths[index]
@@ -448,15 +474,23 @@ class Job:
         bounds = np.array(labels.block_bounds(self.block_bytes), dtype=np.int64)
         steps = lengths if width is None else np.full(len(lengths), width)
         row_bytes = max(labels.n_features * labels.dtype.itemsize, 1)
+        kept = KeptRows(width, source.side, self.options.y_value)
 
         def blocks() -> Iterator[np.ndarray]:
             for first, last in bounds_within(2 * steps * row_bytes, self.block_bytes):
-                block = gather(labels, wanted[first:last], bounds)
-                made = (block.values if width is None else
-                        pad(block, width, source.side, source.side, self.options.y_value).tensor)
-                yield made.reshape(-1, *shape[1:])
+                yield kept.of(gather(labels, wanted[first:last], bounds)).reshape(
+                    -1, *shape[1:])
 
-        arrays: list[tuple[str, Any]] = [("y", Stream(shape, labels.dtype, blocks()))]
+        made: Stream | Planned = Stream(shape, labels.dtype, blocks())
+        if self.options.engine is not None:
+            if index is not None:
+                raise OptionError(f"{source.location}: the dask engine writes targets in input "
+                                  f"order only; use --engine local for this command")
+            offsets = None if width is not None else np.concatenate(
+                [[0], np.cumsum(lengths, dtype=np.int64)])
+            made = Planned(shape, labels.dtype, self.spec(source), LabelRows(
+                kept, tuple(shape[1:])), offsets)
+        arrays: list[tuple[str, Any]] = [("y", made)]
         if width is not None and bool(np.any(lengths < width)):
             arrays.append(("sample_weight", self.step_weights(lengths, width, source.side)))
         return arrays
@@ -663,6 +697,27 @@ def with_ids(arrays: list[tuple[str, ArrayData]],
     picked = ids[np.maximum(flat, 0)]
     picked[flat < 0] = -1 if ids.dtype.kind == "i" else ""
     return [*arrays, ("ids", picked.reshape(np.shape(index)))]
+
+
+@dataclass(frozen=True)
+class KeptRows:
+    """Label sequences as an output that keeps its input's layout stores them: padded back to
+    ``width`` on ``side`` with ``value``, or the flat values of ragged ones. The row function
+    of ``kept_labels`` (it crosses to Dask workers: resolved parameters only)."""
+
+    width: int | None
+    side: Side
+    value: float
+
+    def of(self, block: SequenceSet) -> np.ndarray:
+        from .ops.pad import pad
+
+        if self.width is None:
+            return block.values
+        return pad(block, self.width, self.side, self.side, self.value).tensor
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        return self.of(source.read_block(start, stop))
 
 
 def is_main_role(role: str) -> bool:

@@ -22,7 +22,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -56,6 +56,10 @@ class SourceSpec:
     #: a table's ``--id``/``--time``/... and ``--layout series``: how its rows are samples
     table: TableOptions | None = None
     series: bool = False
+    #: ``--y`` and ``--y-kind`` as the client composed them in, and the identity of that file
+    y: str | None = None
+    y_kind: str = "auto"
+    y_identity: tuple[int, ...] = ()
 
 
 def file_identity(path: str) -> tuple[int, ...]:
@@ -80,13 +84,16 @@ def opened(spec: SourceSpec) -> Source:
     from .io.location import parse_location
     from .io.source import open_source
 
-    path = parse_location(spec.location).path
-    if spec.identity and file_identity(path) != spec.identity:
-        raise InputError(f"{path}: changed while the run was reading it (a worker sees another "
-                         f"file than the client did); run again once it is written")
+    checked = [(parse_location(spec.location).path, spec.identity)]
+    if spec.y is not None:
+        checked.append((parse_location(spec.y).path, spec.y_identity))
+    for path, identity in checked:
+        if identity and file_identity(path) != identity:
+            raise InputError(f"{path}: changed while the run was reading it (a worker sees "
+                             f"another file than the client did); run again once it is written")
     return open_source(spec.location, memory_limit=spec.memory_limit,
                        allow_pickle=spec.allow_pickle, lengths_file=spec.lengths, nan=spec.nan,
-                       table=spec.table, series=spec.series)
+                       table=spec.table, series=spec.series, y=spec.y, y_kind=spec.y_kind)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,21 @@ class TargetRows:
         rows = source.read_targets(start, stop)
         assert rows is not None, "planned targets for a source without targets"
         return rows
+
+
+@dataclass(frozen=True)
+class LabelRows:
+    """The row function of per-timestep targets: ``rows`` -- the very row function of x --
+    applied to the label sequences (:attr:`Source.step_targets`), as rows of ``inner`` (one
+    output row's shape: ``(T, k...)`` padded, ``(k...)`` ragged)."""
+
+    rows: RowFunction
+    inner: tuple[int, ...]
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        labels = source.step_targets
+        assert labels is not None, "planned labels for a source without per-timestep targets"
+        return self.rows(labels, start, stop).reshape(-1, *self.inner)
 
 
 @dataclass
@@ -161,6 +183,45 @@ class LengthsTask:
     def __call__(self) -> tuple[np.ndarray, int]:
         lengths = opened(self.source).lengths
         return np.bincount(lengths, minlength=1), len(lengths)
+
+
+@dataclass(frozen=True)
+class MomentsTask:
+    """The statistics pass of ``normalize`` over rows ``low:high`` of all the real timesteps
+    -- whole groups of the local engine's grid (:class:`~lstmshape.ops.normalize.Accumulator`)
+    -- read a block of samples at a time (at most ``block_bytes``; a sample across either edge
+    gives only its rows inside). Returns the moments of each group, which the client folds in
+    row order (:func:`~lstmshape.ops.normalize.merge_groups`)."""
+
+    source: SourceSpec
+    low: int
+    high: int
+    step: int
+    group: int
+    block_bytes: int
+
+    def __call__(self) -> list[Any]:
+        from .ops.normalize import Accumulator
+        from .sequences import bounds_within
+
+        source = opened(self.source)
+        offsets = np.concatenate([[0], np.cumsum(source.lengths, dtype=np.int64)])
+        first = int(np.searchsorted(offsets, self.low, side="right")) - 1
+        last = int(np.searchsorted(offsets, self.high, side="left"))
+        accumulator = Accumulator(source.n_features, self.step, self.group)
+        for start, stop in bounds_within(sample_bytes(source, first, last), self.block_bytes):
+            values = source.read_block(first + start, first + stop).values
+            base = int(offsets[first + start])  # the row of all of values[0]
+            accumulator.add(values[max(self.low - base, 0):max(self.high - base, 0)])
+        return accumulator.groups()
+
+
+def sample_bytes(source: Source, first: int, last: int) -> np.ndarray:
+    """What each of samples ``first:last`` costs to read (as :meth:`Source.block_bounds`)."""
+    step = max(source.n_features * source.dtype.itemsize, 1)
+    if source.timesteps is not None:
+        return np.full(last - first, source.timesteps * step + source.row_bytes_hint, np.int64)
+    return source.lengths[first:last].astype(np.int64) * step + source.row_bytes_hint
 
 
 def merged_histogram(counted: list[tuple[np.ndarray, int]]) -> np.ndarray:

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 import lstmshape
-from lstmshape.commands import normalize as normalize_command
 from lstmshape.manifest import JSON_SCHEMA
-from lstmshape.ops.normalize import Accumulator, Moments
+from lstmshape.ops.normalize import Accumulator, Moments, merge_groups
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler}
 
@@ -129,7 +128,7 @@ def test_streaming_equals_one_block_and_uses_blocks(invoke: Any, tmp_path: Path,
         seen.append(len(values))
         original(self, values)
 
-    monkeypatch.setattr(normalize_command.Accumulator, "add", spy)
+    monkeypatch.setattr(Accumulator, "add", spy)
     outputs = {}
     for budget in ("1MiB", "1GB"):
         seen.clear()
@@ -161,6 +160,32 @@ def test_chan_merging_equals_one_pass(cuts: list[int], seed: int, offset: float,
         np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-8,
                                    atol=len(data) * spread * rounding)
         np.testing.assert_array_equal(merged.minimum, data.min(axis=0))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 120), st.integers(1, 9), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_group_stretches_merge_to_the_same_bits(rows: int, step: int, group: int,
+                                                seed: int) -> None:
+    """``--engine dask``'s statistics: one Accumulator per group-aligned stretch of rows, each
+    fed its rows in blocks of any size, their groups merged in order: bit for bit the numbers
+    of one Accumulator fed every row, as the local engine does."""
+    rng = np.random.default_rng(seed)
+    data = rng.normal(5.0, 3.0, size=(rows, 2)).astype(np.float32)
+    data[rng.random(data.shape) < 0.05] = np.nan
+    local = Accumulator(2, step, group)
+    local.add(data)
+    expected = local.result()
+    groups = []
+    for low in range(0, rows, step * group):
+        stretch = Accumulator(2, step, group)
+        cuts = np.sort(rng.integers(low, min(low + step * group, rows) + 1, size=3))
+        for start, stop in zip([low, *cuts], [*cuts, min(low + step * group, rows)]):
+            stretch.add(data[start:stop])
+        groups += stretch.groups()
+    merged = merge_groups(2, groups)
+    assert len(groups) == -(-rows // (step * group))
+    for name in ("count", "mean", "m2", "minimum", "maximum"):
+        assert getattr(merged, name).tobytes() == getattr(expected, name).tobytes(), name
 
 
 def test_library_normalize_equals_sklearn(rng: np.random.Generator) -> None:

@@ -1,26 +1,33 @@
 """``lstmshape normalize``: every feature scaled over the real timesteps, in two streaming passes.
 
-The first pass reads the input a block at a time; its rows go, in chunks counted from the first
-row, into float64 moments merged exactly (:class:`~lstmshape.ops.normalize.Accumulator`,
-Chan's pairwise formulas), so the statistics are those of all the real timesteps at once,
-padding never counts, and the numbers are the same for any ``--memory-limit``. The second
-pass reads the blocks again, scales them and writes them. A padded input stays padded, its
-padded steps holding the pad value; a ragged one stays ragged. With ``like`` the first pass is
-skipped: the statistics are the training set's, from its manifest.
+The first pass reads the input a block at a time; its rows go, in chunks and groups of chunks
+counted from the first row, into float64 moments merged exactly
+(:class:`~lstmshape.ops.normalize.Accumulator`, Chan's pairwise formulas), so the statistics
+are those of all the real timesteps at once, padding never counts, and the numbers are the
+same for any ``--memory-limit``. The second pass reads the blocks again, scales them and
+writes them. A padded input stays padded, its padded steps holding the pad value; a ragged one
+stays ragged. With ``like`` the first pass is skipped: the statistics are the training set's,
+from its manifest.
+
+With ``--engine dask`` the first pass is one task per group of the same grid (the client folds
+their groups in row order: the same bits, see :meth:`~lstmshape.job.Job.moments`), the second
+one task per output chunk (:class:`ScaleRows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..io.output import Stream
 from ..io.source import Source
 from ..job import IOOptions, Job, Result
 from ..like import adopt, open_like, resolve
 from ..manifest import ManifestData
-from ..ops.normalize import Accumulator, Method, Normalization, check_method, output_dtype
+from ..ops.normalize import Method, Normalization, check_method, output_dtype
+from ..plan import Planned
 from ..sequences import SequenceSet
 from .layout import Layout
 
@@ -54,7 +61,7 @@ def normalize_file(src: str, options: IOOptions, *, method: Method | None = None
         if recorded is not None and recorded.param("method") == chosen:
             statistics = recorded.step.normalization()
         if statistics is None:
-            statistics = fit_streaming(source, job.block_bytes, chosen)
+            statistics = Normalization.fit(job.moments(source), chosen)
             constant = [names[i] for i in np.flatnonzero(statistics.constant)]
             if constant:
                 job.warn(f"{source.location}: feature{'s' if len(constant) > 1 else ''} "
@@ -64,18 +71,19 @@ def normalize_file(src: str, options: IOOptions, *, method: Method | None = None
         target = output_dtype(source.dtype)
         layout = Layout.of(source)
         lengths = source.lengths
-
-        def blocks() -> Iterator[np.ndarray]:
-            steps = lengths if layout.timesteps is None else layout.timesteps
-            extra = steps * source.n_features * target.itemsize
-            for start, stop in job.blocks(source, extra_per_sample=extra):
-                block = source.read_block(start, stop)
-                yield layout.rows(SequenceSet(stats.apply(block.values, target), block.lengths),
-                                  target)
-
+        rows = ScaleRows(stats, layout, target)
+        steps = lengths if layout.timesteps is None else layout.timesteps
+        extra = steps * source.n_features * target.itemsize
+        main: tuple[str, Stream | Planned]
+        if layout.timesteps is None:
+            offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+            main = ("values", job.array(source, (int(offsets[-1]), source.n_features), target,
+                                        rows, extra, offsets))
+        else:
+            main = ("x", job.array(source, (len(lengths), layout.timesteps, source.n_features),
+                                   target, rows, extra))
         arrays: list[tuple[str, Any]] = [
-            layout.main(lengths, source.n_features, target, blocks()), ("lengths", lengths),
-            *job.kept_labels(source), *job.side_arrays(source)]
+            main, ("lengths", lengths), *job.kept_labels(source), *job.side_arrays(source)]
         manifest = ManifestData(
             command="normalize", params=params, inputs=[], outputs={},
             samples=source.n_samples, timesteps=source.timesteps, features=source.n_features,
@@ -87,9 +95,16 @@ def normalize_file(src: str, options: IOOptions, *, method: Method | None = None
     return Job("normalize", [src], options).run(produce)
 
 
-def fit_streaming(source: Source, block_bytes: int, method: Method) -> Normalization:
-    """The scaler of the source's real timesteps, read and merged a block at a time."""
-    moments = Accumulator(source.n_features)
-    for start, stop in source.block_bounds(block_bytes):
-        moments.add(source.read_block(start, stop).values)
-    return Normalization.fit(moments.result(), method)
+@dataclass(frozen=True)
+class ScaleRows:
+    """Samples ``start:stop`` of a source, scaled and laid out as the input was: the row
+    function of the output (it crosses to Dask workers: the statistics and the layout)."""
+
+    statistics: Normalization
+    layout: Layout
+    dtype: np.dtype
+
+    def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        block = source.read_block(start, stop)
+        scaled = SequenceSet(self.statistics.apply(block.values, self.dtype), block.lengths)
+        return self.layout.rows(scaled, self.dtype)

@@ -71,6 +71,7 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
         rows = CutRows(maxlen, truncating, overflow, width, source.side, pad_value)
         features = source.n_features
         main: tuple[str, Stream | Planned]
+        offsets: np.ndarray | None = None  # of a ragged output's rows (its planned chunks)
         if dense:
             assert width is not None
             main = ("x", job.array(source, (len(new_lengths), width, features), source.dtype,
@@ -93,7 +94,8 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
             shape = ((len(new_lengths), width) if width is not None
                      else (int(new_lengths.sum()),))
             arrays.append(("y", job.labels(source, (*shape, *labels.step_shape), CutRows(
-                maxlen, truncating, overflow, width, source.side, job.options.y_value))))
+                maxlen, truncating, overflow, width, source.side, job.options.y_value),
+                offsets=offsets)))
             if width is not None and bool(np.any(new_lengths < width)):
                 arrays.append(("sample_weight", job.step_weights(new_lengths, width,
                                                                  source.side)))

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -247,13 +248,35 @@ class Normalization:
         return cls(check_method(method), first, scale, np.zeros(first.shape, dtype=bool))
 
 
+#: Chunks of :func:`chunk_rows` rows per group (``LSTMSHAPE_NORMALIZE_GROUP_CHUNKS`` overrides
+#: it; the tests use 1 to get many statistics tasks on small data). 256 chunks are 64 MB of
+#: float64 rows: a 1 TB input is some 30,000 groups, whose moments a client holds at once.
+GROUP_CHUNKS = 256
+GROUP_CHUNKS_ENV = "LSTMSHAPE_NORMALIZE_GROUP_CHUNKS"
+
+
+def group_chunks() -> int:
+    """Chunks per group, as :data:`GROUP_CHUNKS` or its environment override says."""
+    return max(int(os.environ.get(GROUP_CHUNKS_ENV) or GROUP_CHUNKS), 1)
+
+
 class Accumulator:
-    """The moments of rows added a block at a time, whatever the blocks: the rows are taken in
-    chunks of :func:`chunk_rows` counted from the first row of all (a block's last rows wait for
-    the next block's first ones), each chunk's moments computed exactly and merged into the
-    running ones with :meth:`Moments.merge`. The same rows give the same float64 numbers for
-    any ``--memory-limit``, so the output is byte-identical too; and the float64 temporaries
-    of a chunk stay in the CPU's cache (whole-block temporaries were 3x slower on W1).
+    """The moments of rows added a block at a time, whatever the blocks, merged over one fixed
+    grid of the rows of all (counted from the first row of all, never from a block's):
+
+    - rows are cut into chunks of :func:`chunk_rows` rows (a block's last rows wait for the
+      next block's first ones), each chunk's moments computed exactly
+      (:meth:`Moments.of_chunk`), with its float64 temporaries in the CPU's cache;
+    - chunks are folded in order into groups of ``group`` chunks, each group's fold starting
+      from :meth:`Moments.empty` (:meth:`groups`);
+    - groups are folded in order into the result (:func:`merge_groups`).
+
+    Floating-point sums depend on their association, so this grid *is* the result: it depends
+    on the rows alone, not on ``--memory-limit`` (the blocks), nor on the engine or its number
+    of workers. ``--engine dask`` runs one statistics task per group-aligned stretch of rows
+    (:class:`~lstmshape.plan.MomentsTask`: an Accumulator of its own over those rows) and the
+    client merges their groups in row order: the same operations on the same numbers as the
+    local engine's one Accumulator, so the same bits, and byte-identical outputs.
 
     Example:
         >>> data = np.arange(12.0).reshape(6, 2)
@@ -264,10 +287,20 @@ class Accumulator:
         (True, [5.0, 6.0])
     """
 
-    def __init__(self, features: int) -> None:
-        self.moments = Moments.empty(features)
-        self.step = chunk_rows(features)
+    def __init__(self, features: int, step: int | None = None,
+                 group: int | None = None) -> None:
+        self.features = features
+        self.step = chunk_rows(features) if step is None else step
+        self.group = group_chunks() if group is None else group
         self.pending: np.ndarray | None = None
+        self.current = Moments.empty(features)  # the fold of the open group's chunks
+        self.chunks = 0  # chunks in the open group
+        self.done: list[Moments] = []  # each finished group's fold
+
+    @property
+    def group_rows(self) -> int:
+        """Rows of one whole group."""
+        return self.step * self.group
 
     def add(self, values: np.ndarray) -> None:
         first = 0
@@ -276,20 +309,42 @@ class Accumulator:
             self.pending = np.concatenate([self.pending, values[:first]])
             if len(self.pending) < self.step:
                 return
-            self.moments = self.moments.merge(Moments.of_chunk(self.pending))
+            self.add_chunk(self.pending)
             self.pending = None
         whole = first + (len(values) - first) // self.step * self.step
         for start in range(first, whole, self.step):
-            self.moments = self.moments.merge(Moments.of_chunk(values[start:start + self.step]))
+            self.add_chunk(values[start:start + self.step])
         if whole < len(values):
             self.pending = values[whole:].copy()
 
+    def add_chunk(self, rows: np.ndarray) -> None:
+        self.current = self.current.merge(Moments.of_chunk(rows))
+        self.chunks += 1
+        if self.chunks == self.group:
+            self.done.append(self.current)
+            self.current, self.chunks = Moments.empty(self.features), 0
+
+    def groups(self) -> list[Moments]:
+        """Each group's moments, in row order (a last group of fewer chunks too)."""
+        if self.pending is not None:
+            self.add_chunk(self.pending)
+            self.pending = None
+        if self.chunks:
+            self.done.append(self.current)
+            self.current, self.chunks = Moments.empty(self.features), 0
+        return list(self.done)
+
     def result(self) -> Moments:
         """The moments of every row added."""
-        if self.pending is not None:
-            self.moments = self.moments.merge(Moments.of_chunk(self.pending))
-            self.pending = None
-        return self.moments
+        return merge_groups(self.features, self.groups())
+
+
+def merge_groups(features: int, groups: list[Moments]) -> Moments:
+    """The moments of consecutive groups (:meth:`Accumulator.groups`), folded in row order."""
+    total = Moments.empty(features)
+    for moments in groups:
+        total = total.merge(moments)
+    return total
 
 
 def fit(seqs: SequenceSet, method: Method = "standard") -> Normalization:
