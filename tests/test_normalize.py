@@ -179,7 +179,7 @@ def test_group_stretches_merge_to_the_same_bits(rows: int, step: int, group: int
     for low in range(0, rows, step * group):
         stretch = Accumulator(2, step, group)
         cuts = np.sort(rng.integers(low, min(low + step * group, rows) + 1, size=3))
-        for start, stop in zip([low, *cuts], [*cuts, min(low + step * group, rows)]):
+        for start, stop in zip([low, *cuts], [*cuts, min(low + step * group, rows)], strict=True):
             stretch.add(data[start:stop])
         groups += stretch.groups()
     merged = merge_groups(2, groups)

@@ -28,6 +28,7 @@ from hostile import assert_ok, assert_refused, run_cli
 import lstmshape
 from lstmshape.io.source import open_source
 from lstmshape.io.zarr_store import CHUNK_BYTES_ENV
+from lstmshape.ops.normalize import GROUP_CHUNKS_ENV, Accumulator
 
 #: ~40 rows of a (T=60, F=3) float32 tensor per chunk: a few dozen chunk tasks per output
 SMALL_CHUNKS = "30000"
@@ -47,6 +48,8 @@ def cluster() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CHUNK_BYTES_ENV, SMALL_CHUNKS)
+    # normalize's statistics in groups of one chunk: a statistics task per ~11k rows
+    monkeypatch.setenv(GROUP_CHUNKS_ENV, "1")
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +70,14 @@ def tree(store: Path) -> dict[str, bytes]:
 
 
 def run_all_engines(tmp_path: Path, invoke: Callable[..., Any], cluster: str,
-                    *args: Any) -> list[tuple[dict[str, bytes], str]]:
+                    *args: Any, one_worker: bool = True) -> list[tuple[dict[str, bytes], str]]:
     """The same command with each engine, each output ``out.zarr`` in a folder of its own (so
-    the manifests can be equal byte for byte): the trees and the manifests' texts."""
+    the manifests can be equal byte for byte): the trees and the manifests' texts.
+    ``one_worker=False``: local and the two-worker cluster only (no cluster started)."""
     found = []
-    for name, engine in [("local", []), ("one", ["--engine", "dask", "--workers", "1"]),
-                         ("two", ["--engine", "dask", "--scheduler", cluster])]:
+    engines = [("local", []), ("one", ["--engine", "dask", "--workers", "1"]),
+               ("two", ["--engine", "dask", "--scheduler", cluster])]
+    for name, engine in engines if one_worker else [engines[0], engines[2]]:
         folder = tmp_path / name
         folder.mkdir()
         out = folder / "out.zarr"
@@ -214,6 +219,134 @@ def test_a_replaced_store_keeps_nothing_of_the_old_one(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.fixture(scope="module")
+def shard_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """50 ragged shards of 3 features, 40 sequences each."""
+    folder = tmp_path_factory.mktemp("zarr-shards") / "shards"
+    folder.mkdir()
+    rng = np.random.default_rng(50)
+    for index in range(50):
+        lengths = rng.integers(0, 60, 40)
+        values = rng.normal(3.0, 2.0, size=(int(lengths.sum()), 3)).astype(np.float32)
+        np.savez(folder / f"shard_{index}.npz", values=values, lengths=lengths)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def big_ragged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,000 ragged sequences of 3 features (~80k rows), a NaN among them."""
+    rng = np.random.default_rng(2000)
+    lengths = rng.integers(0, 80, 2000)
+    values = rng.normal(-4.0, 9.0, size=(int(lengths.sum()), 3)).astype(np.float32)
+    values[77, 1] = np.nan
+    path = tmp_path_factory.mktemp("zarr-big") / "big.npz"
+    np.savez(path, values=values, lengths=lengths)
+    return path
+
+
+@pytest.mark.parametrize("method", ["standard", "minmax"])
+@pytest.mark.parametrize("which", ["one-input", "50-shards"])
+def test_normalize_engines_write_identical_bytes(which: str, method: str, big_ragged: Path,
+                                                 shard_folder: Path, tmp_path: Path,
+                                                 invoke: Callable[..., Any],
+                                                 cluster: str) -> None:
+    """The statistics pass (a task per group of rows, merged in row order by the client) and
+    the scaling pass (a task per output chunk) give the local engine's bytes, for 1 and 2
+    workers."""
+    src = big_ragged if which == "one-input" else shard_folder
+    with open_source(str(src)) as source:
+        rows = int(source.lengths.sum())
+    assert rows >= 5 * Accumulator(3).group_rows  # several statistics tasks to merge
+    (local, local_manifest), *others = run_all_engines(tmp_path, invoke, cluster, "normalize",
+                                                       src, "--method", method)
+    assert sum(path.startswith("values/c/") for path in local) >= 20  # many chunk tasks
+    for other, manifest in others:
+        assert other == local
+        assert manifest == local_manifest
+    recorded = json.loads(local_manifest)["normalization"]
+    assert recorded["method"] == method and len(recorded[sorted(recorded)[0]]) == 3
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory, ragged_input: Path) -> dict[str, Path]:
+    """Targets named beside ``ragged_input``: per-timestep tags (ragged, with its lengths) and
+    one float per sequence; a padded copy that holds the tags; --like manifests of a training
+    set's pad, truncate and normalize runs (made by the local engine)."""
+    folder = tmp_path_factory.mktemp("zarr-labelled")
+    rng = np.random.default_rng(7)
+    with np.load(ragged_input) as raw:
+        lengths = raw["lengths"]
+    tags, scores = folder / "tags.npz", folder / "scores.npy"
+    np.savez(tags, values=rng.integers(0, 5, int(lengths.sum())).astype(np.int16),
+             lengths=lengths)
+    np.save(scores, rng.normal(size=len(lengths)))
+    train = folder / "train.npz"
+    train_lengths = rng.integers(1, 50, 200)
+    np.savez(train, values=rng.normal(1.0, 4.0, (int(train_lengths.sum()), 3)).astype(
+        np.float32), lengths=train_lengths)
+    padded = folder / "padded.npz"
+    for args in (["pad", ragged_input, "--maxlen", "p90", "--y", tags, "--y-value", "-1",
+                  "-o", padded],
+                 ["pad", train, "--maxlen", "p95", "--value", "-9", "--padding", "pre",
+                  "-o", folder / "train_p.npz"],
+                 ["truncate", train, "--maxlen", "12", "--truncating", "pre",
+                  "-o", folder / "train_t.npz"],
+                 ["normalize", train, "--method", "minmax", "-o", folder / "train_n.npz"]):
+        assert_ok(run_cli(*args))
+    return {"tags": tags, "scores": scores, "padded": padded,
+            **{name: folder / f"train_{name}.npz.json" for name in "ptn"}}
+
+
+LABELLED_CASES = {
+    "pad-timestep-y": lambda s, f: ["pad", s, "--maxlen", "p95", "--y", f["tags"],
+                                    "--y-value", "-1"],
+    "truncate-timestep-y": lambda s, f: ["truncate", s, "--maxlen", "20", "--y", f["tags"]],
+    "normalize-sequence-y": lambda s, f: ["normalize", s, "--y", f["scores"]],
+    "normalize-timestep-y": lambda s, f: ["normalize", s, "--y", f["tags"], "--method",
+                                          "minmax"],
+    "pad-like": lambda s, f: ["pad", s, "--like", f["p"], "--y", f["scores"]],
+    "truncate-like-padded-labels": lambda s, f: ["truncate", f["padded"], "--like", f["t"]],
+    "normalize-like-padded-labels": lambda s, f: ["normalize", f["padded"], "--like", f["n"]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LABELLED_CASES))
+def test_like_and_targets_identical_across_engines(case: str, ragged_input: Path,
+                                                   labelled: dict[str, Path], tmp_path: Path,
+                                                   invoke: Callable[..., Any],
+                                                   cluster: str) -> None:
+    """--y (per sequence and per timestep, ragged and padded, with sample_weight) and --like
+    on the dask engine: the local engine's bytes, y and sample_weight included."""
+    args = LABELLED_CASES[case](ragged_input, labelled)
+    (local, local_manifest), (other, manifest) = run_all_engines(
+        tmp_path, invoke, cluster, *args, one_worker=False)
+    assert other == local
+    assert manifest == local_manifest
+    data = json.loads(local_manifest)
+    assert any(path.startswith("y/c/") for path in local)
+    assert data["targets"]["kind"] == ("sequence" if "sequence" in case or "pad-like" in case
+                                       else "timestep")
+    if "like" in case:
+        assert data["params"]["like"]["path"].startswith("../")
+    padded = data["timesteps"] is not None and data["targets"]["kind"] == "timestep"
+    assert any(path.startswith("sample_weight/c/") for path in local) == padded
+
+
+def test_what_dask_does_not_plan_is_one_error_line(
+        ragged_input: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+        invoke: Callable[..., Any], cluster: str) -> None:
+    engine = ["--engine", "dask", "--scheduler", cluster]
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.npy"
+    np.save(tokens, np.arange(40).reshape(8, 5))
+    no_axis = invoke("pad", tokens, "--no-feature-axis", "-o", tmp_path / "x.zarr", *engine)
+    assert no_axis.exit_code == 1 and "--engine local" in no_axis.output
+    assert no_axis.output.count("Error:") == 1 and "Traceback" not in no_axis.output
+    split = invoke("truncate", ragged_input, "--maxlen", "5", "--overflow", "split", "-o",
+                   tmp_path / "x.zarr", *engine)
+    assert split.exit_code == 2 and "--engine local" in split.output
+    assert os.listdir(tmp_path) == []
+
+
 def test_usage_errors(ragged_input: Path, tmp_path: Path, invoke: Callable[..., Any]) -> None:
     not_zarr = invoke("pad", ragged_input, "-o", tmp_path / "x.npz", "--engine", "dask",
                       "--workers", "2")
@@ -326,14 +459,3 @@ def test_killed_worker_rerun_gives_identical_output(big_input: Path, tmp_path: P
     local = json.loads((tmp_path / "local.zarr.json").read_text())
     dask = json.loads((tmp_path / "dask.zarr.json").read_text())
     assert local["outputs"]["x"]["sha256"] == dask["outputs"]["x"]["sha256"]
-
-
-def test_dask_with_targets_named_beside_the_input_is_one_line(tmp_path: Path,
-                                                              invoke: Any) -> None:
-    np.savez(tmp_path / "r.npz", values=np.arange(20, dtype=np.float32).reshape(10, 2),
-             lengths=np.array([6, 4]))
-    np.save(tmp_path / "y.npy", np.array([0, 1]))
-    result = invoke("pad", tmp_path / "r.npz", "--y", tmp_path / "y.npy", "--engine", "dask",
-                    "--workers", "1", "-o", tmp_path / "r.zarr")
-    assert result.exit_code == 1 and "--engine local" in result.output
-    assert "internal error" not in result.output and not (tmp_path / "r.zarr").exists()
