@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .errors import EngineError
+from .io.threads import call_blocked
 from .plan import ProgressCallback
 
 T = TypeVar("T")
@@ -55,14 +56,18 @@ class DaskEngine:
         except ImportError:
             raise EngineError(f"--engine dask needs dask.distributed: {INSTALL_HINT}") from None
         if self.scheduler is not None:
-            try:
-                self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s",
-                                     set_as_default=False)
+            scheduler = self.scheduler
+            try:  # from a thread that blocks SIGINT/SIGTERM/SIGHUP: so do the client's threads
+                self.client = call_blocked(lambda: Client(
+                    scheduler, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False),
+                    "lstmshape-dask-connect")
             except (OSError, TimeoutError, ValueError) as err:
                 raise EngineError(f"cannot reach the Dask scheduler at {self.scheduler} "
                                   f"within {CONNECT_TIMEOUT_S} s ({type(err).__name__}); start "
                                   f"one with 'dask scheduler', or use --workers N") from None
             return self
+        # (started here, not by call_blocked: its loop thread spawns the worker processes,
+        # which would inherit a mask that blocks SIGTERM and SIGINT; the client shares that loop)
         # processes=True: chunk tasks are numpy and file I/O; one thread per worker keeps a
         # worker's memory to one chunk task at a time
         # (":0": the scheduler's HTTP server on a free port, never a clash on 8787)

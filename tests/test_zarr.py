@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -359,6 +360,29 @@ def test_usage_errors(ragged_input: Path, tmp_path: Path, invoke: Callable[..., 
                    tmp_path / "x.zarr", "--engine", "dask", "--workers", "1")
     assert split.exit_code == 2 and "--engine local" in split.output
     assert os.listdir(tmp_path) == []
+
+
+def blocked_signals(thread: threading.Thread) -> int:
+    """The signal mask of a thread of this process, from the kernel (``SigBlk``)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("SigBlk")).split()[1],
+               16)
+
+
+def test_client_threads_never_take_sigint(cluster: str) -> None:
+    """The threads a --scheduler client starts block SIGINT (as every lstmshape thread does),
+    so the kernel hands Ctrl-C to the main thread, which defers it over a commit's renames."""
+    from lstmshape.dask_engine import DaskEngine
+
+    before = set(threading.enumerate())
+    with DaskEngine(scheduler=cluster) as engine:
+        assert engine.worker_count == 2
+        started = set(threading.enumerate()) - before
+        assert started and any(t.name == "IO loop" for t in started)
+        for thread in started:
+            if thread.is_alive():
+                assert blocked_signals(thread) & (1 << (signal.SIGINT - 1)), thread.name
+    assert not blocked_signals(threading.main_thread()) & (1 << (signal.SIGINT - 1))
 
 
 def test_workers_import_this_lstmshape(cluster: str) -> None:

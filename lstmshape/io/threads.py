@@ -14,6 +14,11 @@ thread                     what crosses to and from it
                            through a queue of one, the main thread reads the digest after
                            joining it
 ``lstmshape-release-cache``  drops the page cache of the output being replaced; shares nothing
+``lstmshape-dask-connect``  connects a Dask client to a scheduler (:func:`call_blocked`): the
+                           client's own threads (its ``IO loop``, Dask's offload pool) start
+                           from it and so block the signals too; the client leaves through a
+                           ``Future``. A local cluster's loop is started by the main thread: it
+                           spawns the worker processes, which would inherit a blocked mask
 =========================  ===================================================================
 
 Arrays handed over are never written again by the side that handed them over. h5py serialises
@@ -33,7 +38,10 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: The signals lstmshape handles (a clean exit that removes its temp files).
 HANDLED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
@@ -58,3 +66,24 @@ def start_worker(target: Callable[..., Any], name: str, *args: Any) -> threading
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def call_blocked(target: Callable[[], T], name: str) -> T:
+    """``target()`` run on a :func:`start_worker` thread, its result or exception handed back:
+    every thread that ``target`` starts inherits the blocked signals. The main thread waits
+    interruptibly (Ctrl-C still stops the wait).
+
+    Example:
+        >>> call_blocked(lambda: threading.current_thread().name, "lstmshape-example")
+        'lstmshape-example'
+    """
+    done: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(target())
+        except BaseException as err:  # handed to the caller, raised there
+            done.set_exception(err)
+
+    start_worker(run, name)
+    return done.result()
