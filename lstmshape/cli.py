@@ -346,8 +346,9 @@ def target_options(command: F) -> F:
                      default="auto", show_default=True,
                      help="Per sample or per timestep; auto: (N, T[, k]) beside x of T "
                           "timesteps, or ragged, is per timestep."),
-        click.option("--y-value", type=PadValue(), default=0.0, show_default=True,
-                     help="Pad value of per-timestep targets."),
+        click.option("--y-value", type=PadValue(), default=None,
+                     help="Pad value of per-timestep targets [default: the one --like or the "
+                          "input's manifest records, else 0]."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -447,7 +448,7 @@ def run_transform(label: str, kwargs: dict[str, Any],
             progress=callback, on_warning=notes.append, nan=kwargs.pop("nan"),
             digest_cache=not kwargs.pop("no_digest_cache"), table=table_from(kwargs),
             y=kwargs.pop("y", None), y_kind=kwargs.pop("y_kind", "auto"),
-            y_value=kwargs.pop("y_value", 0.0),
+            y_value=kwargs.pop("y_value", None),
             layout=kwargs.pop("layout"))
         result = call(options)
     if not quiet and (notes or sys.stderr.isatty()):

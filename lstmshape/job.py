@@ -25,7 +25,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,6 +81,9 @@ from .plan import (
 )
 from .sequences import SequenceSet, Side, bounds_within, real_mask
 
+if TYPE_CHECKING:
+    from .like import Like
+
 #: One block (its input and output together) takes 1/BLOCK_SHARE of the budget: up to three
 #: blocks are alive at once (being read, queued, being written and hashed), plus temporaries,
 #: and glibc keeps freed block-sized arrays for reuse in each thread's arena. Measured (pad of
@@ -118,8 +121,10 @@ class IOOptions:
     y: str | None = None
     #: ``--y-kind``: ``auto`` (from the manifest, else the shapes), ``sequence``, ``timestep``.
     y_kind: str = "auto"
-    #: ``--y-value``: the pad value of per-timestep targets.
-    y_value: float = 0.0
+    #: ``--y-value``: the pad value of per-timestep targets; None: the one the ``--like``
+    #: manifest or the input's own manifest records (labels padded by an earlier step stay
+    #: padded with the same value), else 0 (:meth:`Job.label_value`).
+    y_value: float | None = None
     #: ``--layout``: ``samples`` reads a 2-D array as (samples, timesteps), ``series`` as one
     #: (timesteps, features) series; None: the command's own reading (window: series).
     layout: str | None = None
@@ -180,6 +185,8 @@ class Job:
         #: composed in (a worker opens it the same way)
         self.opened: list[tuple[Source, Location, str | None, str]] = []
         self.hashes: dict[str, Digest] = {}
+        #: the ``--like`` manifest's step, once the command has adopted it
+        self.like: Like | None = None
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
         self.digest_cache = open_digest_cache(options.digest_cache, warn=self.warn)
@@ -427,6 +434,22 @@ class Job:
                   for start in range(0, len(lengths), rows))
         return Stream((len(lengths), width), np.dtype(np.float32), blocks)
 
+    def label_value(self, source: Source) -> float:
+        """The pad value of per-timestep targets: ``--y-value``; else the one the ``--like``
+        manifest recorded; else the one the input's labels were padded with (its manifest);
+        else 0. So a chain (pad, then batch) and a test set made ``--like`` the training set
+        pad labels alike, e.g. with the -1 a loss ignores."""
+        if self.options.y_value is not None:
+            return self.options.y_value
+        for params in (self.like.step.params if self.like is not None else {},
+                       source.manifest.params if source.manifest is not None else {}):
+            recorded = params.get("y_value")
+            if isinstance(recorded, int | float) and not isinstance(recorded, bool):
+                return float(recorded)
+            if recorded in ("nan", "inf", "-inf"):
+                return float(recorded)
+        return 0.0
+
     def target_params(self, source: Source, record_path: str) -> dict[str, Any]:
         """The targets' effective options, for the manifest's ``params``: ``y`` (``--y``, as a
         path relative to the manifest), ``y_kind``, and ``y_value`` when labels are padded."""
@@ -438,7 +461,7 @@ class Job:
             if source.layout != "series":  # window's y is one row per series row, no kind
                 params["y_kind"] = self.options.y_kind
         if source.step_targets is not None:
-            params["y_value"] = json_number(self.options.y_value)
+            params["y_value"] = json_number(self.label_value(source))
         return params
 
     def side_arrays(self, source: Source,
@@ -467,14 +490,14 @@ class Job:
 
         width = source.timesteps
         lengths = source.lengths if index is None else source.lengths[index]
-        check_value_fits(self.options.y_value, labels.dtype, "y_value")
+        check_value_fits(self.label_value(source), labels.dtype, "y_value")
         shape = (*((len(lengths), width) if width is not None else (int(lengths.sum()),)),
                  *labels.step_shape)
         wanted = np.arange(source.n_samples) if index is None else index
         bounds = np.array(labels.block_bounds(self.block_bytes), dtype=np.int64)
         steps = lengths if width is None else np.full(len(lengths), width)
         row_bytes = max(labels.n_features * labels.dtype.itemsize, 1)
-        kept = KeptRows(width, source.side, self.options.y_value)
+        kept = KeptRows(width, source.side, self.label_value(source))
 
         def blocks() -> Iterator[np.ndarray]:
             for first, last in bounds_within(2 * steps * row_bytes, self.block_bytes):

@@ -111,6 +111,7 @@ def adopt(like: Like | None, params: dict[str, Any], names: list[str], where: ob
     """With a ``like``: refuse data with other features and an output that would overwrite the
     manifest itself, and record ``params.like``."""
     if like is not None:
+        job.like = like
         job.refuse_overwriting(like.path)
         like.check_features(names, str(where))
         params["like"] = like.record(job.record_path)

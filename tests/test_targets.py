@@ -179,6 +179,36 @@ def test_timestep_labels_batched_like_x(labelled: dict[str, Any], tmp_path: Path
     assert -1 in order  # a pad row was added, and weighs 0
 
 
+def test_label_pad_value_carries_through_a_chain_and_like(labelled: dict[str, Any],
+                                                           tmp_path: Path, invoke: Invoke,
+                                                           keras: Any) -> None:
+    """Labels padded with -1 (the value a loss ignores) stay padded with -1 when the padded
+    output is batched again, and a test set made --like the training set pads them with -1
+    too -- without repeating --y-value; an explicit --y-value still wins."""
+    padded = tmp_path / "train.npz"
+    ok(invoke("pad", labelled["src"], "--y", labelled["steps"], "--y-value", -1, "-o", padded))
+    out = tmp_path / "b.npz"
+    ok(invoke("batch", padded, "--size", 4, "--bucket-by-length", "-o", out))
+    with np.load(out) as data:
+        order = data["order"]
+    start = 0
+    for y in batched(out, "y"):
+        rows = order[start:start + len(y)]
+        start += len(y)
+        expected = keras.utils.pad_sequences([labelled["labels"][i] for i in rows],
+                                             maxlen=y.shape[1], padding="post", value=-1)
+        np.testing.assert_array_equal(y, expected)
+    assert json.loads(Path(f"{out}.json").read_text())["params"]["y_value"] == -1
+    test = tmp_path / "test.npz"
+    ok(invoke("pad", labelled["src"], "--y", labelled["steps"], "--like", f"{padded}.json",
+              "-o", test))
+    with np.load(test) as data:
+        assert (data["y"][data["sample_weight"] == 0] == -1).all()
+    ok(invoke("batch", padded, "--size", 4, "--y-value", 7, "-o", out))
+    with np.load(out) as data:
+        assert (data["y_000000"][data["sample_weight_000000"] == 0] == 7).all()
+
+
 def test_timestep_labels_split_like_x(labelled: dict[str, Any], tmp_path: Path,
                                       invoke: Invoke) -> None:
     out = tmp_path / "pieces.npz"

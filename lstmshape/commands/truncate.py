@@ -90,11 +90,11 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
         labels = source.step_targets
         if labels is not None:  # per-timestep: cut (and split) exactly like x
             if dense:
-                check_value_fits(job.options.y_value, labels.dtype, "y_value")
+                check_value_fits(job.label_value(source), labels.dtype, "y_value")
             shape = ((len(new_lengths), width) if width is not None
                      else (int(new_lengths.sum()),))
             arrays.append(("y", job.labels(source, (*shape, *labels.step_shape), CutRows(
-                maxlen, truncating, overflow, width, source.side, job.options.y_value),
+                maxlen, truncating, overflow, width, source.side, job.label_value(source)),
                 offsets=offsets)))
             if width is not None and bool(np.any(new_lengths < width)):
                 arrays.append(("sample_weight", job.step_weights(new_lengths, width,
