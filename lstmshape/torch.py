@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import math
 import numbers
 import operator
@@ -50,7 +51,7 @@ import numpy.typing as npt
 from .errors import ArgumentError, InputError, LstmshapeError, Param
 from .io.source import DEFAULT_MEMORY_LIMIT, Source, open_source
 from .ops.batch import plan_rows
-from .sequences import LENGTH_DTYPE, SequenceSet, rows_as_scalars
+from .sequences import LENGTH_DTYPE, SequenceSet
 
 __all__ = ["INSTALL_HINT", "ItemBatch", "LengthBucketSampler", "SequenceDataset",
            "TorchMissing", "collate", "import_torch", "last_valid", "torch_available"]
@@ -87,6 +88,9 @@ def import_torch(purpose: str = "this") -> Any:
         >>> import_torch().__name__
         'torch'
     """
+    loaded = sys.modules.get("torch")  # per batch: skip import_module's own look-ups
+    if loaded is not None:
+        return loaded
     try:
         return importlib.import_module("torch")
     except ImportError as err:
@@ -135,9 +139,12 @@ class ItemBatch:
     :meth:`SequenceDataset.__getitems__` returns one (``DataLoader`` calls it for a whole
     batch of indices and hands the result to ``collate_fn``): :func:`collate` then pads it
     with one vectorised copy, not item by item. Indexing or iterating it gives the same
-    ``(x_i, length_i[, y_i])`` items as the dataset, so any other ``collate_fn`` works too.
+    ``(x_i, length_i[, y_i[, w_i]])`` items as the dataset, so any other ``collate_fn`` works
+    too.
 
     ``values`` holds the timesteps; item ``k`` is ``values[starts[k]:starts[k] + lengths[k]]``.
+    ``targets`` and ``weights`` (``sample_weight``) hold one row per item, or with
+    ``per_step`` one entry per timestep, laid out like ``values`` (the same ``starts``).
 
     Example:
         >>> batch = ItemBatch(np.arange(5.0).reshape(5, 1), np.array([3, 0]), np.array([2, 3]))
@@ -146,11 +153,14 @@ class ItemBatch:
     """
 
     def __init__(self, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                 targets: np.ndarray | None = None) -> None:
+                 targets: np.ndarray | None = None, weights: np.ndarray | None = None,
+                 per_step: bool = False) -> None:
         self.values = values
         self.starts = np.asarray(starts, dtype=np.int64)
         self.lengths = np.asarray(lengths, dtype=LENGTH_DTYPE)
         self.targets = targets
+        self.weights = weights
+        self.per_step = per_step
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -161,10 +171,15 @@ class ItemBatch:
         if not -len(self) <= k < len(self):
             raise IndexError(f"item {k} of a batch of {len(self)}")
         start, length = int(self.starts[k]), int(self.lengths[k])
-        x = as_tensor(torch, self.values[start:start + length])
+        steps = slice(start, start + length)
+        x = as_tensor(torch, self.values[steps])
         if self.targets is None:
             return x, length
-        return x, length, as_tensor(torch, np.asarray(self.targets[k]))
+        y = as_tensor(torch, np.asarray(self.targets[steps if self.per_step else k]))
+        if self.weights is None:
+            return x, length, y
+        return x, length, y, as_tensor(torch, np.asarray(self.weights[steps if self.per_step
+                                                                      else k]))
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return (self[k] for k in range(len(self)))
@@ -172,23 +187,65 @@ class ItemBatch:
     def padded(self, value: float) -> tuple[np.ndarray, np.ndarray]:
         """``(x, mask)``: the items padded (post) to the longest, ``(B, T, F)``, and ``(B, T)``
         True on real steps."""
-        count, features = len(self), self.values.shape[1]
-        width = int(self.lengths.max()) if count else 0
-        dtype = self.values.dtype
-        fits_value(value, dtype)
-        mask = np.arange(width)[None, :] < self.lengths[:, None]
-        if not count * width * features:
-            return np.full((count, width, features), value, dtype=dtype), mask
-        # One gather of every (row, step) slot, steps viewed as opaque records: slots past a
-        # sequence's end read its neighbours' steps (clipped at the end), then get the pad
-        # value. A bucketed batch has few of those, so this beats a masked scatter ~2x.
-        slots = self.starts[:, None] + np.arange(width)[None, :]
-        gathered = rows_as_scalars(self.values).take(slots.reshape(-1), mode="clip")
-        x = gathered.view(dtype).reshape(count, width, features)
-        padding = ~mask
-        if padding.any():
-            x[padding] = value
-        return x, mask
+        fits_value(value, self.values.dtype)
+        width = int(self.lengths.max()) if len(self) else 0
+        mask = STEPS[:width] < self.lengths[:, None] if width <= STEPS.shape[0] else \
+            np.arange(width) < self.lengths[:, None]
+        return gather_padded(self.values, self.starts, self.lengths, width, value, mask), mask
+
+
+#: ``STEPS[:T]``, the step numbers of a mask, without a new ``arange`` per batch
+STEPS = np.arange(4096)
+#: record dtypes of ``width`` steps of ``row_bytes``, by ``(row_bytes, width)``
+WINDOW_DTYPES: dict[tuple[int, int], np.dtype] = {}
+
+
+def gather_padded(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int,
+                  value: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(B, width, *flat.shape[1:])``: row k holds ``flat[starts[k]:starts[k] + lengths[k]]``
+    followed by ``value``.
+
+    One fancy index of whole rows: ``flat`` is viewed (no copy) as overlapping windows, one
+    opaque record of ``width`` steps starting at every step, so each row is one block copy
+    (~2x faster than gathering every (row, step) slot, which was itself ~2x a masked scatter).
+    A window reads past a sequence's end into its neighbours; those steps then get ``value``
+    (a bucketed batch has few). Rows whose window would run past the end of ``flat`` are
+    copied on their own. ``mask`` (``(B, width)``, True on real steps) saves computing it.
+
+    Example:
+        >>> flat = np.arange(5.0).reshape(5, 1)
+        >>> gather_padded(flat, np.array([3, 0]), np.array([2, 3]), 3, -1.0)[:, :, 0].tolist()
+        [[3.0, 4.0, -1.0], [0.0, 1.0, 2.0]]
+    """
+    count = starts.shape[0]
+    shape = (count, width, *flat.shape[1:])
+    row_bytes = flat.dtype.itemsize * math.prod(flat.shape[1:])
+    total = flat.shape[0]
+    if not count or not width or not row_bytes:
+        return np.full(shape, value, dtype=flat.dtype)
+    if not flat.flags.c_contiguous:
+        flat = np.ascontiguousarray(flat)
+    last = total - width  # the last step a whole window can start at
+    every = last >= 0 and int(starts.max()) <= last
+    if last >= 0:
+        key = (row_bytes, width)
+        record = WINDOW_DTYPES.get(key)
+        if record is None:
+            record = WINDOW_DTYPES.setdefault(key, np.dtype((np.void, row_bytes * width)))
+        windows = np.ndarray((last + 1,), dtype=record, buffer=flat, strides=(row_bytes,))
+        picked = windows[starts if every else np.where(starts <= last, starts, 0)]
+    else:
+        picked = np.empty(count, dtype=np.dtype((np.void, row_bytes * width)))
+    out: np.ndarray = picked.view(flat.dtype).reshape(shape)
+    if not every:
+        for k in np.flatnonzero(starts > last).tolist():
+            start, length = int(starts[k]), int(lengths[k])
+            out[k, :length] = flat[start:start + length]
+    if int(lengths.min()) < width:
+        if mask is None:
+            mask = np.arange(width) < lengths[:, None]
+        out[~mask] = value
+    return out
 
 
 def fits_value(value: float, dtype: np.dtype) -> None:
@@ -264,24 +321,40 @@ class SequenceDataset:
             self.side = source.side
             self.pad_value = source.pad_value
             self.feature_names = source.feature_names
-            if source.step_targets is not None and source.targets is None:
-                # flat labels of ragged sequences: an item's y would need its own padding in
-                # collate; say so rather than drop them
-                raise InputError(f"{path}: per-timestep targets of ragged sequences are not "
-                                 f"carried by lstmshape.torch; pad them first (lstmshape pad "
-                                 f"{path} -o OUT.npz): items then hold each padded label row, "
-                                 f"and collate's mask marks the real steps")
-            self.has_targets = source.targets is not None
+            # Per-timestep targets come at each item's true length, like x (collate pads them
+            # as it pads x); sample_weight, like lstmshape.tf's, only beside targets.
+            self.per_step = source.step_targets is not None
+            self.has_targets = source.targets is not None or self.per_step
+            self.has_weights = self.has_targets and source.sample_weight is not None
+            if self.has_weights:
+                assert source.sample_weight is not None
+                wanted = 2 if self.per_step else 1
+                if len(source.sample_weight.shape) != wanted:
+                    raise InputError(f"{path}: sample_weight of shape "
+                                     f"{tuple(source.sample_weight.shape)} beside "
+                                     f"{'per-timestep' if self.per_step else 'sequence'} "
+                                     f"targets; expected {'(N, T)' if self.per_step else '(N,)'}")
             self.offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
-            target_bytes = 0 if source.targets is None else \
-                int(np.prod(source.targets.shape)) * source.targets.dtype.itemsize
-            real_bytes = int(self.offsets[-1]) * self.n_features * self.dtype.itemsize
+            #: where each sample's steps start in the flat values (a view of ``offsets``)
+            self.starts = self.offsets[:-1]
+            steps = int(self.offsets[-1])
+            target_bytes = 0
+            if self.per_step:
+                assert source.step_targets is not None
+                target_bytes = steps * int(np.prod(source.step_targets.step_shape)) * \
+                    source.step_targets.dtype.itemsize
+            elif source.targets is not None:
+                target_bytes = int(np.prod(source.targets.shape)) * source.targets.dtype.itemsize
+            if self.has_weights:
+                target_bytes += 4 * (steps if self.per_step else len(self))
+            real_bytes = steps * self.n_features * self.dtype.itemsize
             load = in_memory if in_memory is not None else \
                 real_bytes + target_bytes <= self.memory_limit
             self._values: np.ndarray | None = None
             self._targets: np.ndarray | None = None
+            self._weights: np.ndarray | None = None
             if load:
-                self._values, self._targets = self._load(source)
+                self._values, self._targets, self._weights = self._load(source)
         finally:
             source.close()
 
@@ -290,20 +363,52 @@ class SequenceDataset:
         """True when the data was read at construction (see the class's note on memory)."""
         return self._values is not None
 
-    def _load(self, source: Source) -> tuple[np.ndarray, np.ndarray | None]:
-        """Every real timestep (and target) into one array, block by block: a padded block
-        never sits in memory beside more than one other."""
+    def _load(self, source: Source) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Every real timestep (and target, and weight) into one array each, block by block: a
+        padded block never sits in memory beside more than one other."""
         offsets = self.offsets
         values = np.empty((int(offsets[-1]), self.n_features), dtype=self.dtype)
-        targets = None
-        if source.targets is not None:
+        targets = weights = None
+        rows = int(offsets[-1]) if self.per_step else len(self)
+        if self.per_step:
+            assert source.step_targets is not None
+            targets = np.empty((rows, *source.step_targets.step_shape),
+                               dtype=source.step_targets.dtype)
+        elif source.targets is not None:
             targets = np.empty(source.targets.shape, dtype=source.targets.dtype)
+        if self.has_weights:
+            weights = np.empty(rows, dtype=np.float32)
         for start, stop in source.block_bounds(LOAD_BLOCK_BYTES):
             block = source.read_block(start, stop)
             values[offsets[start]:offsets[stop]] = block.values
+            where = slice(offsets[start], offsets[stop]) if self.per_step else slice(start, stop)
             if targets is not None:
-                targets[start:stop] = source.read_targets(start, stop)
-        return values, targets
+                targets[where] = self._read_targets(source, start, stop)
+            if weights is not None:
+                weights[where] = self._read_weights(source, start, stop)
+        return values, targets, weights
+
+    def _read_targets(self, source: Source, start: int, stop: int) -> np.ndarray | None:
+        """Targets of samples start:stop: a row each, or per-timestep ones at true length."""
+        if not self.per_step:
+            return source.read_targets(start, stop)
+        assert source.step_targets is not None
+        labels = source.step_targets.read_block(start, stop).values
+        return labels.reshape(labels.shape[0], *source.step_targets.step_shape)
+
+    def _read_weights(self, source: Source, start: int, stop: int) -> np.ndarray | None:
+        """``sample_weight`` of samples start:stop as float32: a weight each, or per-timestep
+        ones with the padding taken off on the output's side, like x."""
+        if not self.has_weights or source.sample_weight is None:
+            return None
+        stored = source.sample_weight.read_rows(start, stop).astype(np.float32, copy=False)
+        if not self.per_step:
+            return stored
+        lengths = self.lengths[start:stop, None]
+        width = stored.shape[1]
+        steps = np.arange(width)[None, :]
+        real = steps >= width - lengths if self.side == "pre" else steps < lengths
+        return stored[real]
 
     def _open(self) -> Source:
         """This process's own reader: an open file must not cross a fork (h5py's do not
@@ -318,14 +423,21 @@ class SequenceDataset:
             self._source, self._pid = source, os.getpid()
         return self._source
 
-    def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The timesteps ``(sum(lengths[start:stop]), F)`` and targets of samples start:stop."""
+    def _read(self, start: int,
+              stop: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The timesteps ``(sum(lengths[start:stop]), F)``, targets and weights of samples
+        start:stop."""
         if self._values is not None:
-            targets = None if self._targets is None else self._targets[start:stop]
-            return self._values[self.offsets[start]:self.offsets[stop]], targets
+            where = slice(self.offsets[start], self.offsets[stop]) if self.per_step else \
+                slice(start, stop)
+            return (self._values[self.offsets[start]:self.offsets[stop]],
+                    None if self._targets is None else self._targets[where],
+                    None if self._weights is None else self._weights[where])
         source = self._open()
         block = source.read_block(start, stop)
-        return block.values.astype(self.dtype, copy=False), source.read_targets(start, stop)
+        return (block.values.astype(self.dtype, copy=False),
+                self._read_targets(source, start, stop) if self.has_targets else None,
+                self._read_weights(source, start, stop))
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -343,7 +455,7 @@ class SequenceDataset:
 
     def _indices(self, indices: Any) -> np.ndarray:
         """Many indices checked at once (a batch's: per-index Python calls cost as much as
-        the padding itself)."""
+        the padding itself), negative ones counted from the end."""
         order = integer_vector(indices)
         if order is None:
             raise TypeError(f"dataset indices must be a list of integers, got "
@@ -356,18 +468,32 @@ class SequenceDataset:
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         k = self._index(index)
-        values, targets = self._read(k, k + 1)
+        values, targets, weights = self._read(k, k + 1)
         return ItemBatch(values, np.zeros(1, dtype=np.int64), self.lengths[k:k + 1],
-                         targets)[0]
+                         targets, weights, self.per_step)[0]
 
     def __getitems__(self, indices: list[int]) -> ItemBatch:
         """The items at ``indices`` as one :class:`ItemBatch` (``DataLoader`` calls this)."""
+        if self._values is not None:
+            # numpy's own indexing checks the bounds and counts negative indices from the
+            # end, in C: a batch's indices need no pass of their own
+            try:
+                order = np.asarray(indices)
+                if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
+                    raise TypeError
+                lengths, starts = self.lengths[order], self.starts[order]
+            except (TypeError, ValueError, IndexError):
+                order = self._indices(indices)  # raises, naming the bad index
+                lengths, starts = self.lengths[order], self.starts[order]
+            if self.per_step:
+                return ItemBatch(self._values, starts, lengths, self._targets, self._weights,
+                                 True)
+            return ItemBatch(self._values, starts, lengths,
+                             None if self._targets is None else self._targets[order],
+                             None if self._weights is None else self._weights[order])
+        # From the file: one read per run of consecutive indices, in file order
         order = self._indices(indices)
         lengths = self.lengths[order]
-        if self._values is not None:
-            targets = None if self._targets is None else self._targets[order]
-            return ItemBatch(self._values, self.offsets[order], lengths, targets)
-        # From the file: one read per run of consecutive indices, in file order
         wanted = np.unique(order)
         runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1) if wanted.size else []
         parts = [self._read(int(run[0]), int(run[-1]) + 1) for run in runs]
@@ -376,10 +502,15 @@ class SequenceDataset:
         local = np.concatenate([np.zeros(1, dtype=np.int64),
                                 np.cumsum(self.lengths[wanted])])[:-1]
         where = np.searchsorted(wanted, order)
-        targets = None
+        targets = weights = None
         if self.has_targets and parts:
-            targets = np.concatenate([np.asarray(p[1]) for p in parts])[where]
-        return ItemBatch(values, local[where], lengths, targets)
+            targets = np.concatenate([np.asarray(p[1]) for p in parts])
+        if self.has_weights and parts:
+            weights = np.concatenate([np.asarray(p[2]) for p in parts])
+        if not self.per_step:
+            targets = None if targets is None else targets[where]
+            weights = None if weights is None else weights[where]
+        return ItemBatch(values, local[where], lengths, targets, weights, self.per_step)
 
     def close(self) -> None:
         """Close this process's open file, if any (items read from memory need none)."""
@@ -502,22 +633,36 @@ class LengthBucketSampler:
 
     def epoch_batches(self) -> list[np.ndarray]:
         """Every rank's batches of this epoch, in order (rank r takes r, r + R, r + 2R...)."""
+        order, bounds = self.epoch_plan()
+        return [order[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def epoch_plan(self) -> tuple[np.ndarray, list[int]]:
+        """This epoch's batches of every rank, as one array of indices and the batches'
+        ``len(batches) + 1`` bounds in it (batch k is ``order[bounds[k]:bounds[k + 1]]``)."""
         if not self.lengths.size:
-            return []
+            return np.zeros(0, dtype=np.int64), [0]
         # One seed from (seed, epoch): batch's planner takes an int
         seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
         order, sizes, _ = plan_rows(self.lengths, self.batch_size,
                                     remainder="drop" if self.drop_last else "keep",
                                     shuffle=self.shuffle, seed=seed, bucket=True)
-        batches = np.split(order, np.cumsum(sizes)[:-1])
+        bounds = [0, *np.cumsum(sizes).tolist()]
         wanted = self.num_batches * self.num_replicas
-        if len(batches) >= wanted:
-            return batches[:wanted]
-        return [batches[k % len(batches)] for k in range(wanted)]
+        if len(bounds) - 1 >= wanted:
+            return order, bounds[:wanted + 1]
+        # too few batches for a last round: repeat the first ones
+        batches = [order[a:b] for a, b in itertools.pairwise(bounds)]
+        repeated = [batches[k % len(batches)] for k in range(wanted)]
+        return (np.concatenate(repeated),
+                [0, *np.cumsum([len(b) for b in repeated]).tolist()])
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.epoch_batches()
-        return (batch.tolist() for batch in batches[self.rank::self.num_replicas])
+        # One plan for the epoch, made when iteration starts; a batch is then a slice of one
+        # list of Python ints (no array per batch to split off and convert)
+        order, bounds = self.epoch_plan()
+        flat = order.tolist()
+        mine = range(self.rank, len(bounds) - 1, self.num_replicas)
+        return (flat[bounds[k]:bounds[k + 1]] for k in mine)
 
     def __len__(self) -> int:
         """Batches per epoch for this rank."""
@@ -530,7 +675,7 @@ class LengthBucketSampler:
 
 def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
             pack: bool = False) -> dict[str, Any]:
-    """One batch of ``(x_i, length_i[, y_i])`` items as a dict of tensors.
+    """One batch of ``(x_i, length_i[, y_i[, w_i]])`` items as a dict of tensors.
 
     * ``x``: the sequences padded at the end to the longest with ``padding_value``,
       ``(B, T, F)`` (``(T, B, F)`` when not ``batch_first``); with ``pack=True`` a
@@ -538,7 +683,13 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
       ``nn.LSTM`` gives outputs in that order). Packing needs every length >= 1.
     * ``lengths``: a CPU int64 tensor, as ``pack_padded_sequence`` requires;
     * ``mask``: bool, True on real steps, the shape of ``x`` without its feature axis;
-    * ``y``: the targets stacked, when the items have them.
+    * ``y``: the targets, when the items have them: stacked, ``(B, ...)``; per-timestep
+      targets (items of ``(length_i, ...)``) padded at the end with 0 like ``x``,
+      ``(B, T, ...)`` (``(T, B, ...)`` when not ``batch_first``);
+    * ``sample_weight``: float32, when the items have it (an output's ``sample_weight``): one
+      weight a sample, ``(B,)`` (0 on the pad rows of ``batch --remainder pad``), or with
+      per-timestep targets one a step, padded with 0 like ``y`` -- so a loss weighted by it
+      leaves padding out.
 
     Use it as ``DataLoader(..., collate_fn=collate)`` or, for other arguments,
     ``collate_fn=functools.partial(collate, pack=True)``. A batch from
@@ -557,17 +708,12 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
     pack = flag(pack, "pack")
     torch = import_torch("lstmshape.torch.collate")
     if isinstance(batch, ItemBatch):
-        padded, real = batch.padded(value)
-        x, mask = torch.from_numpy(padded), torch.from_numpy(real)
-        lengths = torch.from_numpy(batch.lengths.astype(np.int64))
-        y = None if batch.targets is None else as_tensor(torch, np.asarray(batch.targets))
-        if not batch_first:
-            x, mask = x.transpose(0, 1).contiguous(), mask.transpose(0, 1).contiguous()
+        x, lengths, mask, y, weight = collate_item_batch(torch, batch, value, batch_first)
     else:
-        x, lengths, mask, y = collate_items(torch, batch, value, batch_first)
+        x, lengths, mask, y, weight = collate_items(torch, batch, value, batch_first)
     if pack:
-        empty = torch.nonzero(lengths == 0).flatten().tolist()
-        if empty:
+        if lengths.numel() and int(lengths.min()) == 0:
+            empty = torch.nonzero(lengths == 0).flatten().tolist()
             raise ArgumentError(f"collate(pack=True): item {empty[0]} has length 0 and "
                                 f"pack_padded_sequence needs every length >= 1; leave empty "
                                 f"sequences out, or use pack=False and the mask")
@@ -576,24 +722,57 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
     out = {"x": x, "lengths": lengths, "mask": mask}
     if y is not None:
         out["y"] = y
+    if weight is not None:
+        out["sample_weight"] = weight
     return out
 
 
+def collate_item_batch(torch: Any, batch: ItemBatch, value: float,
+                       batch_first: bool) -> tuple[Any, Any, Any, Any, Any]:
+    """:func:`collate` of a dataset's :class:`ItemBatch`: numpy gathers, then
+    ``torch.from_numpy`` of each (no copy)."""
+    padded, real = batch.padded(value)
+    width = real.shape[1]
+    y = weight = None
+    if batch.per_step:
+        if batch.targets is not None:
+            y = gather_padded(batch.targets, batch.starts, batch.lengths, width, 0, real)
+        if batch.weights is not None:
+            weight = gather_padded(batch.weights, batch.starts, batch.lengths, width, 0.0, real)
+    else:
+        y, weight = batch.targets, batch.weights
+    tensors = [torch.from_numpy(padded), as_tensor(torch, batch.lengths),
+               torch.from_numpy(real), None if y is None else as_tensor(torch, y),
+               None if weight is None else as_tensor(torch, weight)]
+    if not batch_first:
+        steps = [0, 2, 3, 4] if batch.per_step else [0, 2]
+        for k in steps:
+            if tensors[k] is not None:
+                tensors[k] = tensors[k].transpose(0, 1).contiguous()
+    x, lengths, mask, y, weight = tensors
+    return x, lengths, mask, y, weight
+
+
 def collate_items(torch: Any, batch: Any, value: float,
-                  batch_first: bool) -> tuple[Any, Any, Any, Any]:
-    """:func:`collate` of any list of items: ``pad_sequence``, item by item."""
+                  batch_first: bool) -> tuple[Any, Any, Any, Any, Any]:
+    """:func:`collate` of any list of items: ``pad_sequence``, item by item.
+
+    Targets are per-timestep -- padded like x, not stacked -- when the items' ``y`` differ in
+    shape or their weights are one a step, and every ``y_i`` has ``length_i`` rows.
+    """
     try:
         items = list(batch)
     except TypeError:
-        raise ArgumentError(f"batch must be a list of (x, length[, y]) items, got "
-                            f"{type(batch).__name__}") from None
+        raise ArgumentError(f"batch must be a list of (x, length[, y[, sample_weight]]) "
+                            f"items, got {type(batch).__name__}") from None
     if not items:
         raise ArgumentError("batch is empty: collate needs at least one item")
     arity = len(items[0]) if isinstance(items[0], tuple | list) else 0
     for index, item in enumerate(items):
-        if not isinstance(item, tuple | list) or len(item) != arity or arity not in (2, 3):
-            raise ArgumentError(f"batch item {index} must be (x, length) or (x, length, y) "
-                                f"like item 0, got {type(item).__name__} of "
+        if not isinstance(item, tuple | list) or len(item) != arity or arity not in (2, 3, 4):
+            raise ArgumentError(f"batch item {index} must be (x, length), (x, length, y) or "
+                                f"(x, length, y, sample_weight) like item 0, got "
+                                f"{type(item).__name__} of "
                                 f"{len(item) if isinstance(item, tuple | list) else '?'}")
     xs = [torch.as_tensor(item[0]) for item in items]
     lengths = torch.tensor([int(item[1]) for item in items], dtype=torch.int64)
@@ -603,16 +782,30 @@ def collate_items(torch: Any, batch: Any, value: float,
                                 f"length is {length}; x must be (length, features)")
     if not all(x.is_floating_point() for x in xs):
         fits_value(value, np.dtype(np.int64))  # torch would cut 2.5 to 2 without a word
+    ys = [torch.as_tensor(item[2]) for item in items] if arity >= 3 else []
+    weights = [torch.as_tensor(item[3]).to(torch.float32) for item in items] \
+        if arity == 4 else []
+    per_step = bool(ys) and (len({tuple(y.shape) for y in ys}) > 1
+                             or any(w.dim() >= 1 for w in weights)) and \
+        all(y.dim() >= 1 and y.shape[0] == n for y, n in zip(ys, lengths.tolist(), strict=True))
     try:
         x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=batch_first, padding_value=value)
-        y = torch.stack([torch.as_tensor(item[2]) for item in items]) if arity == 3 else None
+        y = weight = None
+        if per_step:
+            y = torch.nn.utils.rnn.pad_sequence(ys, batch_first=batch_first, padding_value=0)
+            if weights:
+                weight = torch.nn.utils.rnn.pad_sequence(weights, batch_first=batch_first,
+                                                         padding_value=0.0)
+        else:
+            y = torch.stack(ys) if ys else None
+            weight = torch.stack(weights) if weights else None
     except RuntimeError as err:  # items of other feature counts, targets of other shapes
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ArgumentError(f"batch items do not stack: {first}") from None
     width = x.shape[1] if batch_first else x.shape[0]
     mask = torch.arange(width)[None, :] < lengths[:, None]
     mask = (mask if batch_first else mask.T.contiguous()).to(x.device)
-    return x, lengths, mask, y
+    return x, lengths, mask, y, weight
 
 
 # ---------------------------------------------------------------------------------------------

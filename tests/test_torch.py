@@ -156,6 +156,31 @@ def test_collate_of_a_dataset_batch_equals_collate_item_by_item(
         assert bool((x[row, cut[row]:] == padding_value).all())
 
 
+@pytest.mark.parametrize(("dtype", "tail"), [("float32", (8,)), ("int64", ()),
+                                             ("float64", (2, 3)), ("uint8", (1,))])
+def test_gather_padded_equals_copying_row_by_row(rng: np.random.Generator, dtype: str,
+                                                 tail: tuple[int, ...]) -> None:
+    """The windowed gather against a plain loop, with rows that end the array (their window
+    would run past it), empty rows, duplicates and a batch wider than most rows."""
+    lengths = rng.integers(0, 9, size=40)
+    flat = rng.integers(1, 100, size=(int(lengths.sum()), *tail)).astype(dtype)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for picked in ([39, 38, 0, 5, 5, 39], [39], list(range(40)), [int(np.argmax(lengths))]):
+        rows = np.array(picked)
+        width = int(lengths[rows].max())
+        out = lt.gather_padded(flat, starts[rows], lengths[rows], width, 7)
+        expected = np.full((len(rows), width, *tail), 7, dtype=dtype)
+        for k, row in enumerate(rows):
+            expected[k, :lengths[row]] = flat[starts[row]:starts[row] + lengths[row]]
+        assert out.dtype == flat.dtype and out.flags.c_contiguous and out.flags.writeable
+        np.testing.assert_array_equal(out, expected)
+    # a window wider than the whole array: every row copied on its own
+    out = lt.gather_padded(flat[:3], np.array([0, 1]), np.array([3, 2]), 5, 0)
+    np.testing.assert_array_equal(out[0, :3], flat[:3])
+    np.testing.assert_array_equal(out[1, :2], flat[1:3])
+    assert not out[0, 3:].any() and not out[1, 2:].any()
+
+
 def test_collate_refuses_what_it_cannot_pack_naming_the_argument(tmp_path: Path) -> None:
     items = [(torch.ones(2, 1), 2), (torch.ones(0, 1), 0)]
     with pytest.raises(ArgumentError, match=r"pack=True.*item 1 has length 0"):
@@ -229,6 +254,18 @@ def test_unshuffled_batches_are_those_of_batch_bucket_by_length(
     assert [i for b in sampler for i in b] == order.tolist()
     plan = plan_batches(data.lengths, 4, bucket=True)
     assert [len(b) for b in sampler] == plan.sizes.tolist()
+
+
+@pytest.mark.parametrize("longest", [1000, 70_000])  # 16-bit sort keys, and int64 ones
+def test_unshuffled_order_is_the_stable_sort_of_the_lengths(rng: np.random.Generator,
+                                                            longest: int) -> None:
+    lengths = rng.integers(0, longest, size=1000)
+    lengths[::7] = 5  # many ties: a stable sort keeps them in index order
+    sampler = lt.LengthBucketSampler(lengths, batch_size=64, shuffle=False)
+    batches = list(sampler)
+    assert all(isinstance(i, int) for b in batches for i in b)
+    assert [i for b in batches for i in b] == np.argsort(lengths, kind="stable").tolist()
+    assert [len(b) for b in batches] == [64] * 15 + [40]
 
 
 @pytest.mark.parametrize(("count", "drop_last"), [(64 * 12, False), (1000, False),

@@ -156,7 +156,10 @@ def plan_rows(lengths: np.ndarray, size: int, *, remainder: Remainder = "keep",
             # batch of arbitrary lengths, often as wide as the longest sequence. Stable, so
             # equal lengths keep the (shuffled) order and --seed still matters.
             kept = main if remainder == "drop" else base
-            kept = kept[np.argsort(lengths[kept], kind="stable")]
+            keys = lengths[kept]
+            if keys.size and int(keys.min()) >= 0 and int(keys.max()) < 2**16:
+                keys = keys.astype(np.uint16)  # the same order: numpy radix-sorts 16-bit keys
+            kept = kept[np.argsort(keys, kind="stable")]
             cut = len(kept) - (rest if remainder != "drop" else 0)
             main, tail = kept[:cut], kept[cut:]
             if shuffle:
