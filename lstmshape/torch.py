@@ -23,7 +23,8 @@
   of ``lstmshape batch --bucket-by-length``, a new seeded order every epoch, and equal shares
   for distributed ranks.
 * :func:`collate` -- a padded (post) batch, its ``lengths`` as the CPU int64 tensor
-  ``pack_padded_sequence`` wants, a boolean ``mask``, ``y``; or a ``PackedSequence``.
+  ``pack_padded_sequence`` wants, a boolean ``mask``, ``y`` and ``sample_weight``; or a
+  ``PackedSequence``.
 * :func:`last_valid` -- each sequence's output at its last real step.
 
 Importing this module does not import PyTorch: the first item, batch or call does, and raises
@@ -262,13 +263,18 @@ def fits_value(value: float, dtype: np.dtype) -> None:
 
 
 class SequenceDataset:
-    """A map-style dataset over an lstmshape output: item i is ``(x_i, length_i)``, or
-    ``(x_i, length_i, y_i)`` when the output has targets.
+    """A map-style dataset over an lstmshape output: item i is ``(x_i, length_i)``,
+    ``(x_i, length_i, y_i)`` when the output has targets, and ``(x_i, length_i, y_i, w_i)``
+    when it also holds ``sample_weight``.
 
     ``x_i`` is a ``(length_i, F)`` tensor holding sequence i at its true length: a ragged
     output's sequence as stored, a padded output's row with the padding taken off on the side
     the output was padded (``pre`` or ``post``, from its manifest or ``padding_side``).
-    ``length_i`` is an int; ``y_i`` the target row as a tensor. ``dtype`` casts ``x`` (e.g.
+    ``length_i`` is an int; ``y_i`` the target row as a tensor -- per-timestep targets at the
+    true length too, ``(length_i, ...)``, taken off the same side as x. ``w_i`` is float32: a
+    sample's weight (0 for a pad row of ``batch --remainder pad``), or with per-timestep
+    targets ``(length_i,)`` (the real steps' weights). ``per_step`` and ``has_weights`` say
+    which. :func:`collate` pads per-timestep ``y`` and ``w`` like x. ``dtype`` casts ``x`` (e.g.
     ``"float32"`` for ``nn.LSTM``; default: as stored). Any layout lstmshape reads is read the
     same way, batched outputs included (their rows in order, a pad row as an empty sequence).
 
@@ -401,9 +407,14 @@ class SequenceDataset:
         ones with the padding taken off on the output's side, like x."""
         if not self.has_weights or source.sample_weight is None:
             return None
-        stored = source.sample_weight.read_rows(start, stop).astype(np.float32, copy=False)
         if not self.per_step:
-            return stored
+            return source.sample_weight.read_rows(start, stop).astype(np.float32, copy=False)
+        # a batched output's batches each have their own width: read them one at a time
+        cuts = [start, *(first for first, _, _ in source.batches if start < first < stop), stop]
+        if len(cuts) > 2:
+            return np.concatenate([self._read_weights(source, a, b)
+                                   for a, b in itertools.pairwise(cuts)])
+        stored = source.sample_weight.read_rows(start, stop).astype(np.float32, copy=False)
         lengths = self.lengths[start:stop, None]
         width = stored.shape[1]
         steps = np.arange(width)[None, :]

@@ -365,6 +365,111 @@ def test_targets_come_as_third_item(invoke: Any, tmp_path: Path, suffix: str,
     assert batch["y"][:, 0].tolist() == [series[162, 0], series[12, 0]]
 
 
+def labelled(tmp_path: Path, sequences: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
+    """The sequences as a ragged input, and a per-timestep label sequence for each (their
+    labels: 1 + the step, so a padded 0 is never a real label)."""
+    src = write_ragged(tmp_path, "npz-lengths", sequences)
+    labels = [np.arange(1, len(s) + 1, dtype=np.int64) * 10 + k
+              for k, s in enumerate(sequences)]
+    np.savez(tmp_path / "labels.npz", *labels)
+    return src, labels
+
+
+PER_STEP = [("pad", "--maxlen", "9", "--padding", "post"),   # 9 cuts the longest (post)
+            ("pad", "--maxlen", "12", "--padding", "pre"),
+            ("batch", "--size", "5", "--bucket-by-length", "--remainder", "pad")]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+@pytest.mark.parametrize("args", PER_STEP)
+def test_per_timestep_targets_and_sample_weight_come_at_true_length_and_pad_with_zeros(
+        invoke: Any, tmp_path: Path, sequences: list[np.ndarray], args: tuple[str, ...],
+        in_memory: bool) -> None:
+    """Outputs with per-timestep labels hold ``sample_weight`` ``(N, T)``: items carry both
+    at the item's true length, taken off the same side as x, and collate pads them at the
+    end with 0 -- the weights are then 1 exactly on the mask."""
+    src, labels = labelled(tmp_path, sequences)
+    out = make(invoke, args[0], src, "--y", tmp_path / "labels.npz", *args[1:], "-o",
+               tmp_path / "out.h5")
+    with h5py_file(out) as h5:
+        assert any(key.startswith("sample_weight") for key in h5)  # what is under test
+        order = h5["order"][()] if "order" in h5 else np.arange(len(sequences))
+    data = lt.SequenceDataset(out, in_memory=in_memory)
+    assert data.has_targets and data.has_weights and data.per_step
+    maxlen = int(args[2]) if args[0] == "pad" else 99
+    for row, source in enumerate(order.tolist()):
+        x, length, y, weight = data[row]
+        kept = min(len(sequences[source]), maxlen) if source >= 0 else 0
+        assert length == kept
+        if source >= 0:
+            np.testing.assert_array_equal(x.numpy(), sequences[source][:kept])
+            assert y.tolist() == labels[source][:kept].tolist()
+        assert y.shape == (kept,) and weight.dtype == torch.float32
+        assert weight.tolist() == [1.0] * kept
+    indices = [len(data) - 1, 0, 3, 3, -2, 7]
+    for batch_first in (True, False):
+        fast = lt.collate(data.__getitems__(indices), batch_first=batch_first)
+        slow = lt.collate([data[i] for i in indices], batch_first=batch_first)
+        assert fast.keys() == slow.keys() == {"x", "lengths", "mask", "y", "sample_weight"}
+        for key in fast:
+            assert fast[key].dtype == slow[key].dtype, key
+            assert torch.equal(fast[key], slow[key]), key
+        assert fast["sample_weight"].dtype == torch.float32
+        assert fast["y"].shape == fast["mask"].shape == fast["sample_weight"].shape
+        assert torch.equal(fast["sample_weight"], fast["mask"].float())
+        y = fast["y"] if batch_first else fast["y"].T
+        for row, index in enumerate(indices):
+            source = int(order[index])
+            kept = int(fast["lengths"][row])
+            expected = labels[source][:kept].tolist() if source >= 0 else []
+            assert y[row].tolist() == expected + [0] * (y.shape[1] - kept)
+
+
+def test_ragged_per_timestep_targets_are_padded_by_collate(
+        invoke: Any, tmp_path: Path, sequences: list[np.ndarray]) -> None:
+    """A ragged output's labels (no padding, so no sample_weight) come at true length too."""
+    src, labels = labelled(tmp_path, sequences)
+    out = make(invoke, "truncate", src, "--y", tmp_path / "labels.npz", "--maxlen", "6", "-o",
+               tmp_path / "r.npz")
+    data = lt.SequenceDataset(out)
+    assert data.per_step and not data.has_weights
+    x, length, y = data[2]
+    assert tuple(x.shape) == (length, 3)
+    assert y.tolist() == labels[2][:6].tolist() and length == min(len(sequences[2]), 6)
+    batch = lt.collate(data.__getitems__([0, 1, 2]))
+    assert "sample_weight" not in batch
+    for row in range(3):
+        kept = min(len(sequences[row]), 6)
+        assert batch["y"][row, :kept].tolist() == labels[row][:6].tolist()
+        assert not batch["y"][row, kept:].any()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])  # .npy: OUT.sample_weight.npy beside it
+def test_sample_weight_of_batch_remainder_pad_rows_reaches_each_batch(
+        invoke: Any, tmp_path: Path, sequences: list[np.ndarray], suffix: str) -> None:
+    """``batch --remainder pad`` writes ``sample_weight`` ``(N,)``, 0 on its pad rows: the
+    items carry it and every collated batch has it as a float tensor beside ``y``."""
+    src = write_ragged(tmp_path, "npz-lengths", sequences)
+    np.save(tmp_path / "y.npy", np.arange(len(sequences)) + 1)
+    padded = make(invoke, "pad", src, "--y", tmp_path / "y.npy", "-o", tmp_path / "p.npz")
+    out = make(invoke, "batch", padded, "--size", "5", "--remainder", "pad", "-o",
+               tmp_path / f"b{suffix}")
+    data = lt.SequenceDataset(out)
+    assert len(data) == 25 and data.has_weights and not data.per_step
+    _, length, y, weight = data[24]  # a pad row
+    assert (length, int(y), float(weight)) == (0, 0, 0.0) and weight.dtype == torch.float32
+    x, length, y, weight = data[0]
+    assert float(weight) == 1.0 and int(y) >= 1 and tuple(x.shape) == (length, 3)
+    sampler = lt.LengthBucketSampler(data, batch_size=4, seed=3)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=lt.collate)
+    seen = []
+    for batch in loader:
+        assert batch["sample_weight"].dtype == torch.float32
+        assert batch["sample_weight"].shape == batch["y"].shape == batch["lengths"].shape
+        seen += zip(batch["y"].tolist(), batch["sample_weight"].tolist(), strict=True)
+    assert sorted(seen) == [(0, 0.0), (0, 0.0)] + [(k, 1.0) for k in range(1, 24)]
+
+
 def test_a_batch_output_reads_as_its_rows(invoke: Any, tmp_path: Path,
                                           sequences: list[np.ndarray]) -> None:
     src = write_ragged(tmp_path, "npz-lengths", sequences)
