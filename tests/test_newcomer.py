@@ -228,18 +228,19 @@ def test_inspect_says_what_targets_an_output_holds(tmp_path: Path, invoke: Invok
     assert "timestep-level y, (5,) per sample" in ok(invoke("inspect", tmp_path / "p.npz")).output
 
 
-def test_torch_refuses_rather_than_drops_ragged_labels(tmp_path: Path, invoke: Invoke) -> None:
+def test_torch_carries_ragged_labels_rather_than_drops_them(tmp_path: Path,
+                                                            invoke: Invoke) -> None:
     import lstmshape.torch
 
     np.savez(tmp_path / "s.npz", *[np.ones((n, 2)) for n in (2, 5, 3)])
     np.savez(tmp_path / "labels.npz", *[np.arange(n) for n in (2, 5, 3)])
     ok(invoke("truncate", tmp_path / "s.npz", "--maxlen", 4, "--y", tmp_path / "labels.npz",
               "-o", tmp_path / "r.npz"))
-    with pytest.raises(LstmshapeError, match="pad them first"):
-        lstmshape.torch.SequenceDataset(str(tmp_path / "r.npz"))
+    item = lstmshape.torch.SequenceDataset(str(tmp_path / "r.npz"))[1]
+    assert len(item) == 3 and item[1] == 4 and item[2].tolist() == [0, 1, 2, 3]
     ok(invoke("pad", tmp_path / "r.npz", "-o", tmp_path / "p.npz"))
-    item = lstmshape.torch.SequenceDataset(str(tmp_path / "p.npz"))[1]
-    assert item[1] == 4 and item[2].tolist() == [0, 1, 2, 3]
+    item = lstmshape.torch.SequenceDataset(str(tmp_path / "p.npz"))[0]  # padded: + weights
+    assert item[1] == 2 and item[2].tolist() == [0, 1] and item[3].tolist() == [1.0, 1.0]
 
 
 # ---------------------------------------------------------------------------------------------
