@@ -38,7 +38,8 @@ CACHE the digest cache (issue 15), medians of the round-robin rounds, each timed
      together >= 1.15x faster with it; `pad W1.h5` re-run on its unchanged input within 1.3x of
      the numpy script that reads it and writes an array of the output's size; the same command
      on an input never seen (a new stat, in an existing cache) not slower than without the
-     cache (<= 1.05x).
+     cache (<= 1.05x), and that run's own cost on a 3 MB input (info). CACHE_ROUNDS (>= 9)
+     rounds, every round-robin here alternating its order (see round_order()).
      `python benchmarks/run.py --only cache` runs these rows alone (LSTMSHAPE_BENCH_SCALE scales
      W1's sample count for them too).
 DASK `lstmshape pad IN.h5 --maxlen 100 -o OUT.zarr --engine dask --workers 2` on a 1 GB ragged
@@ -81,6 +82,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -106,6 +108,8 @@ ROWS: list[tuple[str, str, str, str, str]] = []
 TOUCH_MB = int(os.environ.get("LSTMSHAPE_BENCH_TOUCH_MB", "2048"))
 #: End-to-end rounds; the judgement is on their median, so never fewer than 5.
 ROUNDS = max(5, int(os.environ.get("LSTMSHAPE_BENCH_ROUNDS", "5")))
+#: the CACHE rows compare effects of 5-15 % on runs that swing by 30 % here: more rounds
+CACHE_ROUNDS = max(ROUNDS, 9)
 TOUCH_SCRIPT = """
 import sys
 size = int(sys.argv[1]) << 20
@@ -280,6 +284,18 @@ def bench_pad_targets(values: np.ndarray, lengths: np.ndarray, work: Path) -> No
         path.unlink()
 
 
+def round_order(names: list[str], round_index: int) -> list[str]:
+    """The contenders of one round: forward in even rounds, reversed in odd ones. This VM's run
+    times swing between two levels from one run to the next (0.85 and 1.1-1.6 s for the same
+    command, whatever it is): in a fixed order a contender can always land on the slow beat.
+
+    Example:
+        >>> round_order(["a", "b", "c"], 0), round_order(["a", "b", "c"], 1)
+        (['a', 'b', 'c'], ['c', 'b', 'a'])
+    """
+    return list(names) if round_index % 2 == 0 else list(reversed(names))
+
+
 def round_robin(label: str, commands: dict[str, list[str]],
                 env: dict[str, str] | None = None) -> dict[str, list[float]]:
     """Seconds of every command over ROUNDS round-robin rounds, so that every side sees the
@@ -288,9 +304,9 @@ def round_robin(label: str, commands: dict[str, list[str]],
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():
         run_timed(command, env=env)
-    for _ in range(ROUNDS):
-        for name, command in commands.items():
-            times[name].append(run_timed(command, env=env))
+    for round_index in range(ROUNDS):
+        for name in round_order(list(commands), round_index):
+            times[name].append(run_timed(commands[name], env=env))
     for name, seconds in times.items():
         print(f"  {label} {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
     return times
@@ -357,9 +373,9 @@ def bench_normalize(scale: float, work: Path) -> None:
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():  # one round not counted: imports into the page cache
         run_timed(command)
-    for _ in range(ROUNDS):
-        for name, command in commands.items():
-            times[name].append(run_timed(command))
+    for round_index in range(ROUNDS):
+        for name in round_order(list(commands), round_index):
+            times[name].append(run_timed(commands[name]))
     for name, seconds in times.items():
         print(f"  NORM {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
     with h5py.File(out, "r") as h5:
@@ -387,6 +403,9 @@ def bench_digest_cache(scale: float, work: Path) -> None:
     # cache that exists -- creating the database is a once-per-machine cost
     cold_source = work / "w1-cold.h5"
     shutil.copyfile(source, cold_source)
+    # the same on a 3 MB input: what the cache adds to a run (import, lookups, records, the
+    # racy-clean wait) without the W1 run's page-cache swings around it
+    small_source = write_w1_h5(work / "w1-small.h5", scale * 0.005)
     base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     base.pop("LSTMSHAPE_NO_DIGEST_CACHE", None)
     off = {**base, "LSTMSHAPE_NO_DIGEST_CACHE": "1"}
@@ -412,6 +431,7 @@ def bench_digest_cache(scale: float, work: Path) -> None:
 
     def unseen_input() -> dict[str, str]:
         os.utime(cold_source)
+        os.utime(small_source)
         return {**base, "LSTMSHAPE_CACHE_DIR": str(work / "cache-cold")}
 
     on_dir, off_dir = folder("cache-on"), folder("cache-off")
@@ -431,25 +451,35 @@ def bench_digest_cache(scale: float, work: Path) -> None:
                                  str(on_dir / "c.npy")]], unseen_input),
         "cold no cache": (lambda: [[*LSTMSHAPE, "pad", str(cold_source), "--maxlen", "100",
                                     "-o", str(off_dir / "c.npy")]], lambda: off),
+        "small cold cache": (lambda: [[*LSTMSHAPE, "pad", str(small_source), "--maxlen", "100",
+                                       "-o", str(on_dir / "s.npy")]], unseen_input),
+        "small cold no cache": (lambda: [[*LSTMSHAPE, "pad", str(small_source), "--maxlen",
+                                          "100", "-o", str(off_dir / "s.npy")]], lambda: off),
     }
+
+    cpu: dict[str, list[float]] = {name: [] for name in scenarios}
 
     def timed(name: str) -> float:
         commands, environment = scenarios[name]
         env = environment()
         settle()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         for command in commands():
             done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   env=env)
             if done.returncode or done.stderr:  # a cache warning would be a bench failure too
                 sys.exit(f"{command[2:4]} failed:\n{done.stderr.decode(errors='replace')}")
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        return seconds
 
     times: dict[str, list[float]] = {name: [] for name in scenarios}
     for name in scenarios:  # one round not counted: files into the page cache, warm cache
         timed(name)
-    for _ in range(ROUNDS):
-        for name in scenarios:
+    for round_index in range(CACHE_ROUNDS):
+        for name in round_order(list(scenarios), round_index):
             times[name].append(timed(name))
     for name, seconds in times.items():
         print(f"  CACHE {name} runs: {' '.join(f'{t:.2f}' for t in seconds)} s", flush=True)
@@ -466,6 +496,12 @@ def bench_digest_cache(scale: float, work: Path) -> None:
     report("CACHE same chain, second run: batch --size changed (info)", f"{second_on:.2f}s",
            f"no cache {second_off:.2f}s", second_off / second_on, "for reference", True)
     whole_on, whole_off = first_on + second_on, first_off + second_off
+    chain_cpu = {mode: float(np.median([sum(pair) for pair in zip(
+        cpu[f"chain1 {mode}"][1:], cpu[f"chain2 {mode}"][1:], strict=True)]))
+        for mode in ("cache", "no cache")}  # [1:]: without the round that is not counted
+    report("CACHE the chain as a whole, both runs: CPU seconds, user + sys (info)",
+           f"{chain_cpu['cache']:.2f}s", f"no cache {chain_cpu['no cache']:.2f}s",
+           chain_cpu["no cache"] / chain_cpu["cache"], "for reference", True)
     report("CACHE the chain as a whole, both runs (speed-up)", f"{whole_on:.2f}s",
            f"no cache {whole_off:.2f}s", whole_off / whole_on, ">= 1.15",
            whole_off >= 1.15 * whole_on)
@@ -475,8 +511,14 @@ def bench_digest_cache(scale: float, work: Path) -> None:
     cold_on, cold_off = median["cold cache"], median["cold no cache"]
     report("CACHE pad W1.h5, input never seen: cache vs none", f"{cold_on:.3f}s",
            f"no cache {cold_off:.3f}s", cold_on / cold_off, "<= 1.05", cold_on <= 1.05 * cold_off)
+    small_on, small_off = median["small cold cache"], median["small cold no cache"]
+    report(f"CACHE pad of a {small_source.stat().st_size / 1e6:.1f} MB input never seen: the "
+           f"cache's own cost "
+           f"{(small_on - small_off) * 1e3:+.0f} ms (info)", f"{small_on:.3f}s",
+           f"no cache {small_off:.3f}s", small_on / small_off, "for reference", True)
     source.unlink()
     cold_source.unlink()
+    small_source.unlink()
     for path in (on_dir, off_dir, work / "cache-warm", work / "cache-chain", work / "cache-cold"):
         shutil.rmtree(path, ignore_errors=True)
 
@@ -732,8 +774,10 @@ def bench_torch(scale: float, work: Path) -> None:
     ours()  # one epoch each first: the allocator and caches warm for both
     baseline()
     times: dict[str, list[float]] = {"ours": [], "baseline": []}
-    for _ in range(ROUNDS):  # round-robin, judged on the medians
-        for name, epoch in (("baseline", baseline), ("ours", ours)):
+    epochs = {"baseline": baseline, "ours": ours}
+    for round_index in range(ROUNDS):  # round-robin, judged on the medians
+        for name in round_order(list(epochs), round_index):
+            epoch = epochs[name]
             os.sync()
             start = time.perf_counter()
             epoch()
