@@ -512,12 +512,22 @@ def bench_digest_cache(scale: float, work: Path) -> None:
     report("CACHE the chain as a whole, both runs (speed-up)", f"{whole_on:.2f}s",
            f"no cache {whole_off:.2f}s", whole_off / whole_on, ">= 1.15",
            whole_off >= 1.15 * whole_on)
+    # Runs here are bimodal: the same command takes 0.36 s of system time or 0.7-1.2 s (the
+    # kernel handing out pages), in either mode; the bests compare the fast mode with itself.
+    best = {name: min(seconds) for name, seconds in times.items()}
+    best_on = best["chain1 cache"] + best["chain2 cache"]
+    best_off = best["chain1 no cache"] + best["chain2 no cache"]
+    report("CACHE the chain as a whole, both runs, bests (info)", f"{best_on:.2f}s",
+           f"no cache {best_off:.2f}s", best_off / best_on, "for reference", True)
     rerun, floor = median["re-run cache"], median["numpy floor"]
     report("CACHE pad W1.h5 re-run, input unchanged, vs numpy read+write", f"{rerun:.2f}s",
            f"numpy {floor:.2f}s", rerun / floor, "<= 1.3", rerun <= 1.3 * floor)
     cold_on, cold_off = median["cold cache"], median["cold no cache"]
     report("CACHE pad W1.h5, input never seen: cache vs none", f"{cold_on:.3f}s",
            f"no cache {cold_off:.3f}s", cold_on / cold_off, "<= 1.05", cold_on <= 1.05 * cold_off)
+    report("CACHE pad W1.h5, input never seen, bests (info)", f"{best['cold cache']:.3f}s",
+           f"no cache {best['cold no cache']:.3f}s", best["cold cache"] / best["cold no cache"],
+           "for reference", True)
     small_on, small_off = median["small cold cache"], median["small cold no cache"]
     report(f"CACHE pad of a {small_source.stat().st_size / 1e6:.1f} MB input never seen: the "
            f"cache's own cost "
