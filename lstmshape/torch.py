@@ -330,6 +330,9 @@ class SequenceDataset:
             # Per-timestep targets come at each item's true length, like x (collate pads them
             # as it pads x); sample_weight, like lstmshape.tf's, only beside targets.
             self.per_step = source.step_targets is not None
+            #: what per-timestep labels were padded with (the manifest's ``y_value``, else 0):
+            #: ``collate(..., y_padding_value=dataset.y_padding_value)`` pads them alike
+            self.y_padding_value = label_padding(source)
             self.has_targets = source.targets is not None or self.per_step
             self.has_weights = self.has_targets and source.sample_weight is not None
             if self.has_weights:
@@ -685,7 +688,7 @@ class LengthBucketSampler:
 
 
 def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
-            pack: bool = False) -> dict[str, Any]:
+            pack: bool = False, y_padding_value: float = 0.0) -> dict[str, Any]:
     """One batch of ``(x_i, length_i[, y_i[, w_i]])`` items as a dict of tensors.
 
     * ``x``: the sequences padded at the end to the longest with ``padding_value``,
@@ -695,7 +698,9 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
     * ``lengths``: a CPU int64 tensor, as ``pack_padded_sequence`` requires;
     * ``mask``: bool, True on real steps, the shape of ``x`` without its feature axis;
     * ``y``: the targets, when the items have them: stacked, ``(B, ...)``; per-timestep
-      targets (items of ``(length_i, ...)``) padded at the end with 0 like ``x``,
+      targets (items of ``(length_i, ...)``) padded at the end with ``y_padding_value``
+      (default 0; e.g. -100, ``CrossEntropyLoss``'s ``ignore_index``, or the dataset's
+      ``y_padding_value``, what the output's labels were padded with) like ``x``,
       ``(B, T, ...)`` (``(T, B, ...)`` when not ``batch_first``);
     * ``sample_weight``: float32, when the items have it (an output's ``sample_weight``): one
       weight a sample, ``(B,)`` (0 on the pad rows of ``batch --remainder pad``), or with
@@ -715,13 +720,18 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
     if isinstance(padding_value, bool) or not isinstance(padding_value, numbers.Real):
         raise ArgumentError(Param("padding_value", padding_value), ": expected a number")
     value = float(padding_value)
+    if isinstance(y_padding_value, bool) or not isinstance(y_padding_value, numbers.Real):
+        raise ArgumentError(Param("y_padding_value", y_padding_value), ": expected a number")
+    label_value = float(y_padding_value)
     batch_first = flag(batch_first, "batch_first")
     pack = flag(pack, "pack")
     torch = import_torch("lstmshape.torch.collate")
     if isinstance(batch, ItemBatch):
-        x, lengths, mask, y, weight = collate_item_batch(torch, batch, value, batch_first)
+        x, lengths, mask, y, weight = collate_item_batch(torch, batch, value, label_value,
+                                                         batch_first)
     else:
-        x, lengths, mask, y, weight = collate_items(torch, batch, value, batch_first)
+        x, lengths, mask, y, weight = collate_items(torch, batch, value, label_value,
+                                                    batch_first)
     if pack:
         if lengths.numel() and int(lengths.min()) == 0:
             empty = torch.nonzero(lengths == 0).flatten().tolist()
@@ -738,7 +748,7 @@ def collate(batch: Any, padding_value: float = 0.0, batch_first: bool = True,
     return out
 
 
-def collate_item_batch(torch: Any, batch: ItemBatch, value: float,
+def collate_item_batch(torch: Any, batch: ItemBatch, value: float, label_value: float,
                        batch_first: bool) -> tuple[Any, Any, Any, Any, Any]:
     """:func:`collate` of a dataset's :class:`ItemBatch`: numpy gathers, then
     ``torch.from_numpy`` of each (no copy)."""
@@ -747,7 +757,8 @@ def collate_item_batch(torch: Any, batch: ItemBatch, value: float,
     y = weight = None
     if batch.per_step:
         if batch.targets is not None:
-            y = gather_padded(batch.targets, batch.starts, batch.lengths, width, 0, real)
+            y = gather_padded(batch.targets, batch.starts, batch.lengths, width, label_value,
+                              real)
         if batch.weights is not None:
             weight = gather_padded(batch.weights, batch.starts, batch.lengths, width, 0.0, real)
     else:
@@ -764,7 +775,7 @@ def collate_item_batch(torch: Any, batch: ItemBatch, value: float,
     return x, lengths, mask, y, weight
 
 
-def collate_items(torch: Any, batch: Any, value: float,
+def collate_items(torch: Any, batch: Any, value: float, label_value: float,
                   batch_first: bool) -> tuple[Any, Any, Any, Any, Any]:
     """:func:`collate` of any list of items: ``pad_sequence``, item by item.
 
@@ -803,7 +814,8 @@ def collate_items(torch: Any, batch: Any, value: float,
         x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=batch_first, padding_value=value)
         y = weight = None
         if per_step:
-            y = torch.nn.utils.rnn.pad_sequence(ys, batch_first=batch_first, padding_value=0)
+            y = torch.nn.utils.rnn.pad_sequence(ys, batch_first=batch_first,
+                                                padding_value=label_value)
             if weights:
                 weight = torch.nn.utils.rnn.pad_sequence(weights, batch_first=batch_first,
                                                          padding_value=0.0)
@@ -913,3 +925,15 @@ def model_check(seqs: SequenceSet, units: int = 4) -> dict[str, Any]:
     report["output_shape"] = [int(d) for d in output.shape]
     report["finite"] = bool(np.isfinite(output).all())
     return report
+
+
+def label_padding(source: Source) -> float:
+    """The value an output's per-timestep labels were padded with: its manifest's ``y_value``
+    (``"nan"`` read back as NaN), else 0."""
+    recorded = source.manifest.params.get("y_value") if source.manifest is not None else None
+    if isinstance(recorded, bool) or not isinstance(recorded, int | float | str):
+        return 0.0
+    try:
+        return float(recorded)
+    except ValueError:
+        return 0.0

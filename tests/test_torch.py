@@ -425,6 +425,29 @@ def test_per_timestep_targets_and_sample_weight_come_at_true_length_and_pad_with
             assert y[row].tolist() == expected + [0] * (y.shape[1] - kept)
 
 
+def test_collate_pads_labels_with_the_value_the_output_recorded(
+        invoke: Any, tmp_path: Path, sequences: list[np.ndarray]) -> None:
+    """Labels padded with -1 by `pad --y-value -1`: the dataset says so, and collate pads them
+    with it (both the batched and the item-by-item path); the default stays 0."""
+    src, labels = labelled(tmp_path, sequences)
+    out = make(invoke, "pad", src, "--y", tmp_path / "labels.npz", "--y-value", -1,
+               "-o", tmp_path / "out.npz")
+    data = lt.SequenceDataset(out)
+    assert data.y_padding_value == -1.0
+    indices = [0, 1, 2, 3]
+    for batch in (data.__getitems__(indices), [data[i] for i in indices]):
+        padded = lt.collate(batch, y_padding_value=data.y_padding_value)
+        assert (padded["y"][~padded["mask"]] == -1).all() and (~padded["mask"]).any()
+        for row, index in enumerate(indices):  # real steps: the labels themselves
+            kept = int(padded["lengths"][row])
+            assert padded["y"][row, :kept].tolist() == labels[index][:kept].tolist()
+        assert (lt.collate(batch)["y"][~padded["mask"]] == 0).all()
+    with pytest.raises(ArgumentError, match="y_padding_value"):
+        lt.collate([data[0]], y_padding_value="pad")
+    plain = make(invoke, "pad", src, "-o", tmp_path / "plain.npz")
+    assert lt.SequenceDataset(plain).y_padding_value == 0.0
+
+
 def test_ragged_per_timestep_targets_are_padded_by_collate(
         invoke: Any, tmp_path: Path, sequences: list[np.ndarray]) -> None:
     """A ragged output's labels (no padding, so no sample_weight) come at true length too."""
