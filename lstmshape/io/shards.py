@@ -61,8 +61,10 @@ def readable(name: str) -> bool:
 def shard_paths(path: str) -> list[str]:
     """The files of a directory or glob, in natural order; one line when there are none."""
     if os.path.isdir(path):
-        names = [n for n in os.listdir(path) if readable(n)
-                 and os.path.isfile(os.path.join(path, n))]
+        # scandir: whether an entry is a file comes with the listing (no stat a file)
+        with os.scandir(path) as entries:
+            names = [entry.name for entry in entries if readable(entry.name)
+                     and entry.is_file()]
         found = [os.path.join(path, n) for n in sorted(names, key=natural_key)]
         if not found:
             raise InputError(f"{path}: is a directory with no .npy, .npz, .h5 or table files "
