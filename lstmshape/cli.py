@@ -372,6 +372,10 @@ def check_engine_options(kwargs: dict[str, Any]) -> tuple[str | None, int | None
         raise click.BadParameter(f"{kwargs['output']!r}: --engine dask writes a .zarr output "
                                  f"(a directory store its workers fill at once)",
                                  param_hint="'-o' / '--output'")
+    if kwargs.get("y") == "-":  # before a cluster is started; Job says the same to the library
+        raise click.BadParameter("'-' reads the targets from stdin, which the dask engine's "
+                                 "workers cannot read; give them as a file",
+                                 param_hint="'--y'")
     return scheduler, workers
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, OptionError, OutputError, Param
-from .io.arrays import StoredArray, utf8_text
+from .io.arrays import StoredArray
 from .io.digest import (
     INLINE_HASH_BYTES,
     OBSERVED_SHARE,
@@ -46,6 +46,7 @@ from .io.output import (
     ArrayData,
     OutputSet,
     Stream,
+    as_utf8,
     check_not_inputs,
     check_writable_folder,
     release_cache,
@@ -180,6 +181,10 @@ class Job:
             raise OptionError(f"{options.output}: the dask engine writes a .zarr output (a "
                               f"directory store many workers can fill at once); name the output "
                               f"OUT.zarr")
+        if options.engine is not None and options.y is not None and \
+                parse_location(options.y).is_stdio:
+            raise OptionError(Param("y", "-", shown="-"), " reads the targets from stdin, which "
+                              "the dask engine's workers cannot read; give them as a file")
         self.sources: list[Source] = []
         #: each source with the location it was opened from and the ``--y``/``--y-kind``
         #: composed in (a worker opens it the same way)
@@ -187,6 +192,9 @@ class Job:
         self.hashes: dict[str, Digest] = {}
         #: the ``--like`` manifest's step, once the command has adopted it
         self.like: Like | None = None
+        #: targets a command makes from an option of its own (``window --target``): ``-o -``
+        #: refuses to drop them, as it refuses ``--y``
+        self.named_targets: Param | None = None
         # warn() is called from the prefetch thread too (streamed blocks find collisions)
         self.warning_lock = threading.Lock()
         self.digest_cache = open_digest_cache(options.digest_cache, warn=self.warn)
@@ -436,13 +444,14 @@ class Job:
 
     def label_value(self, source: Source) -> float:
         """The pad value of per-timestep targets: ``--y-value``; else the one the ``--like``
-        manifest recorded; else the one the input's labels were padded with (its manifest);
-        else 0. So a chain (pad, then batch) and a test set made ``--like`` the training set
-        pad labels alike, e.g. with the -1 a loss ignores."""
+        manifest recorded; else the one the input's labels were padded with (its manifest; not
+        when ``--y`` names other labels); else 0. So a chain (pad, then batch) and a test set
+        made ``--like`` the training set pad labels alike, e.g. with the -1 a loss ignores."""
         if self.options.y_value is not None:
             return self.options.y_value
+        own = source.manifest is not None and self.options.y is None  # --y: new labels
         for params in (self.like.step.params if self.like is not None else {},
-                       source.manifest.params if source.manifest is not None else {}):
+                       source.manifest.params if own and source.manifest is not None else {}):
             recorded = params.get("y_value")
             if isinstance(recorded, int | float) and not isinstance(recorded, bool):
                 return float(recorded)
@@ -663,7 +672,7 @@ class Job:
                 entries[role] = entry
             return entries
         if output.suffix == ".h5":
-            arrays = [(role, utf8_text(data) if isinstance(data, np.ndarray) else data)
+            arrays = [(role, data if isinstance(data, Planned) else as_utf8(data))
                       for role, data in arrays]
         digest = outputs.write_file(output, arrays)
         for role, data in arrays:
@@ -673,12 +682,14 @@ class Job:
     def refuse_losing_targets(self) -> None:
         """``-o -`` writes the tensor alone: targets the user named are refused (before a byte
         is written), targets that merely came with the input are dropped with a warning."""
-        named = self.options.y or (self.options.table.target if self.options.table else None)
+        table_target = self.options.table.target if self.options.table else None
+        named = (Param("y", self.options.y) if self.options.y is not None
+                 else Param("target", table_target) if table_target is not None
+                 else self.named_targets)
         if named is not None:
             raise OptionError("-o - writes the tensor alone to stdout, so the targets of ",
-                              Param("y" if self.options.y else "target", named),
-                              " would be lost; write a file: -o OUT.npz, or -o OUT.npy with "
-                              "OUT.y.npy beside it")
+                              named, " would be lost; write a file: -o OUT.npz, or -o OUT.npy "
+                              "with OUT.y.npy beside it")
         self.warn(f"{self.locations[0]}: its targets (y) are not written: -o - writes the "
                   f"tensor alone to stdout")
 

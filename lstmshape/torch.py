@@ -258,6 +258,18 @@ def fits_value(value: float, dtype: np.dtype) -> None:
                             f"data; use a whole number, or a float dtype= for the dataset")
 
 
+def fits_label(value: float, dtype: np.dtype) -> None:
+    """Refuse a ``y_padding_value`` that labels of ``dtype`` cannot hold (NaN or 0.5 in ints,
+    -100 in uint8)."""
+    if dtype.kind == "f":
+        return
+    whole = math.isfinite(value) and float(value).is_integer()
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    if not whole or (info is not None and not info.min <= value <= info.max):
+        raise ArgumentError(Param("y_padding_value", value), f" cannot be stored in the "
+                            f"{dtype} labels; use a value they can hold")
+
+
 # ---------------------------------------------------------------------------------------------
 # The dataset
 
@@ -757,6 +769,7 @@ def collate_item_batch(torch: Any, batch: ItemBatch, value: float, label_value: 
     y = weight = None
     if batch.per_step:
         if batch.targets is not None:
+            fits_label(label_value, batch.targets.dtype)
             y = gather_padded(batch.targets, batch.starts, batch.lengths, width, label_value,
                               real)
         if batch.weights is not None:
@@ -814,6 +827,7 @@ def collate_items(torch: Any, batch: Any, value: float, label_value: float,
         x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=batch_first, padding_value=value)
         y = weight = None
         if per_step:
+            fits_label(label_value, torch.empty(0, dtype=ys[0].dtype).numpy().dtype)
             y = torch.nn.utils.rnn.pad_sequence(ys, batch_first=batch_first,
                                                 padding_value=label_value)
             if weights:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -386,3 +387,49 @@ def test_shards_are_hashed_in_turn_on_one_worker(tmp_path: Path, invoke: Any,
         assert entry["sha256"] == file_sha256(folder / Path(entry["path"]).name)
     shard_threads = {hashed_by[f"r{index}.npy"] for index in range(30)}
     assert len(shard_threads) == 1 and threading.get_ident() not in shard_threads
+
+
+def test_shards_waiting_to_be_hashed_hold_no_open_file(tmp_path: Path, invoke: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the worker starts on the first shard, every shard's digest is already queued: none
+    of them may hold its file open meanwhile (the readers hold one each already; 600 shards
+    under `ulimit -n 1024` ran out of descriptors)."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for index in range(200):
+        np.save(folder / f"r{index}.npy", np.full((3, 2), index, np.float32))
+    open_files: list[int] = []
+    real_hash = InputDigest._hash
+
+    def spy(self: InputDigest) -> None:
+        if not open_files:
+            open_files.append(len(os.listdir("/proc/self/fd")))
+        real_hash(self)
+
+    monkeypatch.setattr(InputDigest, "_hash", spy)
+    monkeypatch.setenv("LSTMSHAPE_NO_DIGEST_CACHE", "1")
+    before = len(os.listdir("/proc/self/fd"))
+    out = tmp_path / "out.npz"
+    assert invoke("pad", folder, "--layout", "series", "-o", out).exit_code == 0
+    assert open_files and open_files[0] - before < 200 + 40  # the readers' 200, not 400
+    inputs = json.loads(Path(f"{out}.json").read_text())["inputs"]
+    assert [entry["sha256"] for entry in inputs] == [
+        file_sha256(folder / f"r{index}.npy") for index in range(200)]
+
+
+def test_a_shard_replaced_before_its_turn_is_an_error_not_a_wrong_hash(
+        tmp_path: Path) -> None:
+    """The hasher reopens a shard at its turn: a different file there by then is refused."""
+    from lstmshape.io.digest import hash_in_turn
+
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros(3))
+    digest = InputDigest(str(path))
+    assert digest.claim_whole_file()
+    replacement = tmp_path / "b.npy"
+    np.save(replacement, np.ones(3))
+    os.replace(replacement, path)
+    hash_in_turn([digest])  # already claimed: nothing more to start
+    digest._hash()
+    with pytest.raises(OSError, match="changed while lstmshape read it"):
+        digest.hexdigest()

@@ -128,6 +128,11 @@ def test_stdout_output_never_drops_targets_silently(tmp_path: Path) -> None:
     assert named.returncode == 1 and named.stdout == b""
     assert named.stderr.decode().startswith("Error: -o - writes the tensor alone")
     assert "--y" in named.stderr.decode() and named.stderr.count(b"\n") == 1
+    series = tmp_path / "series.npy"
+    np.save(series, np.arange(30, dtype=np.float32).reshape(10, 3))
+    window = run_lstmshape("window", series, "--timesteps", 3, "--target", 0, "-o", "-")
+    assert window.returncode == 1 and window.stdout == b""
+    assert "--target '0' would be lost" in window.stderr.decode()
     inside = run_lstmshape("pad", tmp_path / "xy.npz", "-o", "-")
     assert inside.returncode == 0
     warning = inside.stderr.decode()

@@ -136,3 +136,28 @@ def test_library_reads_string_ids_of_h5(tmp_path: Path, invoke: Callable[..., Re
     with np.load(again) as data:
         assert data["ids"].dtype.kind == "U" and data["ids"].tolist() == IDS
     assert lstmshape.read(str(out)).lengths.tolist() == LENGTHS
+
+
+def test_window_to_h5_stores_each_windows_string_id(tmp_path: Path,
+                                                    invoke: Callable[..., Result]) -> None:
+    """window's ids are streamed: they are UTF-8 strings in .h5 like any other command's."""
+    out = tmp_path / "w.h5"
+    done = invoke("window", string_id_table(tmp_path), "--id", "user", "--time", "ts",
+                  "--timesteps", 2, "-o", out)
+    assert done.exit_code == 0, done.output
+    with h5py.File(out) as h5:
+        sources = h5["source_index"][()]
+        assert h5["ids"].asstr()[()].tolist() == [IDS[i] for i in sources]
+    assert invoke("verify", out, "--no-model", "-q").exit_code == 0
+    assert ids_of(out) == [IDS[i] for i in sources]
+
+
+def test_ids_that_are_not_utf8_are_one_error_line(tmp_path: Path,
+                                                  invoke: Callable[..., Result]) -> None:
+    src = tmp_path / "b.npz"
+    np.savez(src, values=np.zeros((10, 1), np.float32), lengths=[1, 2, 3, 4],
+             ids=np.array([b"a", b"b", b"\xff", b"d"]))
+    done = invoke("pad", src, "-o", tmp_path / "o.npz")
+    assert done.exit_code == 1
+    assert done.output == f"Error: {src}:ids: holds bytes that are not UTF-8 text; store the " \
+                          f"ids as text or integers\n"

@@ -207,6 +207,10 @@ def test_label_pad_value_carries_through_a_chain_and_like(labelled: dict[str, An
     ok(invoke("batch", padded, "--size", 4, "--y-value", 7, "-o", out))
     with np.load(out) as data:
         assert (data["y_000000"][data["sample_weight_000000"] == 0] == 7).all()
+    # --y names other labels: the input's recorded -1 was about its own labels, not these
+    ok(invoke("batch", padded, "--y", labelled["steps"], "--size", 4, "-o", out))
+    with np.load(out) as data:
+        assert (data["y_000000"][data["sample_weight_000000"] == 0] == 0).all()
 
 
 def test_timestep_labels_split_like_x(labelled: dict[str, Any], tmp_path: Path,

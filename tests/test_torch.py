@@ -444,6 +444,16 @@ def test_collate_pads_labels_with_the_value_the_output_recorded(
         assert (lt.collate(batch)["y"][~padded["mask"]] == 0).all()
     with pytest.raises(ArgumentError, match="y_padding_value"):
         lt.collate([data[0]], y_padding_value="pad")
+    for bad in (0.5, float("nan")):  # the labels are int64: refused, not cut or crashed
+        for batch in (data.__getitems__(indices), [data[i] for i in indices]):
+            with pytest.raises(ArgumentError, match="cannot be stored in the int64 labels"):
+                lt.collate(batch, y_padding_value=bad)
+    tags = tmp_path / "tags.npz"
+    np.savez(tags, *[np.arange(len(s), dtype=np.uint8) for s in sequences])
+    small = lt.SequenceDataset(make(invoke, "pad", src, "--y", tags, "-o", tmp_path / "u8.npz"))
+    for batch in (small.__getitems__(indices), [small[i] for i in indices]):
+        with pytest.raises(ArgumentError, match=r"-100\.0 cannot be stored in the uint8 labels"):
+            lt.collate(batch, y_padding_value=-100)
     plain = make(invoke, "pad", src, "-o", tmp_path / "plain.npz")
     assert lt.SequenceDataset(plain).y_padding_value == 0.0
 

@@ -359,7 +359,20 @@ def test_usage_errors(ragged_input: Path, tmp_path: Path, invoke: Callable[..., 
     split = invoke("truncate", ragged_input, "--maxlen", "5", "--overflow", "split", "-o",
                    tmp_path / "x.zarr", "--engine", "dask", "--workers", "1")
     assert split.exit_code == 2 and "--engine local" in split.output
+    stdin_y = invoke("pad", ragged_input, "--y", "-", "-o", tmp_path / "x.zarr", "--engine",
+                     "dask", "--workers", "2")  # refused before a cluster is started
+    assert stdin_y.exit_code == 2 and "workers cannot read" in stdin_y.output
     assert os.listdir(tmp_path) == []
+
+
+def test_stdin_targets_refused_by_the_library_engine_too(ragged_input: Path,
+                                                        tmp_path: Path) -> None:
+    from lstmshape.errors import OptionError
+    from lstmshape.job import IOOptions, Job
+
+    with pytest.raises(OptionError, match="workers cannot read"):
+        Job("pad", [str(ragged_input)], IOOptions(output=str(tmp_path / "x.zarr"), y="-",
+                                                   engine=object()))  # type: ignore[arg-type]
 
 
 def blocked_signals(thread: threading.Thread) -> int:

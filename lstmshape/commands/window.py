@@ -71,6 +71,8 @@ def window_file(src: str, options: IOOptions, *, timesteps: int | None = None,
         adopt(recorded, params, names, source.location, job)
         columns = (None if target is None
                    else resolve_columns(target, source.n_features, names))
+        if columns is not None:
+            job.named_targets = Param("target", target)
         spec = WindowSpec(timesteps, stride, sampling_rate, horizon if columns is not None else 0)
         counts = spec.counts(source.lengths)
         total = int(counts.sum())

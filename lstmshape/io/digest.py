@@ -187,6 +187,8 @@ class InputDigest:
         self._ended = False  # _END is queued: nothing more will be added
         self._cancelled = False
         self._result: Future[str] = Future()
+        #: (device, inode, size, mtime_ns) of a file whose handle was closed until its turn
+        self._reopen_as: tuple[int, int, int, int] | None = None
         self._thread: threading.Thread | None = None
         if cache is not None and self._handle is not None:
             self.stat_time_ns = time.time_ns()  # before the stat: see digest_cache.racy
@@ -231,6 +233,13 @@ class InputDigest:
             self._whole = True
             self._thread = threading.current_thread()  # placeholder: _finish() starts no worker
             self._finish()
+            if self._handle is not None:
+                # a folder of 1,000 shards waiting in turn must not hold 1,000 more open files
+                # (the readers hold one each already): the hasher opens it again, and checks
+                # that it is still the file whose stat was taken here
+                info = os.fstat(self._handle.fileno())
+                self._reopen_as = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+                self._close_handle()
             return True
 
     def observe(self, offset: int, block: np.ndarray) -> None:
@@ -315,8 +324,13 @@ class InputDigest:
 
     def _hash(self) -> None:
         try:
-            if self._handle is None:  # could not be opened: now say why
+            if self._handle is None:  # could not be opened (now say why), or closed to wait
                 self._handle = open_regular(self.path)
+                info = os.fstat(self._handle.fileno())
+                if self._reopen_as is not None and self._reopen_as != (
+                        info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns):
+                    raise OSError(errno.ESTALE, "the file changed while lstmshape read it",
+                                  self.path)
             digest = hashlib.sha256()
             # a small file gets a small buffer: a folder of 1,000 shards hashes 1,000 files,
             # and 4 MB zeroed per file was most of their cost (+1 byte: the read that ends)

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..manifest import Manifest
 from ..plan import ChunkTask, Engine, Listing, Planned, ProgressCallback
-from .arrays import little_endian
+from .arrays import little_endian, utf8_text
 from .digest import open_regular, sha256_file
 from .location import STDIO, Location, is_side_file, same_path
 from .npy import NpyWriter
@@ -59,6 +59,27 @@ class Stream:
 
 
 ArrayData = np.ndarray | Stream
+
+
+def as_utf8(data: ArrayData) -> ArrayData:
+    """Text (a table's string ids) as fixed-length UTF-8 bytes, how ``.h5`` stores it; any other
+    array as it is. A streamed one gets the width no text of its width can exceed: 4 bytes a
+    character.
+
+    Example:
+        >>> as_utf8(np.array(["ab", "\u00e9"])).dtype, as_utf8(np.arange(2)).dtype
+        (dtype('S2'), dtype('int64'))
+        >>> stream = as_utf8(Stream((1,), np.dtype("<U2"), [np.array(["\u00e9"])]))
+        >>> stream.dtype, [block.tolist() for block in stream.blocks]
+        (dtype('S8'), [[b'\xc3\xa9']])
+    """
+    if isinstance(data, Stream):
+        if data.dtype.kind != "U":
+            return data
+        width = np.dtype(f"S{data.dtype.itemsize}")  # a U character is 4 bytes: UTF-8's most
+        return Stream(data.shape, width, (utf8_text(block).astype(width)
+                                          for block in data.blocks))
+    return utf8_text(data)
 
 
 def as_stream(data: ArrayData) -> Stream:

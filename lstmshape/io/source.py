@@ -562,7 +562,11 @@ class Opener:
                              f"the {source.n_samples} samples; fix or drop it")
         if len(ids.shape) > 2 or (len(ids.shape) == 2 and not source.batches):
             raise InputError(f"{where} has shape {tuple(ids.shape)}; ids are one per sample")
-        source.ids = decoded_text(ids.read_rows(0, ids.shape[0])).reshape(-1)
+        try:
+            source.ids = decoded_text(ids.read_rows(0, ids.shape[0])).reshape(-1)
+        except UnicodeDecodeError:
+            raise InputError(f"{where}: holds bytes that are not UTF-8 text; store the ids as "
+                             f"text or integers") from None
         return source
 
     def with_source_index(self, source: Source, index: StoredArray | None,
