@@ -382,3 +382,26 @@ def test_verify_checks_the_new_roles(labelled: dict[str, Any], tmp_path: Path,
     result = ok(invoke("verify", out, "--no-model", "--json"))
     roles = {row["role"] for row in json.loads(result.output)["files"]}
     assert {"x", "y", "sample_weight"} <= roles
+
+
+def test_flat_labels_as_many_as_samples_still_read_as_per_timestep(tmp_path: Path,
+                                                                  invoke: Invoke) -> None:
+    """Beside ragged x, labels stored flat (one a real step) whose count equals the sample
+    count -- every sequence one step long, or an empty part of a partition -- are read as the
+    manifest recorded them: per timestep, not one per sample."""
+    src = tmp_path / "one.npz"
+    np.savez(src, values=np.arange(8, dtype=np.float32).reshape(4, 2),
+             lengths=np.ones(4, np.int64))
+    np.savez(tmp_path / "tags.npz", values=np.arange(4) + 5, lengths=np.ones(4, np.int64))
+    ragged = tmp_path / "r.npz"
+    ok(invoke("truncate", src, "--y", tmp_path / "tags.npz", "--y-kind", "timestep",
+              "--maxlen", 5, "-o", ragged))
+    ok(invoke("verify", ragged, "--no-model", "-q"))
+    padded = tmp_path / "p.npz"
+    ok(invoke("pad", ragged, "-o", padded))
+    with np.load(padded) as data:
+        assert data["y"].tolist() == [[5], [6], [7], [8]]
+    parts = [tmp_path / "a.npz", tmp_path / "b.h5"]
+    ok(invoke("partition", ragged, "--fractions", "0.9,0.1", "-o", parts[0], "-o", parts[1]))
+    for part in parts:  # b.h5 is empty: 0 labels for 0 steps
+        ok(invoke("verify", part, "--no-model", "-q"))

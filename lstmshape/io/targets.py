@@ -142,6 +142,10 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
                        and stored.shape[1] == source.timesteps)
         kind = recorded or ("timestep" if flat or dense_steps else "sequence")
     where = source.target_file or f"{source.location.path}:y"
+    if kind == "timestep" and source.timesteps is None and stored.shape[0] == total:
+        # one label a real step beside ragged x, also where that count equals the sample count
+        # (every sequence 1 step long, or none at all: an empty part of a partition)
+        flat = True
     if kind == "sequence":
         if stored.shape[0] != source.n_samples:
             raise InputError(f"{where}: targets of shape {stored.shape} do not match "
