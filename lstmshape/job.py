@@ -449,14 +449,11 @@ class Job:
         made ``--like`` the training set pad labels alike, e.g. with the -1 a loss ignores."""
         if self.options.y_value is not None:
             return self.options.y_value
-        own = source.manifest is not None and self.options.y is None  # --y: new labels
-        for params in (self.like.step.params if self.like is not None else {},
-                       source.manifest.params if own and source.manifest is not None else {}):
-            recorded = params.get("y_value")
-            if isinstance(recorded, int | float) and not isinstance(recorded, bool):
-                return float(recorded)
-            if recorded in ("nan", "inf", "-inf"):
-                return float(recorded)
+        own = source.manifest if self.options.y is None else None  # --y: other labels
+        for manifest in (self.like.step if self.like is not None else None, own):
+            recorded = manifest.label_pad_value if manifest is not None else None
+            if recorded is not None:
+                return recorded
         return 0.0
 
     def target_params(self, source: Source, record_path: str) -> dict[str, Any]:
@@ -499,14 +496,15 @@ class Job:
 
         width = source.timesteps
         lengths = source.lengths if index is None else source.lengths[index]
-        check_value_fits(self.label_value(source), labels.dtype, "y_value")
+        value = self.label_value(source)
+        check_value_fits(value, labels.dtype, "y_value")
         shape = (*((len(lengths), width) if width is not None else (int(lengths.sum()),)),
                  *labels.step_shape)
         wanted = np.arange(source.n_samples) if index is None else index
         bounds = np.array(labels.block_bounds(self.block_bytes), dtype=np.int64)
         steps = lengths if width is None else np.full(len(lengths), width)
         row_bytes = max(labels.n_features * labels.dtype.itemsize, 1)
-        kept = KeptRows(width, source.side, self.label_value(source))
+        kept = KeptRows(width, source.side, value)
 
         def blocks() -> Iterator[np.ndarray]:
             for first, last in bounds_within(2 * steps * row_bytes, self.block_bytes):

@@ -245,6 +245,22 @@ class Manifest:
         return float(padding["value"])  # checked(): a number or "nan"/"inf"/"-inf"
 
     @property
+    def label_pad_value(self) -> float | None:
+        """``params.y_value``: what this step padded per-timestep labels with (``"nan"`` ->
+        NaN); None when it recorded none.
+
+        Example:
+            >>> Manifest("t.json", {"params": {"y_value": "nan"}}).label_pad_value
+            nan
+        """
+        value = self.params.get("y_value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if value in ("nan", "inf", "-inf"):  # json_number's spelling of what JSON lacks
+            return float(value)
+        return None
+
+    @property
     def feature_axis(self) -> bool:
         """False when the output was written without its one-feature axis
         (``--no-feature-axis``: ``input_shape`` ``[T]``)."""

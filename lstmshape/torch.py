@@ -344,7 +344,8 @@ class SequenceDataset:
             self.per_step = source.step_targets is not None
             #: what per-timestep labels were padded with (the manifest's ``y_value``, else 0):
             #: ``collate(..., y_padding_value=dataset.y_padding_value)`` pads them alike
-            self.y_padding_value = label_padding(source)
+            recorded = source.manifest.label_pad_value if source.manifest is not None else None
+            self.y_padding_value = 0.0 if recorded is None else recorded
             self.has_targets = source.targets is not None or self.per_step
             self.has_weights = self.has_targets and source.sample_weight is not None
             if self.has_weights:
@@ -939,15 +940,3 @@ def model_check(seqs: SequenceSet, units: int = 4) -> dict[str, Any]:
     report["output_shape"] = [int(d) for d in output.shape]
     report["finite"] = bool(np.isfinite(output).all())
     return report
-
-
-def label_padding(source: Source) -> float:
-    """The value an output's per-timestep labels were padded with: its manifest's ``y_value``
-    (``"nan"`` read back as NaN), else 0."""
-    recorded = source.manifest.params.get("y_value") if source.manifest is not None else None
-    if isinstance(recorded, bool) or not isinstance(recorded, int | float | str):
-        return 0.0
-    try:
-        return float(recorded)
-    except ValueError:
-        return 0.0
