@@ -150,7 +150,23 @@ class Digest(Protocol):
     def close(self) -> None: ...
 
 
-class InputDigest:
+class DigestFields:
+    """The fields every :class:`Digest` starts with, set in one place."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        #: bytes of the arrays whose reads are observed (see :data:`OBSERVED_SHARE`)
+        self.observed_bytes = 0
+        #: bytes fed to sha256 so far (written by the hasher thread; read it after hexdigest())
+        self.hashed_bytes = 0
+        #: the stat of the file opened, taken just after ``stat_time_ns`` (with a cache only)
+        self.stat: os.stat_result | None = None
+        self.stat_time_ns = 0
+        #: whether the hash came from the cache (then the file is not read for hashing)
+        self.cached = False
+
+
+class InputDigest(DigestFields):
     """sha256 of one input file, fed by the blocks its readers read (see the module docstring).
 
     Example:
@@ -163,16 +179,7 @@ class InputDigest:
     """
 
     def __init__(self, path: str, cache: DigestCache | None = None) -> None:
-        self.path = path
-        #: bytes of the arrays whose reads are observed (see :data:`OBSERVED_SHARE`)
-        self.observed_bytes = 0
-        #: bytes fed to sha256 so far (written by the hasher thread; read it after hexdigest())
-        self.hashed_bytes = 0
-        #: the stat of the file opened, taken just after ``stat_time_ns`` (with a cache only)
-        self.stat: os.stat_result | None = None
-        self.stat_time_ns = 0
-        #: whether the hash came from the cache (then the file is not read for hashing)
-        self.cached = False
+        super().__init__(path)
         self._handle: IO[bytes] | None
         try:
             self._handle = open_regular(path)  # the hasher closes it
@@ -390,7 +397,7 @@ def hash_in_turn(digests: list[InputDigest]) -> None:
         hash_each()
 
 
-class TreeDigest:
+class TreeDigest(DigestFields):
     """The sha256 of a directory (a ``.zarr`` store): that of its sorted ``sha256  path``
     listing (:func:`~lstmshape.io.zarr_store.listing_digest`), computed when asked for. Its
     files are many and small, read by zarr-python: nothing is observed, and nothing cached.
@@ -399,12 +406,7 @@ class TreeDigest:
     """
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.observed_bytes = 0
-        self.hashed_bytes = 0
-        self.stat: os.stat_result | None = None
-        self.stat_time_ns = 0
-        self.cached = False
+        super().__init__(path)
         self._digest: str | None = None
 
     @property
