@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .digest_cache import identity
 from .threads import start_worker
 
 if TYPE_CHECKING:
@@ -194,8 +195,8 @@ class InputDigest(DigestFields):
         self._ended = False  # _END is queued: nothing more will be added
         self._cancelled = False
         self._result: Future[str] = Future()
-        #: (device, inode, size, mtime_ns) of a file whose handle was closed until its turn
-        self._reopen_as: tuple[int, int, int, int] | None = None
+        #: the digest cache's identity of a file whose handle was closed until its turn
+        self._reopen_as: tuple[int, int, int, int, int] | None = None
         self._thread: threading.Thread | None = None
         if cache is not None and self._handle is not None:
             self.stat_time_ns = time.time_ns()  # before the stat: see digest_cache.racy
@@ -244,8 +245,8 @@ class InputDigest(DigestFields):
                 # a folder of 1,000 shards waiting in turn must not hold 1,000 more open files
                 # (the readers hold one each already): the hasher opens it again, and checks
                 # that it is still the file whose stat was taken here
-                info = os.fstat(self._handle.fileno())
-                self._reopen_as = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+                info = self.stat if self.stat is not None else os.fstat(self._handle.fileno())
+                self._reopen_as = identity(info)
                 self._close_handle()
             return True
 
@@ -333,9 +334,8 @@ class InputDigest(DigestFields):
         try:
             if self._handle is None:  # could not be opened (now say why), or closed to wait
                 self._handle = open_regular(self.path)
-                info = os.fstat(self._handle.fileno())
-                if self._reopen_as is not None and self._reopen_as != (
-                        info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns):
+                if self._reopen_as is not None and \
+                        identity(os.fstat(self._handle.fileno())) != self._reopen_as:
                     raise OSError(errno.ESTALE, "the file changed while lstmshape read it",
                                   self.path)
             digest = hashlib.sha256()
