@@ -456,6 +456,17 @@ class Job:
                 return recorded
         return 0.0
 
+    def padded_label_value(self, source: Source) -> float:
+        """:meth:`label_value`, for labels about to be padded with it: refused (naming
+        ``--y-value``) when their dtype cannot hold it."""
+        from .ops.pad import check_value_fits
+
+        value = self.label_value(source)
+        labels = source.step_targets
+        assert labels is not None, "no per-timestep targets to pad"
+        check_value_fits(value, labels.dtype, "y_value")
+        return value
+
     def target_params(self, source: Source, record_path: str) -> dict[str, Any]:
         """The targets' effective options, for the manifest's ``params``: ``y`` (``--y``, as a
         path relative to the manifest), ``y_kind``, and ``y_value`` when labels are padded."""
@@ -492,12 +503,9 @@ class Job:
         labels = source.step_targets
         if labels is None:
             return []
-        from .ops.pad import check_value_fits
-
         width = source.timesteps
         lengths = source.lengths if index is None else source.lengths[index]
-        value = self.label_value(source)
-        check_value_fits(value, labels.dtype, "y_value")
+        value = self.padded_label_value(source)
         shape = (*((len(lengths), width) if width is not None else (int(lengths.sum()),)),
                  *labels.step_shape)
         wanted = np.arange(source.n_samples) if index is None else index

@@ -405,3 +405,25 @@ def test_flat_labels_as_many_as_samples_still_read_as_per_timestep(tmp_path: Pat
     ok(invoke("partition", ragged, "--fractions", "0.9,0.1", "-o", parts[0], "-o", parts[1]))
     for part in parts:  # b.h5 is empty: 0 labels for 0 steps
         ok(invoke("verify", part, "--no-model", "-q"))
+
+
+@pytest.mark.parametrize("command", [["pad"], ["batch", "--size", "4"],
+                                     ["partition", "--fractions", "1"]])
+def test_a_label_pad_value_the_labels_cannot_hold_is_one_error(
+        command: list[str], labelled: dict[str, Any], tmp_path: Path, invoke: Invoke) -> None:
+    """int32 labels padded with NaN: refused naming --y-value, before anything is written;
+    truncate of ragged labels pads nothing, so any value does."""
+    padded = tmp_path / "p.npz"
+    if command[0] == "partition":  # kept_labels pads a padded input's labels again
+        ok(invoke("pad", labelled["src"], "--y", labelled["steps"], "-o", padded))
+        src, extra = padded, ["--y-value", "nan"]
+    else:
+        src, extra = labelled["src"], ["--y", labelled["steps"], "--y-value", "nan"]
+    out = tmp_path / "out.npz"
+    result = invoke(command[0], src, *command[1:], *extra, "-o", out)
+    assert result.exit_code == 1
+    assert result.output == "Error: --y-value nan cannot be stored in int32 data; use a whole " \
+                            "number or a float --dtype\n"
+    assert not out.exists()
+    ok(invoke("truncate", labelled["src"], "--y", labelled["steps"], "--y-value", "nan",
+              "--maxlen", 3, "-o", out))

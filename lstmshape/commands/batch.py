@@ -117,8 +117,8 @@ def batch_file(src: str, options: IOOptions, *, size: int | None = None,
         maker = BatchMaker(job, source, plan, side, fill)
         labels = None
         if source.step_targets is not None:  # per-timestep: batched exactly like x
-            check_value_fits(job.label_value(source), source.step_targets.dtype, "y_value")
-            labels = BatchMaker(job, source.step_targets, plan, side, job.label_value(source))
+            labels = BatchMaker(job, source.step_targets, plan, side,
+                                job.padded_label_value(source))
         arrays = (one_array_roles(plan, maker, labels) if one_array
                   else per_batch_roles(plan, maker, labels))
         real = plan.order >= 0

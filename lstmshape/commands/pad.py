@@ -81,10 +81,10 @@ def pad_file(src: str, options: IOOptions, *, maxlen: int | str | None = None,
         arrays: list[tuple[str, Any]] = [("x", tensor), ("lengths", kept)]
         labels = source.step_targets
         if labels is not None:  # per-timestep: padded and cut exactly like x, then weighted
-            check_value_fits(job.label_value(source), labels.dtype, "y_value")
             arrays.append(("y", job.labels(
                 source, (source.n_samples, length, *labels.step_shape),
-                PadRows(length, padding, truncating, job.label_value(source), labels.dtype, False),
+                PadRows(length, padding, truncating, job.padded_label_value(source),
+                        labels.dtype, False),
                 out_row_bytes=length)))
             arrays.append(("sample_weight", job.step_weights(kept, length, padding)))
         arrays.extend(job.side_arrays(source))  # y, and source_index for partition --by-source

@@ -13,7 +13,7 @@ from ..io.source import Source
 from ..job import IOOptions, Job, Result, check_one_feature
 from ..like import adopt, open_like, required, resolve
 from ..manifest import ManifestData, json_number
-from ..ops.pad import check_value_fits, pad
+from ..ops.pad import pad
 from ..ops.truncate import split, split_lengths, truncate
 from ..plan import Planned
 from ..sequences import LENGTH_DTYPE, Side, check_side
@@ -89,12 +89,12 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
             arrays.append(("source_index", source_index))
         labels = source.step_targets
         if labels is not None:  # per-timestep: cut (and split) exactly like x
-            if dense:
-                check_value_fits(job.label_value(source), labels.dtype, "y_value")
+            # ragged labels are cut, never padded: any value does for them
+            label_value = job.padded_label_value(source) if dense else job.label_value(source)
             shape = ((len(new_lengths), width) if width is not None
                      else (int(new_lengths.sum()),))
             arrays.append(("y", job.labels(source, (*shape, *labels.step_shape), CutRows(
-                maxlen, truncating, overflow, width, source.side, job.label_value(source)),
+                maxlen, truncating, overflow, width, source.side, label_value),
                 offsets=offsets)))
             if width is not None and bool(np.any(new_lengths < width)):
                 arrays.append(("sample_weight", job.step_weights(new_lengths, width,
