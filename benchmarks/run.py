@@ -6,7 +6,8 @@
 
 Environment: ``LSTMSHAPE_BENCH_SCALE`` multiplies every data size (default 1, ``--quick`` 0.1),
 ``LSTMSHAPE_BENCH_ROUNDS`` the end-to-end rounds (default and least 5),
-``LSTMSHAPE_BENCH_TOUCH_MB`` the memory touched and freed before each timed run (default 2048).
+``LSTMSHAPE_BENCH_TOUCH_MB`` the memory touched and freed before each timed run (default 2048),
+``LSTMSHAPE_BENCH_QUIET_S`` the wait after it (default 3 s; see settle()).
 
 Prints one table of ratios. The targets (issue 4):
 
@@ -71,12 +72,15 @@ counted); their best-of-N is printed for information. Before every timed run the
 dirty data is written back (os.sync) and a separate process touches and frees ~2 GB, so that no
 contender inherits the pages another one freed: fresh pages are slow on this VM, and the numpy
 script swung 0.4-1.8 s with whatever ran before it (fast after the Keras script's 1.8 GB, slow
-after lstmshape's ~120 MB). RSS is one run each.
+after lstmshape's ~120 MB); then the bench waits 3 s, until the kernel has handed the freed
+memory back to the host (see settle()), so that no run races that hand-back. RSS is one run
+each.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import filecmp
 import json
 import os
@@ -106,6 +110,8 @@ ROWS: list[tuple[str, str, str, str, str]] = []
 
 #: Memory touched and freed by a separate process before every end-to-end run (MB).
 TOUCH_MB = int(os.environ.get("LSTMSHAPE_BENCH_TOUCH_MB", "2048"))
+#: Seconds to wait after that, for the kernel's free page reporting to be over (see settle()).
+QUIET_S = float(os.environ.get("LSTMSHAPE_BENCH_QUIET_S", "3"))
 #: End-to-end rounds; the judgement is on their median, so never fewer than 5.
 ROUNDS = max(5, int(os.environ.get("LSTMSHAPE_BENCH_ROUNDS", "5")))
 #: the CACHE rows compare effects of 5-15 % on runs that swing by 30 % here: more rounds
@@ -123,10 +129,23 @@ def settle() -> None:
     the kernel's writeback of the previous script's 640 MB output competes with this run for
     the two cores and the disk, 0.5-1 s at random), and no freed pages of an earlier run left to
     inherit: a separate process touches ``TOUCH_MB`` and exits, so every contender starts after
-    the same kind of predecessor."""
+    the same kind of predecessor.
+
+    Then it waits QUIET_S seconds. This VM's balloon device has free page reporting
+    (virtio-balloon ``VIRTIO_BALLOON_F_REPORTING``): about 2 s after memory is freed in 2 MB
+    blocks, the kernel hands it back to the host, and a page the host took back is about 10x
+    slower to write again (320 MB into the page cache: 0.06-0.08 s when the pages were freed
+    just before, 0.65-0.8 s when they were freed 3 s before). Timed right after the touch
+    process, a run raced that report: whether it got the freed pages before the host did was
+    chance, and the same command took 0.36 s or 0.7-1.2 s of system time from one run to the
+    next, in either mode of the CACHE rows. After the wait, the report is over before the run
+    starts: every contender starts with the host holding the free memory, and what it frees
+    itself (an output it replaces) it gets back fast, as on any machine.
+    """
     os.sync()
     if TOUCH_MB > 0:
         subprocess.run([PYTHON, "-c", TOUCH_SCRIPT, str(TOUCH_MB)], check=True)
+    time.sleep(QUIET_S)
 
 
 def best_of(function: Callable[[], Any], repeats: int = 3) -> float:
@@ -845,6 +864,10 @@ def main() -> None:
     scale = float(os.environ.get("LSTMSHAPE_BENCH_SCALE", "0.1" if args.quick else "1"))
     dense_gb, ragged_gb = 4.0 * scale, 2.0 * scale
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The package's bytecode, as an installed package has it (pip compiles at install): with
+    # PYTHONDONTWRITEBYTECODE set and a .pyc out of date, every timed command compiled the
+    # modules it imports again, 30-50 ms of each.
+    compileall.compile_dir(HERE.parent / "lstmshape", quiet=1)
     DATA.mkdir(exist_ok=True)
     free_gb = shutil.disk_usage(DATA).free / 2**30
     if free_gb < 2 * dense_gb + 2:
