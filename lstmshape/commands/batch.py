@@ -34,7 +34,7 @@ from ..ops.batch import (
     plan_batches,
     with_uniform_width,
 )
-from ..ops.pad import check_value_fits
+from ..ops.pad import check_value_fits, fills_alike
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_side, real_mask
 from ..words import plural
 
@@ -114,7 +114,7 @@ def batch_file(src: str, options: IOOptions, *, size: int | None = None,
                              f"all ({int(plan.widths.max())} timesteps); write .npz/.h5 to keep "
                              f"each bucket's own width")
             plan = with_uniform_width(plan)
-        maker = BatchMaker(job, source, plan, side, fill)
+        maker = BatchMaker(job, source, plan, side, fill, stored_value=source.pad_value)
         labels = None
         if source.step_targets is not None:  # per-timestep: batched exactly like x
             labels = BatchMaker(job, source.step_targets, plan, side,
@@ -264,12 +264,14 @@ class BatchMaker:
     """Pads batches a chunk at a time, gathering each chunk's samples from the input."""
 
     def __init__(self, job: Job, source: Source, plan: BatchPlan, side: Side,
-                 value: float) -> None:
+                 value: float, stored_value: float | None = None) -> None:
         self.job = job
         self.source = source
         self.plan = plan
         self.side = side
         self.value = value
+        #: whether the input's stored pad steps already hold ``value`` (see stored_rows)
+        self.fills_alike = fills_alike(stored_value, value, source.dtype)
         step_bytes = max(source.n_features * source.dtype.itemsize, 1)
         real = plan.order >= 0
         in_steps = np.zeros(plan.order.shape[0], dtype=np.int64)
@@ -296,9 +298,10 @@ class BatchMaker:
         """Every batch of a uniform plan, a chunk at a time as one ``(chunk, B, T, F)`` block."""
         plan = self.plan
         for start, stop in self.chunks:
-            rows = self.rows(start, stop)
             width = int(plan.widths[start])
-            tensor = pad_batch(rows, width, self.side, self.value).tensor
+            tensor = self.stored_rows(start, stop)
+            if tensor is None:
+                tensor = pad_batch(self.rows(start, stop), width, self.side, self.value).tensor
             yield tensor.reshape(stop - start, plan.size, width, self.source.n_features)
             self.report(stop)
 
@@ -312,6 +315,28 @@ class BatchMaker:
         lengths[real] = picked.lengths
         return SequenceSet(picked.values, lengths)
 
+    def stored_rows(self, start: int, stop: int) -> np.ndarray | None:
+        """The output rows of batches ``start:stop`` read as stored, when they are a run of
+        the input's stored tensor that padding would only write again: consecutive samples in
+        input order, no pad row, every batch as wide as the input and padded on its side, with
+        the pad value its pad steps hold (or none in these rows). Else None."""
+        source, plan = self.source, self.plan
+        if (source.stored_reader is None or source.timesteps is None
+                or self.side != source.side
+                or not bool(np.all(plan.widths[start:stop] == source.timesteps))):
+            return None
+        order = plan.order[int(plan.offsets[start]):int(plan.offsets[stop])]
+        first = int(order[0]) if order.size else -1
+        if first < 0 or not np.array_equal(order, np.arange(first, first + order.size)):
+            return None
+        last = first + order.size
+        if not (self.fills_alike or bool(np.all(source.lengths[first:last] >= source.timesteps))):
+            return None
+        stored = source.stored_reader(first, last)
+        if stored.shape[1] != source.timesteps or stored.dtype != source.dtype:
+            return None
+        return stored
+
     def report(self, stop: int) -> None:
         offsets = self.plan.offsets
         if self.job.options.progress is not None:
@@ -320,6 +345,10 @@ class BatchMaker:
     def make_chunk(self, start: int, stop: int) -> list[np.ndarray]:
         plan = self.plan
         offsets = plan.offsets
+        stored = self.stored_rows(start, stop)
+        if stored is not None:
+            self.report(stop)
+            return np.split(stored, (offsets[start + 1:stop] - offsets[start]).astype(np.intp))
         rows = self.rows(start, stop)
         batches = []
         for index in range(start, stop):  # one vectorised pad per batch

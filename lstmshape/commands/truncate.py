@@ -13,8 +13,8 @@ from ..io.source import Source
 from ..job import IOOptions, Job, Result, check_one_feature
 from ..like import adopt, open_like, required, resolve
 from ..manifest import ManifestData, json_number
-from ..ops.pad import pad
-from ..ops.truncate import split, split_lengths, truncate
+from ..ops.pad import fills_alike, pad
+from ..ops.truncate import cut_padded, split, split_lengths, truncate
 from ..plan import Planned
 from ..sequences import LENGTH_DTYPE, Side, check_side
 
@@ -68,7 +68,8 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
         dense = source.timesteps is not None
         width = min(maxlen, source.timesteps) if source.timesteps is not None else None
         pad_value = source.pad_value if source.pad_value is not None else 0.0
-        rows = CutRows(maxlen, truncating, overflow, width, source.side, pad_value)
+        rows = CutRows(maxlen, truncating, overflow, width, source.side, pad_value,
+                       stored_value=source.pad_value)
         features = source.n_features
         main: tuple[str, Stream | Planned]
         offsets: np.ndarray | None = None  # of a ragged output's rows (its planned chunks)
@@ -124,7 +125,13 @@ def truncate_file(src: str, options: IOOptions, *, maxlen: int | None = None,
 class CutRows:
     """Samples ``start:stop`` of a source, truncated or split: a dense ``(n, width, F)`` block
     padded on the source's side (``width`` given), else the ragged values. The row function of
-    the output (it crosses to Dask workers: resolved parameters only)."""
+    the output (it crosses to Dask workers: resolved parameters only).
+
+    A stored tensor cut on its own padding side is a column slice of it (:func:`cut_padded`),
+    with no unpadding and padding again, whenever that slice is what padding would write: its
+    pad steps hold ``pad_value`` (``stored_value``, the recorded pad value, fills alike), or
+    the block has no pad step left in ``width``.
+    """
 
     maxlen: int
     truncating: Side
@@ -132,8 +139,14 @@ class CutRows:
     width: int | None
     side: Side
     pad_value: float
+    #: the value a stored tensor's pad steps hold (its manifest's), None when not known
+    stored_value: float | None = None
 
     def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
+        if self.width is not None and self.overflow == "drop" and self.truncating == self.side:
+            stored = self.stored_columns(source, start, stop, self.width)
+            if stored is not None:
+                return stored
         block = source.read_block(start, stop)
         if self.overflow == "split":
             pieces, _ = split(block, self.maxlen, self.truncating)
@@ -143,3 +156,16 @@ class CutRows:
             return pieces.values
         return pad(pieces, self.width, self.side, self.truncating, self.pad_value).tensor
 
+    def stored_columns(self, source: Source, start: int, stop: int,
+                       width: int) -> np.ndarray | None:
+        """The block as :func:`cut_padded` of the stored rows, or None where it would differ
+        from padding the cut sequences (or the input stores no padded tensor)."""
+        if source.stored_reader is None or source.timesteps is None:
+            return None
+        if not (fills_alike(self.stored_value, self.pad_value, source.dtype)
+                or bool(np.all(source.lengths[start:stop] >= width))):
+            return None
+        stored = source.stored_reader(start, stop)
+        if stored.shape[1] != source.timesteps or stored.dtype != source.dtype:
+            return None
+        return np.ascontiguousarray(cut_padded(stored, width, self.side))

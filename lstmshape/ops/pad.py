@@ -325,6 +325,25 @@ def truncated_values(values: np.ndarray, lengths: np.ndarray, maxlen: int,
     return rows_as_scalars(values)[keep].view(values.dtype).reshape(-1, values.shape[1]), kept
 
 
+def fills_alike(stored: float | None, value: float, dtype: np.dtype) -> bool:
+    """Whether padding ``dtype`` data with ``value`` writes the very bytes a stored tensor's pad
+    steps hold (``stored``, its recorded pad value; None: not known). When it does, a padded
+    tensor's rows can be copied as stored instead of unpadded and padded again.
+
+    Example:
+        >>> fills_alike(float("nan"), float("nan"), np.dtype("float32"))
+        True
+        >>> fills_alike(0.0, -1.0, np.dtype("int64")), fills_alike(None, 0.0, np.dtype("int8"))
+        (False, False)
+    """
+    if stored is None:
+        return False
+    try:
+        return np.array(stored, dtype).tobytes() == np.array(value, dtype).tobytes()
+    except (ValueError, OverflowError):  # nan or out of range for an integer dtype
+        return False
+
+
 def place(tensor: np.ndarray, values: np.ndarray, lengths: np.ndarray,
           side: Side) -> None:
     """Scatter sequences of ``lengths <= T`` into an ``(N, T, F)`` tensor already holding the

@@ -32,6 +32,23 @@ def truncate(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int,
     return SequenceSet(values, lengths)
 
 
+def cut_padded(tensor: np.ndarray, width: int, side: Side) -> np.ndarray:
+    """A tensor padded on ``side``, truncated on that same side to ``width`` timesteps: a column
+    slice (a view). Every row's real steps sit against the side away from the padding, so
+    keeping the ``width`` columns there keeps each sequence's last (``"pre"``) or first
+    (``"post"``) ``width`` steps, and its padding, exactly as :func:`truncate` and a pad on that
+    side would.
+
+    Example:
+        >>> tensor = np.array([[0, 1, 2], [0, 0, 3]])  # padded "pre"
+        >>> cut_padded(tensor, 2, "pre").tolist()
+        [[1, 2], [0, 3]]
+    """
+    check_side(side)
+    timesteps = tensor.shape[1]
+    return tensor[:, timesteps - width:] if side == "pre" else tensor[:, :width]
+
+
 def split(seqs: SequenceSet | list[npt.ArrayLike], maxlen: int,
           side: Side = "post") -> tuple[SequenceSet, np.ndarray]:
     """Cut every sequence into consecutive pieces of at most ``maxlen`` timesteps.
