@@ -332,10 +332,7 @@ class BatchMaker:
         last = first + order.size
         if not (self.fills_alike or bool(np.all(source.lengths[first:last] >= source.timesteps))):
             return None
-        stored = source.stored_reader(first, last)
-        if stored.shape[1] != source.timesteps or stored.dtype != source.dtype:
-            return None
-        return stored
+        return source.read_stored(first, last)
 
     def report(self, stop: int) -> None:
         offsets = self.plan.offsets

@@ -160,12 +160,9 @@ class CutRows:
                        width: int) -> np.ndarray | None:
         """The block as :func:`cut_padded` of the stored rows, or None where it would differ
         from padding the cut sequences (or the input stores no padded tensor)."""
-        if source.stored_reader is None or source.timesteps is None:
-            return None
         if not (fills_alike(self.stored_value, self.pad_value, source.dtype)
                 or bool(np.all(source.lengths[start:stop] >= width))):
             return None
-        stored = source.stored_reader(start, stop)
-        if stored.shape[1] != source.timesteps or stored.dtype != source.dtype:
-            return None
-        return np.ascontiguousarray(cut_padded(stored, width, self.side))
+        stored = source.read_stored(start, stop)
+        return None if stored is None else np.ascontiguousarray(cut_padded(stored, width,
+                                                                          self.side))

@@ -152,6 +152,17 @@ class Source:
             value = 0.0
         return pad(block, width, self.side, self.side, value, self.dtype).tensor
 
+    def read_stored(self, start: int, stop: int) -> np.ndarray | None:
+        """Samples ``start:stop`` of a stored padded tensor exactly as stored, pad steps and
+        all, as ``(n, timesteps, F)`` of the source's dtype; None when the input stores no such
+        tensor (ragged, a table, batches of another width)."""
+        if self.stored_reader is None or self.timesteps is None:
+            return None
+        stored = self.stored_reader(start, stop)
+        if stored.shape[1:] != (self.timesteps, self.n_features) or stored.dtype != self.dtype:
+            return None
+        return stored
+
     def read_source_index(self) -> np.ndarray | None:
         """Every sample's ``source_index`` (int64, one per sample, like the lengths); None when
         the input records none."""
