@@ -166,3 +166,52 @@ def test_pad_steps_of_a_tensor_without_a_manifest_are_padded_again(tmp_path: Pat
     batched = tmp_path / "b.npy"
     assert invoke("batch", src, "--size", 3, "-o", batched, "-q").exit_code == 0
     assert np.load(batched)[0, ..., 0].tolist() == [[1, 1, 0, 0], [2, 2, 2, 2], [3, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".zarr"])
+def test_a_batch_output_is_cut_and_batched_again_across_its_batches(tmp_path: Path, invoke: Any,
+                                                                    suffix: str) -> None:
+    """Batches stored one array each: a block of samples spans several of them."""
+    x = np.arange(2 * 10 * 3, dtype=np.float32).reshape(10, 3, 2)
+    np.save(tmp_path / "x.npy", x)
+    batched = tmp_path / f"b{suffix}"
+    assert invoke("batch", tmp_path / "x.npy", "--size", 2, "-o", batched, "-q").exit_code == 0
+    cut = tmp_path / "cut.npy"
+    result = invoke("truncate", batched, "--maxlen", 2, "-o", cut, "-q")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.load(cut), x[:, :2])
+    again = tmp_path / "again.npy"
+    result = invoke("batch", batched, "--size", 5, "-o", again, "-q")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.load(again), x.reshape(2, 5, 3, 2))
+
+
+def test_nan_error_is_checked_on_the_stored_rows_too(tmp_path: Path, invoke: Any) -> None:
+    x = np.zeros((4, 3, 1), np.float32)
+    x[2, 1, 0] = np.nan
+    np.save(tmp_path / "n.npy", x)
+    for command in (["truncate", "--maxlen", 2], ["batch", "--size", 2]):
+        out = tmp_path / "out.npy"
+        result = invoke(command[0], tmp_path / "n.npy", *command[1:], "--nan", "error", "-o", out)
+        assert result.exit_code == 1, command
+        assert "nan at sample 2, timestep 1" in result.output
+        assert not out.exists()
+
+
+def test_lengths_file_on_a_padded_output_pads_past_its_lengths(tmp_path: Path,
+                                                               invoke: Any) -> None:
+    """``--lengths`` says where the real steps end, whatever the input's manifest says: the
+    steps past them are padding in the output (the stored rows are not copied as they are)."""
+    src = tmp_path / "r.npz"
+    np.savez(src, values=np.arange(1, 6, dtype=np.float32).reshape(5, 1),
+             lengths=np.array([3, 2]))
+    padded = tmp_path / "p.npy"
+    assert invoke("pad", src, "-o", padded, "-q").exit_code == 0  # [[1,2,3],[4,5,0]]
+    np.save(tmp_path / "L.npy", np.array([1, 2]))
+    cut, batched = tmp_path / "cut.npy", tmp_path / "b.npy"
+    for command, out in ((["truncate", "--maxlen", 3], cut), (["batch", "--size", 2], batched)):
+        result = invoke(command[0], padded, *command[1:], "--lengths", tmp_path / "L.npy",
+                        "-o", out, "-q")
+        assert result.exit_code == 0, result.output
+    assert np.load(cut)[..., 0].tolist() == [[1, 0, 0], [4, 5, 0]]
+    assert np.load(batched)[0, ..., 0].tolist() == [[1, 0, 0], [4, 5, 0]]

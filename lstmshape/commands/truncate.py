@@ -143,7 +143,8 @@ class CutRows:
     stored_value: float | None = None
 
     def __call__(self, source: Source, start: int, stop: int) -> np.ndarray:
-        if self.width is not None and self.overflow == "drop" and self.truncating == self.side:
+        if (self.width is not None and self.width > 0 and self.overflow == "drop"
+                and self.truncating == self.side):
             stored = self.stored_columns(source, start, stop, self.width)
             if stored is not None:
                 return stored

@@ -652,12 +652,23 @@ class Opener:
                              f"needs its own")
 
         def read_stored(start: int, stop: int) -> np.ndarray:
-            index = int(np.searchsorted(offsets, start, side="right")) - 1
-            low = int(offsets[index])
-            if stop > int(offsets[index + 1]):
-                raise ValueError(f"rows {start}:{stop} span more than batch {index}")
-            rows: np.ndarray = xs[index].read_rows(start - low, stop - low)
-            return rows
+            """Rows ``start:stop`` as stored, across as many batches as they span (of one
+            width: batches of different widths make no one tensor)."""
+            index = min(int(np.searchsorted(offsets, start, side="right")) - 1, len(xs) - 1)
+            parts, row = [], start
+            while True:
+                low, high = int(offsets[index]), int(offsets[index + 1])
+                end = min(stop, high)
+                parts.append(xs[index].read_rows(row - low, end - low))
+                if end >= stop:
+                    break
+                row, index = end, index + 1
+            if len(parts) == 1:
+                only: np.ndarray = parts[0]
+                return only
+            if len({part.shape[1] for part in parts}) > 1:
+                raise ValueError(f"rows {start}:{stop} span batches of different widths")
+            return np.concatenate(parts)
 
         source = Source(location=Location(path, prefix.rstrip("/") or None),
                       stored_reader=read_stored,
@@ -1160,11 +1171,14 @@ def with_lengths_file(source: Source, lengths_file: str, memory_limit: int) -> S
     array_reader, features, side = source.block_reader, source.n_features, source.side
 
     def read_with_lengths(start: int, stop: int) -> SequenceSet:
-        block = array_reader(start, stop)
-        dense = block.values.reshape(stop - start, -1, features)
+        # the tensor as stored: its own lengths (an lstmshape output's) are not these
+        dense = source.read_stored(start, stop)
+        if dense is None:
+            dense = array_reader(start, stop).values.reshape(stop - start, -1, features)
         return SequenceSet.from_dense(dense, lengths[start:stop], side)
 
-    return replace(source, lengths=lengths, layout="dense+lengths",
+    # no stored_reader: its pad steps are the stored lengths', not these
+    return replace(source, lengths=lengths, layout="dense+lengths", stored_reader=None,
                    block_reader=read_with_lengths, records=[*source.records, *records])
 
 
@@ -1197,5 +1211,6 @@ def refusing_non_finite(source: Source) -> Source:
                              f"{start + int(bad[0])} (--nan error refuses NaN and inf)")
         return values
 
-    return replace(source, block_reader=read_checked,
+    # no stored_reader: what reads the stored tensor past the checks would write NaN unchecked
+    return replace(source, block_reader=read_checked, stored_reader=None,
                    row_reader=None if rows is None else rows_checked)
