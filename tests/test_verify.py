@@ -159,6 +159,26 @@ def test_tensor_edited_after_its_manifest_fails(invoke: Any, tmp_path: Path,
     assert "train.npy.json" in lines[0] and "changed after" in lines[0]
 
 
+@pytest.mark.parametrize("recorded", [-1, float("nan")])
+def test_pad_steps_not_holding_the_recorded_pad_value_fail(invoke: Any, tmp_path: Path,
+                                                           ragged: str, recorded: float) -> None:
+    """A manifest whose pad value the pad steps do not hold (edited by hand, or written beside
+    other data): a mask on that value would not hide them, and a step that copies pad steps
+    as stored (truncate, batch) would carry them on."""
+    out = make(invoke, "pad", ragged, "-o", tmp_path / "train.npy")  # pad value 0
+    assert invoke("verify", out, "--no-model").exit_code == 0
+    manifest_path = tmp_path / "train.npy.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["padding"]["value"] = recorded if recorded == recorded else "nan"
+    manifest_path.write_text(json.dumps(manifest))
+    result = invoke("verify", out, "--no-model", "--json")
+    assert result.exit_code == 1
+    pad_steps = int((np.load(out).shape[1] - np.load(f"{out}.lengths.npy")).sum())
+    report = json.loads(result.stdout)
+    assert report["foreign_pad_steps"] == pad_steps > 0
+    assert f"{pad_steps:,} pad steps do not hold the pad value {recorded:g}" in result.stderr
+
+
 def test_tensor_reshaped_after_its_manifest_fails(invoke: Any, tmp_path: Path,
                                                   ragged: str) -> None:
     out = make(invoke, "pad", ragged, "--maxlen", "8", "-o", tmp_path / "train.h5")

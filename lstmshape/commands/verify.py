@@ -42,7 +42,7 @@ from ..io.zarr_store import check_tree, parse_listing
 from ..job import BLOCK_SHARE
 from ..manifest import Manifest
 from ..ops.pad import pad
-from ..ops.stats import ValueStats
+from ..ops.stats import ValueStats, foreign_pad_steps
 from ..sequences import SequenceSet, real_mask
 from ..tf import (
     INSTALL_HINT,
@@ -147,7 +147,15 @@ def verify_file(src: str, *, manifest: str | None = None, model: bool = True,
                     failures.append(str(err))
                     geometry_ok, model = False, False
             if geometry_ok and stats is not None:
-                report.update(nan=stats.nan, inf=stats.inf, pad_collisions=stats.collisions)
+                report.update(nan=stats.nan, inf=stats.inf, pad_collisions=stats.collisions,
+                              foreign_pad_steps=stats.foreign_pads)
+                if stats.foreign_pads:
+                    assert source.pad_value is not None
+                    failures.append(
+                        f"{plural(stats.foreign_pads, 'pad step')} "
+                        f"{'does' if stats.foreign_pads == 1 else 'do'} not hold the pad value "
+                        f"{source.pad_value:g} the manifest records: a mask on that value "
+                        f"would not hide {'it' if stats.foreign_pads == 1 else 'them'}")
                 report["warnings"] = value_warnings(stats, source.pad_value)
             head = model_inputs(source, model_samples) if model and geometry_ok else None
             pad_value = source.pad_value
@@ -353,11 +361,19 @@ def check_lengths_fit(source: Source, data: dict[str, Any], failures: list[str])
 
 
 def count_values(source: Source, block_bytes: int) -> ValueStats:
-    """NaN/inf/range/pad collisions of the real timesteps, one block in memory at a time."""
+    """NaN/inf/range/pad collisions of the real timesteps, and pad steps that do not hold the
+    recorded pad value, one block in memory at a time."""
     pad_value = source.pad_value
     stats = ValueStats(pad_value=pad_value if pad_value is not None else math.nan)
     for start, stop in source.block_bounds(block_bytes):
-        stats.add(source.read_block(start, stop))
+        stored = source.read_stored(start, stop) if pad_value is not None else None
+        if stored is None:
+            stats.add(source.read_block(start, stop))
+            continue
+        lengths = source.lengths[start:stop]
+        stats.add(SequenceSet.from_dense(stored, lengths, source.side))
+        assert pad_value is not None
+        stats.foreign_pads += foreign_pad_steps(stored, lengths, source.side, pad_value)
     if pad_value is None:
         stats.collisions = 0  # nothing is padded, so nothing can be mistaken for padding
     return stats

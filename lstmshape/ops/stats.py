@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sequences import SequenceSet
+from ..sequences import SequenceSet, Side, real_mask
 
 
 def pad_collisions(values: np.ndarray, pad_value: float) -> int:
@@ -38,6 +38,27 @@ def pad_collisions(values: np.ndarray, pad_value: float) -> int:
     return int((candidates == pad_value).all(axis=1).sum())
 
 
+def foreign_pad_steps(tensor: np.ndarray, lengths: np.ndarray, side: Side,
+                      pad_value: float) -> int:
+    """How many pad steps of a padded ``(n, T, F)`` tensor do not hold ``pad_value`` in every
+    feature (NaN matches NaN). A mask on the pad value would take them for real steps, and a
+    command that copies pad steps as stored would carry them on.
+
+    Example:
+        >>> import numpy as np
+        >>> foreign_pad_steps(np.array([[[1], [0]], [[2], [7]]]), np.array([1, 1]), "post", 0)
+        1
+    """
+    pads = tensor[~real_mask(lengths, tensor.shape[1], side)]
+    if pads.size == 0:
+        return 0
+    if math.isnan(pad_value):
+        same = np.isnan(pads) if pads.dtype.kind in "fc" else np.zeros(pads.shape, bool)
+    else:
+        same = pads == pad_value
+    return int(np.count_nonzero(~same.all(axis=1)))
+
+
 @dataclass
 class ValueStats:
     """Running NaN/inf counts, finite value range and pad-value collisions."""
@@ -48,6 +69,8 @@ class ValueStats:
     minimum: float | None = None
     maximum: float | None = None
     collisions: int = 0
+    #: pad steps that do not hold the pad value (:func:`foreign_pad_steps`)
+    foreign_pads: int = 0
 
     def add(self, block: SequenceSet) -> None:
         values = block.values
