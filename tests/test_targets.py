@@ -407,6 +407,41 @@ def test_flat_labels_as_many_as_samples_still_read_as_per_timestep(tmp_path: Pat
         ok(invoke("verify", part, "--no-model", "-q"))
 
 
+@pytest.mark.parametrize("layout", ["values+lengths", "flat"])
+@pytest.mark.parametrize("kind", ["auto", "timestep"])
+def test_ragged_labels_of_k_values_a_step_pad_like_pad_sequences(
+        tmp_path: Path, invoke: Invoke, keras: Any, rng: np.random.Generator, layout: str,
+        kind: str) -> None:
+    """A label of k values a step (a multi-label tag, a k-dim regression target) beside ragged
+    x: as ragged label sequences, or stored flat with one row a real step, it pads to
+    ``(N, T, k)`` (this was an internal error, and flat rows were refused as "one row per
+    sample")."""
+    lengths = np.array([3, 5, 2, 4])
+    src = write_ragged(tmp_path, "npz-lengths", [rng.normal(size=(n, 2)).astype(np.float32)
+                                                 for n in lengths])
+    labels = [rng.integers(0, 9, size=(n, 3)) for n in lengths]
+    y = tmp_path / ("tags.npz" if layout == "values+lengths" else "tags.npy")
+    if layout == "flat":
+        np.save(y, np.concatenate(labels))
+    else:
+        np.savez(y, values=np.concatenate(labels), lengths=lengths)
+    out = tmp_path / "p.npz"
+    ok(invoke("pad", src, "--y", y, "--y-kind", kind, "--y-value", -1, "--maxlen", 4,
+              "-o", out))
+    expected = keras.utils.pad_sequences(labels, maxlen=4, value=-1, dtype="int64",
+                                         padding="post", truncating="post")
+    with np.load(out) as data:
+        np.testing.assert_array_equal(data["y"], expected)
+    manifest = json.loads(Path(f"{out}.json").read_text())
+    assert manifest["targets"] == {"kind": "timestep", "shape": [4, 3], "dtype": "int64"}
+    ok(invoke("verify", out, "--no-model", "-q"))
+    ragged = tmp_path / "t.h5"  # ragged all along, then padded
+    ok(invoke("truncate", src, "--y", y, "--y-kind", kind, "--maxlen", 4, "-o", ragged))
+    ok(invoke("pad", ragged, "--y-value", -1, "-o", tmp_path / "again.npz"))
+    with np.load(tmp_path / "again.npz") as data:
+        np.testing.assert_array_equal(data["y"], expected)
+
+
 @pytest.mark.parametrize("command", [["pad"], ["batch", "--size", "4"],
                                      ["partition", "--fractions", "1"]])
 def test_a_label_pad_value_the_labels_cannot_hold_is_one_error(

@@ -83,9 +83,13 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
         if kind == "sequence":
             raise InputError(f"{spec}: ragged targets are per-timestep labels; --y-kind sequence "
                              f"needs one row per sample, shape ({source.n_samples}, ...)")
-        return replace(source, targets=None, step_targets=opened, records=records,
-                       target_file=spec)
-    if array.shape[:1] != (source.n_samples,):
+        # a label row of k values a step is a (k,) label: padded to (N, T, k), as dense ones
+        step_shape = (opened.n_features,) if opened.n_features > 1 else ()
+        return replace(source, targets=None, records=records, target_file=spec,
+                       step_targets=replace(opened, step_shape=step_shape))
+    flat = (source.timesteps is None and kind != "sequence"
+            and array.shape[0] == int(source.lengths.sum()))  # a label a step, beside ragged x
+    if array.shape[:1] != (source.n_samples,) and not flat:
         raise InputError(f"{spec}: targets of shape {array.shape} do not match {source.location}"
                          f" of {source.n_samples} samples ({source_shape(source)}); y needs one "
                          f"row per sample")
