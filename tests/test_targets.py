@@ -409,9 +409,10 @@ def test_flat_labels_as_many_as_samples_still_read_as_per_timestep(tmp_path: Pat
 
 @pytest.mark.parametrize("layout", ["values+lengths", "flat"])
 @pytest.mark.parametrize("kind", ["auto", "timestep"])
+@pytest.mark.parametrize("step_shape", [(3,), (1,), ()])
 def test_ragged_labels_of_k_values_a_step_pad_like_pad_sequences(
         tmp_path: Path, invoke: Invoke, keras: Any, rng: np.random.Generator, layout: str,
-        kind: str) -> None:
+        kind: str, step_shape: tuple[int, ...]) -> None:
     """A label of k values a step (a multi-label tag, a k-dim regression target) beside ragged
     x: as ragged label sequences, or stored flat with one row a real step, it pads to
     ``(N, T, k)`` (this was an internal error, and flat rows were refused as "one row per
@@ -419,7 +420,7 @@ def test_ragged_labels_of_k_values_a_step_pad_like_pad_sequences(
     lengths = np.array([3, 5, 2, 4])
     src = write_ragged(tmp_path, "npz-lengths", [rng.normal(size=(n, 2)).astype(np.float32)
                                                  for n in lengths])
-    labels = [rng.integers(0, 9, size=(n, 3)) for n in lengths]
+    labels = [rng.integers(0, 9, size=(n, *step_shape)) for n in lengths]
     y = tmp_path / ("tags.npz" if layout == "values+lengths" else "tags.npy")
     if layout == "flat":
         np.save(y, np.concatenate(labels))
@@ -433,13 +434,34 @@ def test_ragged_labels_of_k_values_a_step_pad_like_pad_sequences(
     with np.load(out) as data:
         np.testing.assert_array_equal(data["y"], expected)
     manifest = json.loads(Path(f"{out}.json").read_text())
-    assert manifest["targets"] == {"kind": "timestep", "shape": [4, 3], "dtype": "int64"}
+    assert manifest["targets"] == {"kind": "timestep", "shape": [4, *step_shape],
+                                   "dtype": "int64"}
     ok(invoke("verify", out, "--no-model", "-q"))
     ragged = tmp_path / "t.h5"  # ragged all along, then padded
     ok(invoke("truncate", src, "--y", y, "--y-kind", kind, "--maxlen", 4, "-o", ragged))
     ok(invoke("pad", ragged, "--y-value", -1, "-o", tmp_path / "again.npz"))
     with np.load(tmp_path / "again.npz") as data:
         np.testing.assert_array_equal(data["y"], expected)
+
+
+def test_the_kind_of_a_y_given_by_name_is_its_own_not_the_inputs(tmp_path: Path,
+                                                                   invoke: Invoke) -> None:
+    """An input whose manifest records per-sample targets, given per-step labels with --y (and
+    the other way round): the kind is read from the named file's shapes, not from the kind
+    the input's manifest recorded for its own y."""
+    lengths = np.array([3, 1, 4, 2, 5])
+    src = write_ragged(tmp_path, "npz-lengths", [np.ones((n, 2), np.float32) for n in lengths])
+    np.save(tmp_path / "per_sample.npy", np.arange(15).reshape(5, 3))
+    np.save(tmp_path / "per_step.npy", np.arange(45).reshape(15, 3))  # a row a real step
+    np.savez(tmp_path / "steps.npz", values=np.arange(15), lengths=lengths)
+    for own, other, shape in (("per_sample.npy", "per_step.npy", [5, 5, 3]),
+                              ("steps.npz", "per_sample.npy", [5, 3])):
+        ragged = tmp_path / f"with-{own}.npz"
+        ok(invoke("truncate", src, "--maxlen", 9, "--y", tmp_path / own, "-o", ragged))
+        out = tmp_path / f"{own}-then-{other}.npz"
+        ok(invoke("pad", ragged, "--maxlen", "max", "--y", tmp_path / other, "-o", out))
+        with np.load(out) as data:
+            assert list(data["y"].shape) == shape, (own, other)
 
 
 @pytest.mark.parametrize("command", [["pad"], ["batch", "--size", "4"],

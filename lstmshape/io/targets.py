@@ -83,8 +83,10 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
         if kind == "sequence":
             raise InputError(f"{spec}: ragged targets are per-timestep labels; --y-kind sequence "
                              f"needs one row per sample, shape ({source.n_samples}, ...)")
-        # a label row of k values a step is a (k,) label: padded to (N, T, k), as dense ones
-        step_shape = (opened.n_features,) if opened.n_features > 1 else ()
+        # a label row of k values a step is a (k,) label: padded to (N, T, k), as dense ones;
+        # stored as one values array, its own trailing shape says it, (len, 1) included
+        step_shape = (tuple(opened.records[0].shape[1:]) if opened.layout.startswith("values+")
+                      else (opened.n_features,) if opened.n_features > 1 else ())
         return replace(source, targets=None, records=records, target_file=spec,
                        step_targets=replace(opened, step_shape=step_shape))
     flat = (source.timesteps is None and kind != "sequence"
@@ -136,7 +138,9 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
     stored = source.targets
     if stored is None or source.step_targets is not None:
         return source
-    recorded = source.manifest.target_kind if source.manifest is not None else None
+    # x's manifest describes x's own y: not the targets --y names instead
+    recorded = (source.manifest.target_kind
+                if source.manifest is not None and source.target_file is None else None)
     total = int(source.lengths.sum())
     flat = (source.timesteps is None and stored.shape[0] == total
             and stored.shape[0] != source.n_samples)
