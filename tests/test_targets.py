@@ -409,7 +409,7 @@ def test_flat_labels_as_many_as_samples_still_read_as_per_timestep(tmp_path: Pat
 
 @pytest.mark.parametrize("layout", ["values+lengths", "flat"])
 @pytest.mark.parametrize("kind", ["auto", "timestep"])
-@pytest.mark.parametrize("step_shape", [(3,), (1,), ()])
+@pytest.mark.parametrize("step_shape", [(3,), ()])
 def test_ragged_labels_of_k_values_a_step_pad_like_pad_sequences(
         tmp_path: Path, invoke: Invoke, keras: Any, rng: np.random.Generator, layout: str,
         kind: str, step_shape: tuple[int, ...]) -> None:

@@ -84,9 +84,8 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
             raise InputError(f"{spec}: ragged targets are per-timestep labels; --y-kind sequence "
                              f"needs one row per sample, shape ({source.n_samples}, ...)")
         # a label row of k values a step is a (k,) label: padded to (N, T, k), as dense ones;
-        # stored as one values array, its own trailing shape says it, (len, 1) included
-        step_shape = (tuple(opened.records[0].shape[1:]) if opened.layout.startswith("values+")
-                      else (opened.n_features,) if opened.n_features > 1 else ())
+        # one value a step, (len,) or (len, 1), is one label a step: (N, T)
+        step_shape = (opened.n_features,) if opened.n_features > 1 else ()
         return replace(source, targets=None, records=records, target_file=spec,
                        step_targets=replace(opened, step_shape=step_shape))
     flat = (source.timesteps is None and kind != "sequence"
