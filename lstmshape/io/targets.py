@@ -88,8 +88,7 @@ def with_explicit_targets(source: Source, spec: str, kind: str = "auto", *,
         step_shape = (opened.n_features,) if opened.n_features > 1 else ()
         return replace(source, targets=None, records=records, target_file=spec,
                        step_targets=replace(opened, step_shape=step_shape))
-    flat = (source.timesteps is None and kind != "sequence"
-            and array.shape[0] == int(source.lengths.sum()))  # a label a step, beside ragged x
+    flat = kind != "sequence" and one_row_a_step(source, array.shape[0])
     if array.shape[:1] != (source.n_samples,) and not flat:
         raise InputError(f"{spec}: targets of shape {array.shape} do not match {source.location}"
                          f" of {source.n_samples} samples ({source_shape(source)}); y needs one "
@@ -140,19 +139,15 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
     # x's manifest describes x's own y: not the targets --y names instead
     recorded = (source.manifest.target_kind
                 if source.manifest is not None and source.target_file is None else None)
-    total = int(source.lengths.sum())
-    flat = (source.timesteps is None and stored.shape[0] == total
-            and stored.shape[0] != source.n_samples)
+    flat = one_row_a_step(source, stored.shape[0])
     if kind == "auto":
         dense_steps = (source.timesteps is not None and len(stored.shape) >= 2
                        and stored.shape[0] == source.n_samples
                        and stored.shape[1] == source.timesteps)
-        kind = recorded or ("timestep" if flat or dense_steps else "sequence")
+        # as many rows as samples (every sequence 1 step long): per sample, unless recorded
+        per_step = (flat and stored.shape[0] != source.n_samples) or dense_steps
+        kind = recorded or ("timestep" if per_step else "sequence")
     where = source.target_file or f"{source.location.path}:y"
-    if kind == "timestep" and source.timesteps is None and stored.shape[0] == total:
-        # one label a real step beside ragged x, also where that count equals the sample count
-        # (every sequence 1 step long, or none at all: an empty part of a partition)
-        flat = True
     if kind == "sequence":
         if stored.shape[0] != source.n_samples:
             raise InputError(f"{where}: targets of shape {stored.shape} do not match "
@@ -197,6 +192,13 @@ def resolve_target_kind(source: Source, kind: str = "auto") -> Source:
     steps = label_source(source, read_labels, stored.dtype, step_shape,
                          kind="ragged" if source.timesteps is None else "dense")
     return replace(source, step_targets=steps)
+
+
+def one_row_a_step(source: Source, rows: int) -> bool:
+    """Whether ``rows`` target rows are one a real timestep of a ragged x: per-timestep labels
+    stored flat, split by x's lengths (when ``rows`` is also the sample count, only the kind
+    the caller knows tells them from one row a sample)."""
+    return source.timesteps is None and rows == int(source.lengths.sum())
 
 
 def label_source(source: Source, read: Callable[[int, int], SequenceSet], dtype: np.dtype,
