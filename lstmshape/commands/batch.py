@@ -34,7 +34,7 @@ from ..ops.batch import (
     plan_batches,
     with_uniform_width,
 )
-from ..ops.pad import check_value_fits, fills_alike
+from ..ops.pad import check_value_fits, pads_as_stored
 from ..sequences import LENGTH_DTYPE, SequenceSet, Side, bounds_within, check_side, real_mask
 from ..words import plural
 
@@ -270,8 +270,8 @@ class BatchMaker:
         self.plan = plan
         self.side = side
         self.value = value
-        #: whether the input's stored pad steps already hold ``value`` (see stored_rows)
-        self.fills_alike = fills_alike(stored_value, value, source.dtype)
+        #: the value the input's stored pad steps hold (see stored_rows), None when not known
+        self.stored_value = stored_value
         step_bytes = max(source.n_features * source.dtype.itemsize, 1)
         real = plan.order >= 0
         in_steps = np.zeros(plan.order.shape[0], dtype=np.int64)
@@ -330,7 +330,8 @@ class BatchMaker:
         if first < 0 or not np.array_equal(order, np.arange(first, first + order.size)):
             return None
         last = first + order.size
-        if not (self.fills_alike or bool(np.all(source.lengths[first:last] >= source.timesteps))):
+        if not pads_as_stored(self.stored_value, self.value, source.dtype,
+                              source.lengths[first:last], source.timesteps):
             return None
         return source.read_stored(first, last)
 

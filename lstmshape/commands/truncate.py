@@ -13,7 +13,7 @@ from ..io.source import Source
 from ..job import IOOptions, Job, Result, check_one_feature
 from ..like import adopt, open_like, required, resolve
 from ..manifest import ManifestData, json_number
-from ..ops.pad import fills_alike, pad
+from ..ops.pad import pad, pads_as_stored
 from ..ops.truncate import cut_padded, split, split_lengths, truncate
 from ..plan import Planned
 from ..sequences import LENGTH_DTYPE, Side, check_side
@@ -161,8 +161,8 @@ class CutRows:
                        width: int) -> np.ndarray | None:
         """The block as :func:`cut_padded` of the stored rows, or None where it would differ
         from padding the cut sequences (or the input stores no padded tensor)."""
-        if not (fills_alike(self.stored_value, self.pad_value, source.dtype)
-                or bool(np.all(source.lengths[start:stop] >= width))):
+        if not pads_as_stored(self.stored_value, self.pad_value, source.dtype,
+                              source.lengths[start:stop], width):
             return None
         stored = source.read_stored(start, stop)
         return None if stored is None else np.ascontiguousarray(cut_padded(stored, width,

@@ -344,6 +344,21 @@ def fills_alike(stored: float | None, value: float, dtype: np.dtype) -> bool:
         return False
 
 
+def pads_as_stored(stored: float | None, value: float, dtype: np.dtype, lengths: np.ndarray,
+                   width: int) -> bool:
+    """Whether stored rows whose pad steps hold ``stored`` (see :func:`fills_alike`) already
+    hold what padding sequences of ``lengths`` to ``width`` steps with ``value`` would write:
+    the values fill alike, or no sequence leaves a pad step in ``width``.
+
+    Example:
+        >>> pads_as_stored(None, 0.0, np.dtype("float32"), np.array([3, 4]), 3)
+        True
+        >>> pads_as_stored(0.0, -1.0, np.dtype("float32"), np.array([2, 4]), 3)
+        False
+    """
+    return fills_alike(stored, value, dtype) or bool(np.all(lengths >= width))
+
+
 def place(tensor: np.ndarray, values: np.ndarray, lengths: np.ndarray,
           side: Side) -> None:
     """Scatter sequences of ``lengths <= T`` into an ``(N, T, F)`` tensor already holding the
