@@ -145,7 +145,6 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m compileall -q lstmshape  # as a pip install would have it: no compiling per run
 	$(BIN)/python benchmarks/run.py
 
 samples: $(VENV)/.installed-base
